@@ -1,0 +1,109 @@
+"""Short-lived signed access tokens and rotating refresh tokens.
+
+Refresh tokens belong to a family (one per log-in). Redis keeps the one live token id of each
+family; using it rotates it, and presenting any older token of the family revokes the family.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+from redis.asyncio import Redis
+
+from errors import Unauthenticated
+
+__all__ = ["TokenPair", "TokenService"]
+
+_ALGORITHM = "HS256"
+_ISSUER = "reelgraph"
+
+# returns 1 rotated, 0 unknown/expired family, -1 reuse detected (family revoked)
+_ROTATE = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if current ~= ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return -1
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    user_id: str
+
+
+class TokenService:
+    def __init__(self, redis: Redis, secret: str, access_ttl_s: int, refresh_ttl_s: int) -> None:
+        self._redis = redis
+        self._secret = secret
+        self._access_ttl = access_ttl_s
+        self._refresh_ttl = refresh_ttl_s
+        self._rotate = redis.register_script(_ROTATE)
+
+    def _sign(self, claims: dict, ttl_s: int) -> str:
+        now = int(time.time())
+        payload = {**claims, "iss": _ISSUER, "iat": now, "exp": now + ttl_s}
+        return jwt.encode(payload, self._secret, algorithm=_ALGORITHM)
+
+    def _decode(self, token: str, expected_type: str) -> dict:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],
+                issuer=_ISSUER,
+                options={"require": ["exp", "iat", "sub", "typ"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the token has expired") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("the token is invalid") from None
+        if claims.get("typ") != expected_type:
+            raise Unauthenticated(f"expected an {expected_type} token") from None
+        return claims
+
+    def access_token(self, user_id: str) -> str:
+        return self._sign({"sub": user_id, "typ": "access"}, self._access_ttl)
+
+    def verify_access(self, token: str) -> str:
+        """The user id an access token was issued to; UNAUTHENTICATED if it is not valid."""
+        return self._decode(token, "access")["sub"]
+
+    async def issue(self, user_id: str) -> TokenPair:
+        """A new family: one log-in or sign-up."""
+        family, jti = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+        await self._redis.set(self._family_key(family), jti, ex=self._refresh_ttl)
+        return TokenPair(self.access_token(user_id), self._refresh(user_id, family, jti), user_id)
+
+    async def rotate(self, refresh_token: str) -> TokenPair:
+        claims = self._decode(refresh_token, "refresh")
+        user_id, family, jti = claims["sub"], claims.get("fam"), claims.get("jti")
+        if not family or not jti:
+            raise Unauthenticated("the token is invalid")
+        new_jti = secrets.token_urlsafe(16)
+        outcome = await self._rotate(
+            keys=[self._family_key(family)], args=[jti, new_jti, self._refresh_ttl]
+        )
+        if outcome == -1:
+            raise Unauthenticated("refresh token reuse detected; this session was signed out")
+        if outcome != 1:
+            raise Unauthenticated("the session has ended; log in again")
+        return TokenPair(
+            self.access_token(user_id), self._refresh(user_id, family, new_jti), user_id
+        )
+
+    def _refresh(self, user_id: str, family: str, jti: str) -> str:
+        claims = {"sub": user_id, "typ": "refresh", "fam": family, "jti": jti}
+        return self._sign(claims, self._refresh_ttl)
+
+    @staticmethod
+    def _family_key(family: str) -> str:
+        return f"reelgraph:refresh:{family}"

@@ -1,0 +1,271 @@
+"""Clips: creation, the render state machine, publishing, and the lists that show them.
+
+States move only forward: QUEUED -> RENDERING -> DRAFT | FAILED; DRAFT -> PUBLISHED;
+any -> REMOVED. Each transition is one statement whose WHERE is the guard.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graph.driver import Cypher, GraphDriver, Row
+
+__all__ = [
+    "Transition",
+    "authors_blocking_viewer",
+    "claim_render",
+    "clips_by_ids",
+    "create_clip",
+    "discard_unqueued",
+    "fail_render",
+    "finish_render",
+    "publish",
+    "remove",
+    "report_progress",
+]
+
+UNPUBLISHED_STATES = ["QUEUED", "RENDERING", "FAILED", "DRAFT", "AWAITING_APPROVAL"]
+_CLIP = "c {.*, authorId: a.id}"
+
+CREATE_CLIP = Cypher(
+    """
+MATCH (a:User {id: $authorId})
+CREATE (a)-[:POSTED]->(c:Clip {id: $id, prompt: $prompt, state: 'QUEUED', moods: $moods,
+                               durationS: $durationS, seed: $seed, renderProgress: 0.0,
+                               renderAttempts: 0, createdAt: $now, updatedAt: $now})
+RETURN c {.*, authorId: a.id} AS clip
+"""
+)
+
+# a remix: the parent must be published and its author must not block the remixer
+CREATE_REMIX = Cypher(
+    """
+MATCH (a:User {id: $authorId}), (pa:User)-[:POSTED]->(p:Clip {id: $parentId})
+WHERE p.state = 'PUBLISHED'
+OPTIONAL MATCH (pa)-[k:BLOCKS]->(a)
+WITH a, p, count(k) AS blocked
+WHERE blocked = 0
+CREATE (a)-[:POSTED]->(c:Clip {id: $id, prompt: $prompt, state: 'QUEUED', moods: $moods,
+                               durationS: $durationS, seed: $seed, renderProgress: 0.0,
+                               renderAttempts: 0, createdAt: $now, updatedAt: $now})
+CREATE (c)-[:REMIX_OF]->(p)
+RETURN c {.*, authorId: a.id, parentId: p.id} AS clip
+"""
+)
+
+# undo of CREATE_CLIP when the render queue refused the task: nothing else can point at it yet
+DISCARD_UNQUEUED = Cypher(
+    """
+MATCH (c:Clip {id: $id})
+WHERE c.state = 'QUEUED' AND c.renderAttempts = 0
+DETACH DELETE c
+RETURN $id AS id
+"""
+)
+
+CLIPS_BY_IDS = Cypher(
+    """
+UNWIND $ids AS id
+MATCH (a:User)-[:POSTED]->(c:Clip {id: id})
+OPTIONAL MATCH (c)-[:REMIX_OF]->(p:Clip)
+RETURN c {.*, authorId: a.id, parentId: p.id} AS clip
+"""
+)
+
+AUTHORS_BLOCKING_VIEWER = Cypher(
+    """
+MATCH (v:User {id: $viewerId})
+UNWIND $ids AS id
+RETURN id, size([(b:User {id: id})-[:BLOCKS]->(v) | b.id]) > 0 AS blocks
+"""
+)
+
+# the worker's claim: a queued clip, or one whose previous worker stopped renewing its lease
+CLAIM_RENDER = Cypher(
+    """
+MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
+WHERE c.state = 'QUEUED' OR (c.state = 'RENDERING' AND c.renderLeaseUntil < $now)
+SET c.state = 'RENDERING', c.renderOwner = $owner, c.renderLeaseUntil = $leaseUntil,
+    c.renderAttempts = c.renderAttempts + 1, c.renderProgress = 0.0, c.updatedAt = $now
+RETURN c {.*, authorId: a.id} AS clip
+"""
+)
+
+CLIP_RENDER_STATE = Cypher(
+    """
+MATCH (c:Clip {id: $id})
+RETURN c.state AS state, c.renderLeaseUntil AS leaseUntil
+"""
+)
+
+REPORT_PROGRESS = Cypher(
+    """
+MATCH (c:Clip {id: $id})
+WHERE c.state = 'RENDERING' AND c.renderOwner = $owner
+SET c.renderProgress = $progress, c.renderLeaseUntil = $leaseUntil
+RETURN c.id AS id
+"""
+)
+
+FINISH_RENDER = Cypher(
+    """
+MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
+WHERE c.state = 'RENDERING' AND c.renderOwner = $owner
+SET c.state = 'DRAFT', c.renderProgress = 1.0, c.renderedAt = $now, c.updatedAt = $now,
+    c.videoKey = $video.key, c.sha256 = $video.sha256, c.videoDurationMs = $video.durationMs,
+    c.width = $video.width, c.height = $video.height, c.fps = $video.fps,
+    c.hasAudio = $video.hasAudio, c.sizeBytes = $video.sizeBytes, c.mimeType = $video.mimeType,
+    c.renderOwner = null, c.renderLeaseUntil = null
+RETURN c {.*, authorId: a.id} AS clip
+"""
+)
+
+FAIL_RENDER = Cypher(
+    """
+MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
+WHERE c.state IN ['QUEUED', 'RENDERING'] AND coalesce(c.renderOwner, '') = $owner
+SET c.state = 'FAILED', c.failureReason = $reason, c.updatedAt = $now,
+    c.renderOwner = null, c.renderLeaseUntil = null
+RETURN c {.*, authorId: a.id} AS clip
+"""
+)
+
+PUBLISH = Cypher(
+    """
+MATCH (a:User {id: $authorId})-[:POSTED]->(c:Clip {id: $id})
+WHERE c.state = 'DRAFT'
+SET c.state = 'PUBLISHED', c.publishedAt = $now, c.updatedAt = $now
+RETURN c {.*, authorId: a.id} AS clip
+"""
+)
+
+REMOVE = Cypher(
+    """
+MATCH (a:User {id: $authorId})-[:POSTED]->(c:Clip {id: $id})
+WHERE c.state <> 'REMOVED'
+SET c.state = 'REMOVED', c.removedAt = $now, c.removedBy = $removedBy, c.updatedAt = $now,
+    c.renderOwner = null
+RETURN c {.*, authorId: a.id} AS clip
+"""
+)
+
+DRAFTS_PAGE = Cypher(
+    """
+MATCH (a:User {id: $authorId})-[:POSTED]->(c:Clip)
+WHERE c.state IN $states
+  AND ($afterAt IS NULL OR c.createdAt < $afterAt OR (c.createdAt = $afterAt AND c.id < $afterId))
+RETURN c {.*, authorId: a.id} AS clip, c.createdAt AS at
+ORDER BY at DESC, c.id DESC
+LIMIT $limit
+"""
+)
+
+PUBLISHED_BY_AUTHOR_PAGE = Cypher(
+    """
+MATCH (a:User {id: $authorId})-[:POSTED]->(c:Clip)
+WHERE c.state = 'PUBLISHED'
+  AND ($afterAt IS NULL OR c.publishedAt < $afterAt
+       OR (c.publishedAt = $afterAt AND c.id < $afterId))
+RETURN c {.*, authorId: a.id} AS clip, c.publishedAt AS at
+ORDER BY at DESC, c.id DESC
+LIMIT $limit
+"""
+)
+
+
+class Transition:
+    """Outcome of a guarded write: the clip row when it happened, else None."""
+
+    @staticmethod
+    def first(rows: list[Row]) -> Row | None:
+        return rows[0]["clip"] if rows else None
+
+
+async def create_clip(db: GraphDriver, params: dict[str, Any]) -> Row | None:
+    """The new QUEUED clip; None when the remix parent is missing, unpublished or blocked."""
+    statement = CREATE_REMIX if params.get("parentId") else CREATE_CLIP
+    return Transition.first(await db.write(statement, params))
+
+
+async def discard_unqueued(db: GraphDriver, clip_id: str) -> bool:
+    return bool(await db.write(DISCARD_UNQUEUED, {"id": clip_id}))
+
+
+async def clips_by_ids(db: GraphDriver, ids: list[str]) -> dict[str, Row]:
+    rows = await db.read(CLIPS_BY_IDS, {"ids": ids})
+    return {row["clip"]["id"]: row["clip"] for row in rows}
+
+
+async def authors_blocking_viewer(db: GraphDriver, viewer_id: str, ids: list[str]) -> dict:
+    rows = await db.read(AUTHORS_BLOCKING_VIEWER, {"viewerId": viewer_id, "ids": ids})
+    return {row["id"]: row["blocks"] for row in rows}
+
+
+async def claim_render(
+    db: GraphDriver, clip_id: str, owner: str, now: int, lease_until: int
+) -> Row | None:
+    rows = await db.write(
+        CLAIM_RENDER, {"id": clip_id, "owner": owner, "now": now, "leaseUntil": lease_until}
+    )
+    return Transition.first(rows)
+
+
+async def render_state(db: GraphDriver, clip_id: str) -> Row | None:
+    rows = await db.read(CLIP_RENDER_STATE, {"id": clip_id})
+    return rows[0] if rows else None
+
+
+async def report_progress(
+    db: GraphDriver, clip_id: str, owner: str, progress: float, lease_until: int
+) -> bool:
+    """False when this worker no longer owns the render (the clip was removed or re-claimed)."""
+    params = {"id": clip_id, "owner": owner, "progress": progress, "leaseUntil": lease_until}
+    return bool(await db.write(REPORT_PROGRESS, params))
+
+
+async def finish_render(
+    db: GraphDriver, clip_id: str, owner: str, video: dict[str, Any], now: int
+) -> Row | None:
+    params = {"id": clip_id, "owner": owner, "video": video, "now": now}
+    return Transition.first(await db.write(FINISH_RENDER, params))
+
+
+async def fail_render(
+    db: GraphDriver, clip_id: str, owner: str | None, reason: str, now: int
+) -> Row | None:
+    params = {"id": clip_id, "owner": owner or "", "reason": reason, "now": now}
+    return Transition.first(await db.write(FAIL_RENDER, params))
+
+
+async def publish(db: GraphDriver, author_id: str, clip_id: str, now: int) -> Row | None:
+    rows = await db.write(PUBLISH, {"authorId": author_id, "id": clip_id, "now": now})
+    return Transition.first(rows)
+
+
+async def remove(
+    db: GraphDriver, author_id: str, clip_id: str, now: int, removed_by: str
+) -> Row | None:
+    params = {"authorId": author_id, "id": clip_id, "now": now, "removedBy": removed_by}
+    return Transition.first(await db.write(REMOVE, params))
+
+
+async def drafts_page(
+    db: GraphDriver, author_id: str, after: tuple[Any, ...] | None, limit: int
+) -> list[Row]:
+    after_at, after_id = after if after else (None, None)
+    params = {
+        "authorId": author_id,
+        "states": UNPUBLISHED_STATES,
+        "afterAt": after_at,
+        "afterId": after_id,
+        "limit": limit,
+    }
+    return await db.read(DRAFTS_PAGE, params)
+
+
+async def published_by_author_page(
+    db: GraphDriver, author_id: str, after: tuple[Any, ...] | None, limit: int
+) -> list[Row]:
+    after_at, after_id = after if after else (None, None)
+    params = {"authorId": author_id, "afterAt": after_at, "afterId": after_id, "limit": limit}
+    return await db.read(PUBLISHED_BY_AUTHOR_PAGE, params)

@@ -1,0 +1,101 @@
+"""The small driver interface every repository module speaks, and the two engines behind it.
+
+Callers pass a named `Cypher` constant and parameters, and get rows as plain dicts. Statements
+return scalars, lists and map projections only (never nodes), so rows look the same on both
+engines. Where the engines differ, the difference lives in an adapter, not in callers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+__all__ = [
+    "ConstraintViolation",
+    "Cypher",
+    "GraphDriver",
+    "GraphUnavailable",
+    "Row",
+    "open_driver",
+]
+
+Row = dict[str, Any]
+
+
+class Cypher(str):
+    """A Cypher statement constant. Only values of this type may be sent to a driver."""
+
+    __slots__ = ()
+
+
+class ConstraintViolation(Exception):
+    """A uniqueness constraint refused a write."""
+
+
+class GraphUnavailable(Exception):
+    """The graph engine could not be reached."""
+
+
+class GraphDriver(Protocol):
+    engine: str  # "neo4j" or "falkordb"
+    round_trips: int  # statements sent since start; tests count them
+
+    async def read(
+        self, statement: Cypher, params: Mapping[str, Any] | None = None
+    ) -> list[Row]: ...
+
+    async def write(
+        self, statement: Cypher, params: Mapping[str, Any] | None = None
+    ) -> list[Row]: ...
+
+    async def ensure_schema(self) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+_TRACE_DIR_ENV = "REELGRAPH_TRACE_STATEMENTS"  # test-suite only: which statements ran
+
+
+def trace_statement(statement: Cypher) -> None:
+    """Record that a statement was executed (a no-op unless the test suite asks for it)."""
+    trace_dir = os.environ.get(_TRACE_DIR_ENV)
+    if not trace_dir:
+        return
+    digest = hashlib.sha1(statement.encode()).hexdigest()
+    with open(os.path.join(trace_dir, f"{os.getpid()}.log"), "a") as fh:
+        fh.write(digest + "\n")
+
+
+def check_statement(statement: object) -> Cypher:
+    if not isinstance(statement, Cypher):
+        raise TypeError("statements must be named Cypher constants from graph/")
+    trace_statement(statement)
+    return statement
+
+
+def open_driver(url: str, *, graph_name: str, neo4j_database: str) -> GraphDriver:
+    """Open a driver for a graph URL: bolt/neo4j(+s) for Neo4j, falkor/falkor+unix for FalkorDB."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme.startswith(("bolt", "neo4j")):
+        from graph.neo4j_adapter import Neo4jDriver
+
+        auth = None
+        if parts.username:
+            auth = (unquote(parts.username), unquote(parts.password or ""))
+        netloc = parts.hostname or "localhost"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return Neo4jDriver(f"{scheme}://{netloc}", auth=auth, database=neo4j_database)
+    if scheme in ("falkor", "falkors", "falkor+unix", "redis", "unix"):
+        from graph.falkor_adapter import FalkorDriver
+
+        return FalkorDriver(url, graph_name=graph_name)
+    raise ValueError(
+        f"unsupported graph URL {url!r}: use embedded:, bolt://, neo4j://, neo4j+s:// or falkor://"
+    )

@@ -1,0 +1,224 @@
+"""Accounts and the follow graph: statements and the repository functions that run them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graph.driver import ConstraintViolation, Cypher, GraphDriver, Row
+
+__all__ = [
+    "block_user",
+    "create_user",
+    "credentials_by_handle",
+    "follow",
+    "follow_counts",
+    "follow_page",
+    "relation_between",
+    "unfollow",
+    "users_by_handles",
+    "users_by_ids",
+    "viewer_follows",
+]
+
+_USER_FIELDS = "{.id, .handle, .displayName, .createdAt}"
+
+CREATE_USER = Cypher(
+    """
+OPTIONAL MATCH (taken:User {handle: $handle})
+WITH count(taken) AS taken WHERE taken = 0
+CREATE (u:User {id: $id, handle: $handle, displayName: $displayName,
+                passwordHash: $passwordHash, role: 'user', createdAt: $now})
+RETURN u {.id, .handle, .displayName, .createdAt} AS user
+"""
+)
+
+CREDENTIALS_BY_HANDLE = Cypher(
+    """
+MATCH (u:User {handle: $handle})
+RETURN u.id AS id, u.passwordHash AS passwordHash
+"""
+)
+
+USERS_BY_IDS = Cypher(
+    """
+UNWIND $ids AS id
+MATCH (u:User {id: id})
+RETURN u {.id, .handle, .displayName, .createdAt} AS user
+"""
+)
+
+USERS_BY_HANDLES = Cypher(
+    """
+UNWIND $handles AS handle
+MATCH (u:User {handle: handle})
+RETURN u {.id, .handle, .displayName, .createdAt} AS user
+"""
+)
+
+FOLLOW_COUNTS_BY_IDS = Cypher(
+    """
+UNWIND $ids AS id
+MATCH (u:User {id: id})
+RETURN id,
+       size([(u)<-[:FOLLOWS]-(f:User) | f.id]) AS followers,
+       size([(u)-[:FOLLOWS]->(g:User) | g.id]) AS following
+"""
+)
+
+VIEWER_FOLLOWS_BY_IDS = Cypher(
+    """
+MATCH (v:User {id: $viewerId})
+UNWIND $ids AS id
+RETURN id, size([(v)-[:FOLLOWS]->(t:User {id: id}) | t.id]) > 0 AS follows
+"""
+)
+
+# guarded write: no edge unless both exist, they differ, and neither blocks the other
+FOLLOW = Cypher(
+    """
+MATCH (a:User {id: $viewerId}), (b:User {id: $targetId})
+WHERE a <> b
+OPTIONAL MATCH (a)-[k:BLOCKS]-(b)
+WITH a, b, count(k) AS blocks
+WHERE blocks = 0
+MERGE (a)-[f:FOLLOWS]->(b)
+ON CREATE SET f.at = $now
+RETURN b.id AS id
+"""
+)
+
+UNFOLLOW = Cypher(
+    """
+MATCH (a:User {id: $viewerId})-[f:FOLLOWS]->(b:User {id: $targetId})
+DELETE f
+RETURN b.id AS id
+"""
+)
+
+BLOCK = Cypher(
+    """
+MATCH (a:User {id: $viewerId}), (b:User {id: $targetId})
+WHERE a <> b
+MERGE (a)-[k:BLOCKS]->(b)
+ON CREATE SET k.at = $now
+WITH a, b
+OPTIONAL MATCH (a)-[f:FOLLOWS]-(b)
+WITH b, collect(f) AS follows
+FOREACH (edge IN follows | DELETE edge)
+RETURN b.id AS id
+"""
+)
+
+RELATION_BETWEEN = Cypher(
+    """
+OPTIONAL MATCH (b:User {id: $targetId})
+OPTIONAL MATCH (a:User {id: $viewerId})
+RETURN b IS NOT NULL AS exists,
+       CASE WHEN a IS NULL OR b IS NULL THEN false
+            ELSE size([(b)-[:BLOCKS]->(a) | 1]) > 0 END AS blockedByTarget,
+       CASE WHEN a IS NULL OR b IS NULL THEN false
+            ELSE size([(a)-[:BLOCKS]->(b) | 1]) > 0 END AS blocksTarget
+"""
+)
+
+FOLLOWERS_PAGE = Cypher(
+    """
+MATCH (u:User {id: $userId})<-[f:FOLLOWS]-(x:User)
+WHERE $afterAt IS NULL OR f.at < $afterAt OR (f.at = $afterAt AND x.id < $afterId)
+RETURN x {.id, .handle, .displayName, .createdAt} AS user, f.at AS at
+ORDER BY at DESC, x.id DESC
+LIMIT $limit
+"""
+)
+
+FOLLOWING_PAGE = Cypher(
+    """
+MATCH (u:User {id: $userId})-[f:FOLLOWS]->(x:User)
+WHERE $afterAt IS NULL OR f.at < $afterAt OR (f.at = $afterAt AND x.id < $afterId)
+RETURN x {.id, .handle, .displayName, .createdAt} AS user, f.at AS at
+ORDER BY at DESC, x.id DESC
+LIMIT $limit
+"""
+)
+
+
+async def create_user(
+    db: GraphDriver, *, id: str, handle: str, display_name: str, password_hash: str, now: int
+) -> Row | None:
+    """The new user, or None when the handle is taken."""
+    try:
+        rows = await db.write(
+            CREATE_USER,
+            {
+                "id": id,
+                "handle": handle,
+                "displayName": display_name,
+                "passwordHash": password_hash,
+                "now": now,
+            },
+        )
+    except ConstraintViolation:  # a concurrent sign-up took the handle first
+        return None
+    return rows[0]["user"] if rows else None
+
+
+async def credentials_by_handle(db: GraphDriver, handle: str) -> Row | None:
+    rows = await db.read(CREDENTIALS_BY_HANDLE, {"handle": handle})
+    return rows[0] if rows else None
+
+
+async def users_by_ids(db: GraphDriver, ids: list[str]) -> dict[str, Row]:
+    rows = await db.read(USERS_BY_IDS, {"ids": ids})
+    return {row["user"]["id"]: row["user"] for row in rows}
+
+
+async def users_by_handles(db: GraphDriver, handles: list[str]) -> dict[str, Row]:
+    rows = await db.read(USERS_BY_HANDLES, {"handles": handles})
+    return {row["user"]["handle"]: row["user"] for row in rows}
+
+
+async def follow_counts(db: GraphDriver, ids: list[str]) -> dict[str, tuple[int, int]]:
+    rows = await db.read(FOLLOW_COUNTS_BY_IDS, {"ids": ids})
+    return {row["id"]: (row["followers"], row["following"]) for row in rows}
+
+
+async def viewer_follows(db: GraphDriver, viewer_id: str, ids: list[str]) -> dict[str, bool]:
+    rows = await db.read(VIEWER_FOLLOWS_BY_IDS, {"viewerId": viewer_id, "ids": ids})
+    return {row["id"]: row["follows"] for row in rows}
+
+
+async def follow(db: GraphDriver, viewer_id: str, target_id: str, now: int) -> bool:
+    rows = await db.write(FOLLOW, {"viewerId": viewer_id, "targetId": target_id, "now": now})
+    return bool(rows)
+
+
+async def unfollow(db: GraphDriver, viewer_id: str, target_id: str) -> bool:
+    rows = await db.write(UNFOLLOW, {"viewerId": viewer_id, "targetId": target_id})
+    return bool(rows)
+
+
+async def block_user(db: GraphDriver, viewer_id: str, target_id: str, now: int) -> bool:
+    rows = await db.write(BLOCK, {"viewerId": viewer_id, "targetId": target_id, "now": now})
+    return bool(rows)
+
+
+async def relation_between(db: GraphDriver, viewer_id: str, target_id: str) -> Row:
+    rows = await db.read(RELATION_BETWEEN, {"viewerId": viewer_id, "targetId": target_id})
+    return rows[0]
+
+
+async def follow_page(
+    db: GraphDriver,
+    *,
+    user_id: str,
+    direction: str,
+    after: tuple[Any, str] | None,
+    limit: int,
+) -> list[Row]:
+    """One keyset page of followers or following, newest edge first: rows of {user, at}."""
+    statement = FOLLOWERS_PAGE if direction == "followers" else FOLLOWING_PAGE
+    after_at, after_id = after if after else (None, None)
+    return await db.read(
+        statement,
+        {"userId": user_id, "afterAt": after_at, "afterId": after_id, "limit": limit},
+    )

@@ -1,0 +1,65 @@
+"""The typed per-request context: services, the viewer, and the request's DataLoaders."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from strawberry.litestar import BaseContext
+
+from errors import Unauthenticated
+from resolvers.loaders import Loaders
+
+if TYPE_CHECKING:
+    from server import Services
+
+__all__ = ["Context", "bearer_token"]
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <accessToken>'")
+    return token.strip()
+
+
+class Context(BaseContext, kw_only=True):
+    services: Any  # Services; typed loosely because msgspec structs resolve annotations eagerly
+    viewer_id: str | None = None
+    auth_error: Any = None  # an Unauthenticated raised only where a viewer is needed
+    loaders: Any = None
+
+    @classmethod
+    def build(cls, services: Services, authorization: str | None) -> Context:
+        viewer_id, auth_error = None, None
+        try:
+            token = bearer_token(authorization)
+            if token is not None:
+                viewer_id = services.tokens.verify_access(token)
+        except Unauthenticated as exc:
+            auth_error = exc
+        return cls(
+            services=services,
+            viewer_id=viewer_id,
+            auth_error=auth_error,
+            loaders=Loaders(services.graph, viewer_id),
+        )
+
+    @property
+    def settings(self) -> Any:
+        return self.services.settings
+
+    def require_viewer(self) -> str:
+        """The signed-in user's id; UNAUTHENTICATED when there is none or the token is bad."""
+        if self.auth_error is not None:
+            raise self.auth_error
+        if self.viewer_id is None:
+            raise Unauthenticated("sign in to do this")
+        return self.viewer_id
+
+    def optional_viewer(self) -> str | None:
+        """The viewer if any; a bad token is still an error, never silently anonymous."""
+        if self.auth_error is not None:
+            raise self.auth_error
+        return self.viewer_id

@@ -1,0 +1,63 @@
+"""Keyset cursors and page sizes shared by every connection."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from errors import BadUserInput
+
+__all__ = ["Page", "decode_cursor", "encode_cursor", "make_page", "page_size"]
+
+T = TypeVar("T")
+DEFAULT_PAGE_SIZE = 20
+
+
+def page_size(first: int | None, maximum: int) -> int:
+    """`first` defaults to 20 and is capped at the maximum; negative is a client error."""
+    if first is None:
+        return DEFAULT_PAGE_SIZE
+    if first < 0:
+        raise BadUserInput("`first` must not be negative")
+    return min(first, maximum)
+
+
+def encode_cursor(*key: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, arity: int = 2) -> tuple[Any, ...] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        key = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise BadUserInput("invalid cursor") from None
+    if (
+        not isinstance(key, list)
+        or len(key) != arity
+        or not all(isinstance(v, int | str) and not isinstance(v, bool) for v in key)
+    ):
+        raise BadUserInput("invalid cursor")
+    return tuple(key)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[tuple[str, T]]  # (cursor, item)
+    has_next_page: bool
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.items[-1][0] if self.items else None
+
+
+def make_page(rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]) -> Page[T]:
+    """Rows fetched with LIMIT limit+1: the extra row only tells that there is a next page."""
+    shown = list(rows[:limit])
+    return Page([(encode_cursor(*key(row)), row) for row in shown], len(rows) > limit)

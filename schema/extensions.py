@@ -1,0 +1,73 @@
+"""Schema extensions: query limits and the error policy (contract codes, masking)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+
+from errors import ClientError
+
+__all__ = ["ErrorCodes", "limit_extensions"]
+
+logger = logging.getLogger("reelgraph.errors")
+INTERNAL_MESSAGE = "Internal error"
+
+
+def limit_extensions(max_depth: int, max_aliases: int, max_tokens: int) -> list:
+    return [
+        QueryDepthLimiter(max_depth=max_depth),
+        MaxAliasesLimiter(max_alias_count=max_aliases),  # counts through fragments too
+        MaxTokensLimiter(max_token_count=max_tokens),
+    ]
+
+
+def _with_code(error: GraphQLError, code: str, message: str | None = None) -> GraphQLError:
+    return GraphQLError(
+        message if message is not None else error.message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions={**(error.extensions or {}), "code": code},
+    )
+
+
+def classify(error: GraphQLError, mask: bool) -> GraphQLError:
+    """Every error leaves with a contract code; unexpected ones are masked in production."""
+    original = error.original_error
+    if isinstance(original, ClientError):
+        return _with_code(error, original.code, original.message)
+    if original is None:
+        # the document itself was refused: syntax, validation, limits, variable coercion
+        return _with_code(error, (error.extensions or {}).get("code", "BAD_USER_INPUT"))
+    if isinstance(original, GraphQLError) and original.original_error is None:
+        return _with_code(error, "BAD_USER_INPUT")
+    logger.error("unexpected error in %s", error.path, exc_info=original)
+    return _with_code(error, "INTERNAL", INTERNAL_MESSAGE if mask else None)
+
+
+class ErrorCodes(SchemaExtension):
+    mask = True
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and getattr(result, "errors", None):
+            result.errors = [classify(error, self.mask) for error in result.errors]
+        elif self.execution_context.pre_execution_errors:
+            self.execution_context.pre_execution_errors = [
+                classify(error, self.mask) for error in self.execution_context.pre_execution_errors
+            ]
+
+
+def error_extension(mask: bool) -> type[ErrorCodes]:
+    return type("ErrorCodes", (ErrorCodes,), {"mask": mask})

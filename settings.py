@@ -1,0 +1,78 @@
+"""All configuration: environment variables prefixed REELGRAPH_ (and an optional .env).
+
+Every default serves the embedded mode, so a fresh checkout runs with no set-up.
+Nothing else in the code base reads the environment: call get_settings().
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REELGRAPH_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("reelgraph-data")
+
+    # embedded: | bolt://user:pass@host:7687 | neo4j://... | neo4j+s://... | falkor://host:6379
+    graph_url: str = "embedded:"
+    graph_name: str = "reelgraph"  # FalkorDB graph key; ignored by Neo4j
+    neo4j_database: str = "neo4j"
+    # None: the embedded server's redis (a unix socket under data_dir)
+    redis_url: str | None = None
+    broker_url: str | None = None  # Celery broker; defaults to redis_url
+
+    secret_key: str | None = None  # signs access tokens; generated under data_dir when unset
+    access_token_ttl_s: int = 15 * 60
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    media_url_ttl_s: int = 3600
+
+    # GraphQL limits
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    max_page_size: int = 100
+
+    # rendering
+    renderer: Literal["preview", "diffusers"] = "preview"
+    model: str = "Lightricks/LTX-Video-0.9.7-distilled"
+    render_soft_time_limit_s: int = 600
+    render_time_limit_s: int = 660
+    # longer than the hard limit, so a message is never redelivered while it still renders
+    render_visibility_timeout_s: int = 900
+    render_lease_s: int = 60
+    render_max_retries: int = 3
+    worker_concurrency: int = 1
+    with_worker: bool = True  # `reelgraph run` starts a worker beside the server
+
+    # media
+    media_store: Literal["local", "s3"] = "local"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = "media/"
+
+    extra_origins: list[str] = Field(default_factory=list)
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.graph_url.startswith("embedded:")
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
