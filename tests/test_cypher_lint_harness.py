@@ -30,6 +30,7 @@ STATEMENTS = {
     "explicit_cypher25": "CYPHER 25 LET x = 1 RETURN x",
     "two_statements": "MATCH (n) RETURN n;\nMATCH (m) RETURN m",
     "trailing_semicolon": "MATCH (n:User) RETURN n.id AS id;",
+    "unknown_function": "RETURN toLowr('A') AS a",
 }
 
 
@@ -124,12 +125,15 @@ def test_more_than_one_statement_is_an_error(lint):
     assert lint["trailing_semicolon"] == []
 
 
+def test_unknown_functions_are_not_checked_by_default(lint):
+    assert lint["unknown_function"] == []
+
+
 def test_check_functions_reports_unknown_functions():
     statements = {
-        "typo": "RETURN toLowr('A') AS a",
+        "typo": STATEMENTS["unknown_function"],
         "builtin": "RETURN toLower('A') AS a, size([1]) AS s",
     }
-    assert lint_statements(statements)["typo"] == []  # not checked by default
     result = lint_statements(statements, check_functions=True)
     assert [d["message"].split(".")[0] for d in result["typo"]] == [
         "Function toLowr is not present in the database"

@@ -1,0 +1,177 @@
+"""The `reelgraph` command: serve, worker, run (both), export-schema."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from settings import Settings, get_settings
+
+__all__ = ["main"]
+
+logger = logging.getLogger("reelgraph")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    updates = {}
+    for name in ("host", "port", "data_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            updates[name] = value
+    settings = get_settings().model_copy(update=updates)
+    if "data_dir" in updates:
+        settings = settings.model_copy(update={"data_dir": Path(updates["data_dir"])})
+    return settings
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a child worker needs to reach the same graph, broker and media."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "REELGRAPH_GRAPH_URL": settings.graph_url,
+            "REELGRAPH_REDIS_URL": settings.redis_url or "",
+            "REELGRAPH_DATA_DIR": str(settings.data_dir.resolve()),
+        }
+    )
+    if settings.broker_url:
+        env["REELGRAPH_BROKER_URL"] = settings.broker_url
+    return env
+
+
+def serve(settings: Settings, with_worker: bool) -> int:
+    import uvicorn
+
+    from graph.embedded import DataDirInUse, EmbeddedServer
+    from server import build_app, embedded_urls, resolve_secret
+
+    # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exit we can clean up on
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    embedded = None
+    worker = None
+    if settings.is_embedded:
+        embedded = EmbeddedServer(settings.data_dir)
+        try:
+            embedded.start()
+        except DataDirInUse as exc:
+            print(f"reelgraph: {exc}", file=sys.stderr)
+            return 1
+        settings = settings.model_copy(update=embedded_urls(embedded.socket_path))
+    try:
+        resolve_secret(settings)  # create it before a worker might race for it
+        if with_worker:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "cli", "worker"],
+                env=_settings_env(settings),
+                start_new_session=True,  # we stop it in order, after the API
+            )
+        logger.info("reelgraph on http://%s:%s/graphql", settings.host, settings.port)
+        # uvicorn turns SIGINT/SIGTERM into a graceful shutdown: requests drain, lifespan closes
+        uvicorn.run(
+            build_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if worker is not None:
+            _stop_worker(worker)
+        if embedded is not None:
+            embedded.stop()  # after the worker: it flushes everything to disk
+    return 0
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_worker(worker: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """Warm shutdown: the current render finishes; if it cannot, acks_late re-queues it."""
+    if worker.poll() is not None:
+        return
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def worker(settings: Settings) -> int:
+    from graph.embedded import EmbeddedServer
+    from server import embedded_urls, resolve_secret
+    from workers.celery_app import make_celery
+    from workers.tasks import register_tasks
+
+    if settings.is_embedded:
+        socket_path = EmbeddedServer.locate(settings.data_dir)
+        if socket_path is None:
+            print(
+                f"reelgraph: no server owns {settings.data_dir.resolve()}; start `reelgraph serve`"
+                " first, or point the worker at a graph and Redis by URL",
+                file=sys.stderr,
+            )
+            return 1
+        settings = settings.model_copy(update=embedded_urls(socket_path))
+    app = make_celery(settings)
+    register_tasks(app, settings, resolve_secret(settings))
+    app.worker_main(
+        [
+            "worker",
+            "--loglevel=INFO",
+            f"--concurrency={settings.worker_concurrency}",
+            "--pool=prefork",
+            "--queues=render",
+            "--without-gossip",
+            "--without-mingle",
+            f"--hostname=render-{os.getpid()}@%h",
+        ]
+    )
+    return 0
+
+
+def export_schema(path: Path) -> int:
+    from schema import build_schema
+
+    path.write_text(str(build_schema()) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    parser = argparse.ArgumentParser(prog="reelgraph", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "start the API server"),
+        ("run", "start the API server and a render worker beside it"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--host")
+        cmd.add_argument("--port", type=int)
+        cmd.add_argument("--data-dir", dest="data_dir")
+    wk = sub.add_parser("worker", help="start a Celery render worker")
+    wk.add_argument("--data-dir", dest="data_dir")
+    ex = sub.add_parser("export-schema", help="write the GraphQL schema (SDL)")
+    ex.add_argument("path", nargs="?", default="schema.graphql", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "export-schema":
+        return export_schema(args.path)
+    settings = _settings(args)
+    if args.command == "worker":
+        return worker(settings)
+    return serve(settings, with_worker=args.command == "run" and settings.with_worker)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Where rendered videos live: files under the data folder, or an S3-compatible bucket.
+
+Keys look like clips/<clipId>/<sha256>.mp4. Workers put files; the API hands out short-lived
+URLs only to viewers allowed to see the clip (signed links to /media for local files,
+presigned GETs for S3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlencode
+
+__all__ = [
+    "LocalMediaStore",
+    "MediaStore",
+    "S3MediaStore",
+    "clip_id_from_key",
+    "clip_video_key",
+    "open_media_store",
+    "sign_media_path",
+    "verify_media_signature",
+]
+
+_KEY = re.compile(r"clips/([0-9A-Za-z]{1,64})/([0-9a-f]{64})\.mp4")
+
+
+def clip_video_key(clip_id: str, sha256: str) -> str:
+    return f"clips/{clip_id}/{sha256}.mp4"
+
+
+def clip_id_from_key(key: str) -> str | None:
+    match = _KEY.fullmatch(key)
+    return match.group(1) if match else None
+
+
+def _signature(secret: str, key: str, viewer: str, expires: int) -> str:
+    message = f"{key}\n{viewer}\n{expires}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def sign_media_path(secret: str, key: str, viewer_id: str | None, ttl_s: int) -> str:
+    """A /media link bound to one viewer and an expiry."""
+    viewer = viewer_id or "-"
+    expires = int(time.time()) + ttl_s
+    query = urlencode(
+        {"v": viewer, "exp": expires, "sig": _signature(secret, key, viewer, expires)}
+    )
+    return f"/media/{key}?{query}"
+
+
+def verify_media_signature(
+    secret: str, key: str, viewer: str, expires: str, signature: str
+) -> str | None:
+    """The viewer id the link was issued to ('' for anonymous), or None when it is not valid."""
+    try:
+        expires_at = int(expires)
+    except ValueError:
+        return None
+    if expires_at < time.time():
+        return None
+    if not hmac.compare_digest(_signature(secret, key, viewer, expires_at), signature):
+        return None
+    return "" if viewer == "-" else viewer
+
+
+class MediaStore(Protocol):
+    def put(self, source: Path, key: str) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def local_path(self, key: str) -> Path | None: ...
+
+    def url_for(self, key: str, viewer_id: str | None) -> str: ...
+
+
+class LocalMediaStore:
+    def __init__(self, root: Path, secret: str, url_ttl_s: int) -> None:
+        self.root = root
+        self._secret = secret
+        self._ttl = url_ttl_s
+
+    def _path(self, key: str) -> Path:
+        if clip_id_from_key(key) is None:
+            raise ValueError(f"not a media key: {key!r}")
+        return self.root / key
+
+    def put(self, source: Path, key: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # copy beside the target, then rename: readers never see half a file
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+        os.close(fd)
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else None
+
+    def url_for(self, key: str, viewer_id: str | None) -> str:
+        return sign_media_path(self._secret, key, viewer_id, self._ttl)
+
+
+class S3MediaStore:
+    """Any S3-compatible store (AWS, MinIO, R2); needs the `s3` extra (boto3)."""
+
+    def __init__(
+        self, bucket: str, prefix: str, endpoint_url: str | None, region: str | None, ttl_s: int
+    ) -> None:
+        import boto3  # only deployments that choose S3 install it
+
+        self._client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+        self._bucket = bucket
+        self._prefix = prefix
+        self._ttl = ttl_s
+
+    def put(self, source: Path, key: str) -> None:
+        self._client.upload_file(
+            str(source), self._bucket, self._prefix + key, ExtraArgs={"ContentType": "video/mp4"}
+        )
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self._bucket, Key=self._prefix + key)
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    def url_for(self, key: str, viewer_id: str | None) -> str:
+        return self._client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self._bucket, "Key": self._prefix + key},
+            ExpiresIn=self._ttl,
+        )
+
+
+def open_media_store(settings: object, secret: str) -> MediaStore:
+    if settings.media_store == "s3":
+        if not settings.s3_bucket:
+            raise ValueError("REELGRAPH_S3_BUCKET is required when REELGRAPH_MEDIA_STORE=s3")
+        return S3MediaStore(
+            settings.s3_bucket,
+            settings.s3_prefix,
+            settings.s3_endpoint_url,
+            settings.s3_region,
+            settings.media_url_ttl_s,
+        )
+    return LocalMediaStore(settings.media_dir, secret, settings.media_url_ttl_s)

@@ -1,0 +1,179 @@
+"""Clips: create (and queue a render), publish, delete, drafts, and who may see what."""
+
+from __future__ import annotations
+
+import secrets
+import unicodedata
+from typing import TYPE_CHECKING
+
+from ulid import ULID
+
+from consent import require_cameo_consent
+from errors import BadUserInput, Conflict, Forbidden, NotFound
+from graph import clips as clip_repo
+from resolvers.ids import decode_id
+from resolvers.moods import infer_moods, normalize_moods
+from resolvers.pagination import Page, decode_cursor, make_page, page_size
+from resolvers.users import now_ms
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
+
+__all__ = [
+    "MAX_CAMEOS",
+    "MAX_PROMPT",
+    "can_see",
+    "create_clip",
+    "delete_clip",
+    "drafts",
+    "publish_clip",
+    "published_by_author",
+    "visible_clip",
+]
+
+MAX_PROMPT = 1000
+MAX_CAMEOS = 2
+MIN_DURATION_S, MAX_DURATION_S, DEFAULT_DURATION_S = 1, 20, 5
+
+
+def _prompt(prompt: str) -> str:
+    cleaned = unicodedata.normalize("NFC", prompt.strip())
+    if not cleaned:
+        raise BadUserInput("the prompt is empty")
+    if len(cleaned) > MAX_PROMPT:
+        raise BadUserInput(f"the prompt is longer than {MAX_PROMPT} characters")
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in cleaned):
+        raise BadUserInput("the prompt may not contain control characters")
+    return cleaned
+
+
+def _duration(seconds: int | None) -> int:
+    if seconds is None:
+        return DEFAULT_DURATION_S
+    if not MIN_DURATION_S <= seconds <= MAX_DURATION_S:
+        raise BadUserInput(f"durationSeconds must be between {MIN_DURATION_S} and {MAX_DURATION_S}")
+    return seconds
+
+
+def can_see(viewer_id: str | None, clip: dict, author_blocks_viewer: bool) -> bool:
+    """Authors see their own clips in every state; everyone else sees published ones only."""
+    if viewer_id is not None and clip["authorId"] == viewer_id:
+        return True
+    return clip["state"] == "PUBLISHED" and not author_blocks_viewer
+
+
+async def visible_clip(ctx: Context, clip_id: str) -> dict | None:
+    clip = await ctx.loaders.clip_by_id.load(clip_id)
+    if clip is None:
+        return None
+    viewer_id = ctx.optional_viewer()
+    blocked = False
+    if viewer_id is not None and clip["authorId"] != viewer_id:
+        blocked = await ctx.loaders.author_blocks_viewer.load(clip["authorId"])
+    return clip if can_see(viewer_id, clip, blocked) else None
+
+
+async def create_clip(
+    ctx: Context,
+    *,
+    prompt: str,
+    moods: list[str] | None,
+    remix_of: str | None,
+    cameo_ids: list[str] | None,
+    duration_seconds: int | None,
+) -> dict:
+    viewer_id = ctx.require_viewer()
+    prompt = _prompt(prompt)
+    duration = _duration(duration_seconds)
+    mood_list = normalize_moods(moods) if moods is not None else infer_moods(prompt)
+    parent_id = decode_id(remix_of, "Clip") if remix_of is not None else None
+    if cameo_ids:
+        if len(cameo_ids) > MAX_CAMEOS:
+            raise BadUserInput(f"a clip features at most {MAX_CAMEOS} cameos")
+        await require_cameo_consent(ctx, [decode_id(c, "Cameo") for c in cameo_ids])
+
+    params = {
+        "authorId": viewer_id,
+        "id": str(ULID()),
+        "prompt": prompt,
+        "moods": mood_list,
+        "durationS": duration,
+        "seed": secrets.randbelow(2**31),
+        "now": now_ms(),
+        "parentId": parent_id,
+    }
+    clip = await clip_repo.create_clip(ctx.services.graph, params)
+    if clip is None:
+        if parent_id is not None:
+            raise NotFound("the clip to remix does not exist or is not published")
+        raise NotFound("your account no longer exists")
+    # the clip exists before its task does; if the queue refuses, the clip is taken back
+    await ctx.services.render_queue.enqueue(clip["id"], on_refused=_discard(ctx, clip["id"]))
+    ctx.loaders.clip_by_id.prime(clip["id"], clip)
+    return clip
+
+
+def _discard(ctx: Context, clip_id: str):
+    async def discard() -> None:
+        await clip_repo.discard_unqueued(ctx.services.graph, clip_id)
+
+    return discard
+
+
+async def _own_clip_or_explain(ctx: Context, viewer_id: str, clip_id: str) -> dict:
+    """Why a guarded write on the viewer's clip did not happen, as a client error."""
+    clip = await visible_clip(ctx, clip_id)
+    if clip is None:
+        raise NotFound("no such clip")
+    if clip["authorId"] != viewer_id:
+        raise Forbidden("only the author can do this")
+    return clip
+
+
+async def publish_clip(ctx: Context, clip_id: str) -> dict:
+    viewer_id = ctx.require_viewer()
+    raw_id = decode_id(clip_id, "Clip")
+    clip = await clip_repo.publish(ctx.services.graph, viewer_id, raw_id, now_ms())
+    if clip is None:
+        current = await _own_clip_or_explain(ctx, viewer_id, raw_id)
+        raise Conflict(f"only a DRAFT can be published; this clip is {current['state']}")
+    return clip
+
+
+async def delete_clip(ctx: Context, clip_id: str) -> dict:
+    viewer_id = ctx.require_viewer()
+    raw_id = decode_id(clip_id, "Clip")
+    clip = await clip_repo.remove(ctx.services.graph, viewer_id, raw_id, now_ms(), "author")
+    if clip is None:
+        return await _own_clip_or_explain(ctx, viewer_id, raw_id)  # already REMOVED
+    return clip
+
+
+async def _page(
+    ctx: Context, fetch, owner_id: str, first: int | None, after: str | None
+) -> Page[dict]:
+    limit = page_size(first, ctx.settings.max_page_size)
+    cursor = decode_cursor(after)
+    if cursor is not None and not (isinstance(cursor[0], int) and isinstance(cursor[1], str)):
+        raise BadUserInput("invalid cursor")
+    rows = await fetch(ctx.services.graph, owner_id, cursor, limit + 1)
+    page = make_page(rows, limit, key=lambda row: (row["at"], row["clip"]["id"]))
+    return Page([(c, row["clip"]) for c, row in page.items], page.has_next_page)
+
+
+async def drafts(ctx: Context, first: int | None, after: str | None) -> Page[dict]:
+    """The viewer's own unpublished clips, newest first."""
+    viewer_id = ctx.require_viewer()
+    return await _page(ctx, clip_repo.drafts_page, viewer_id, first, after)
+
+
+async def published_by_author(
+    ctx: Context, author_id: str, first: int | None, after: str | None
+) -> Page[dict]:
+    viewer_id = ctx.optional_viewer()
+    if viewer_id is not None and viewer_id != author_id:
+        if await ctx.loaders.author_blocks_viewer.load(author_id):
+            page_size(first, ctx.settings.max_page_size)  # still validate the arguments
+            decode_cursor(after)
+            return Page([], False)
+    return await _page(ctx, clip_repo.published_by_author_page, author_id, first, after)

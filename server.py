@@ -1,0 +1,196 @@
+"""Builds the Litestar app from settings and wires the parts: graph, Redis, queue, media."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aredis
+from litestar import Litestar, get
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
+from litestar.response import File, Response
+from litestar.types import Scope
+from strawberry.litestar import make_graphql_controller
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from auth.tokens import TokenService
+from graph.driver import GraphDriver, GraphUnavailable, open_driver
+from graph.embedded import EmbeddedServer
+from media.store import (
+    MediaStore,
+    clip_id_from_key,
+    open_media_store,
+    verify_media_signature,
+)
+from resolvers import clips as clip_resolvers
+from resolvers.context import Context
+from schema import build_schema
+from settings import Settings, get_settings
+from workers.celery_app import make_celery
+from workers.queue import RenderQueue
+
+__all__ = ["Services", "build_app", "resolve_secret"]
+
+logger = logging.getLogger("reelgraph")
+
+
+def resolve_secret(settings: Settings) -> str:
+    """The signing secret: from settings, or generated once and kept under the data folder."""
+    if settings.secret_key:
+        return settings.secret_key
+    if settings.environment == "production":
+        raise RuntimeError("set REELGRAPH_SECRET_KEY in production (every replica needs the same)")
+    path = settings.data_dir / "secret.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def embedded_urls(socket_path: Path) -> dict[str, str]:
+    """Settings that point at an embedded server's socket (graph and Redis are one server)."""
+    return {"graph_url": f"falkor+unix://{socket_path}", "redis_url": f"unix://{socket_path}"}
+
+
+@dataclass
+class Services:
+    """Everything a request may touch; built once per process."""
+
+    settings: Settings
+    graph: GraphDriver
+    redis: aredis.Redis
+    tokens: TokenService
+    media: MediaStore
+    render_queue: RenderQueue
+    secret: str
+    embedded: EmbeddedServer | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Services:
+        embedded = None
+        if settings.is_embedded:
+            embedded = EmbeddedServer(settings.data_dir)
+            embedded.start()
+            settings = settings.model_copy(update=embedded_urls(embedded.socket_path))
+        if not settings.redis_url:
+            raise RuntimeError("REELGRAPH_REDIS_URL is required with a non-embedded graph")
+        secret = resolve_secret(settings)
+        graph = open_driver(
+            settings.graph_url,
+            graph_name=settings.graph_name,
+            neo4j_database=settings.neo4j_database,
+        )
+        redis = aredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            await graph.ensure_schema()
+        except BaseException:
+            await graph.close()
+            await redis.aclose()
+            if embedded:
+                embedded.stop()
+            raise
+        return cls(
+            settings=settings,
+            graph=graph,
+            redis=redis,
+            tokens=TokenService(
+                redis, secret, settings.access_token_ttl_s, settings.refresh_token_ttl_s
+            ),
+            media=open_media_store(settings, secret),
+            render_queue=RenderQueue(make_celery(settings)),
+            secret=secret,
+            embedded=embedded,
+        )
+
+    async def close(self) -> None:
+        await self.graph.close()
+        await self.redis.aclose()
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def _authorization(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return None
+
+
+async def graphql_context(state: State, scope: Scope) -> Context:
+    return Context.build(state.services, _authorization(scope))
+
+
+@get("/health", sync_to_thread=False)
+async def health(state: State) -> Response[dict[str, Any]]:
+    services: Services = state.services
+    checks = {}
+    for name, probe in (("graph", services.graph.ping), ("redis", services.redis.ping)):
+        try:
+            await probe()
+            checks[name] = "ok"
+        except (GraphUnavailable, OSError, aredis.RedisError) as exc:
+            checks[name] = f"unavailable: {type(exc).__name__}"
+    healthy = all(v == "ok" for v in checks.values())
+    return Response(
+        {"status": "ok" if healthy else "unavailable", **checks},
+        status_code=200 if healthy else 503,
+    )
+
+
+@get("/media/{key:path}")
+async def media(state: State, key: str, v: str = "", exp: str = "", sig: str = "") -> File:
+    """A stored video, for the viewer its signed link was issued to, while they may see it."""
+    services: Services = state.services
+    key = key.lstrip("/")
+    viewer = verify_media_signature(services.secret, key, v, exp, sig)
+    clip_id = clip_id_from_key(key)
+    if viewer is None or clip_id is None:
+        raise NotFoundException("no such video, or the link has expired")
+    ctx = Context.for_viewer(services, viewer or None)
+    clip = await clip_resolvers.visible_clip(ctx, clip_id)
+    path = services.media.local_path(key)
+    if clip is None or clip.get("videoKey") != key or clip["state"] == "REMOVED" or path is None:
+        raise NotFoundException("no such video, or the link has expired")
+    return File(path=path, media_type="video/mp4", content_disposition_type="inline")
+
+
+def build_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    production = settings.environment == "production"
+    schema = build_schema(
+        mask_errors=production,
+        max_depth=settings.max_query_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+    )
+    graphql = make_graphql_controller(
+        schema,
+        path="/graphql",
+        graphql_ide=None if production else "graphiql",
+        context_getter=graphql_context,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        services = await Services.open(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    return Litestar(
+        route_handlers=[graphql, health, media],
+        lifespan=[lifespan],
+        debug=False,
+    )

@@ -1,0 +1,41 @@
+"""The Celery app: Redis broker, JSON only, late acks, one task at a time per process."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from settings import Settings
+
+__all__ = ["broker_url", "make_celery"]
+
+
+def broker_url(settings: Settings) -> str:
+    url = settings.broker_url or settings.redis_url
+    if not url:
+        raise RuntimeError("no broker: set REELGRAPH_REDIS_URL or REELGRAPH_BROKER_URL")
+    if url.startswith("unix://"):  # kombu spells a redis unix socket this way
+        return "redis+socket://" + url.removeprefix("unix://")
+    return url
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("reelgraph", broker=broker_url(settings), set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_default_queue="render",
+        # a task is acknowledged only when it has finished; a lost worker's task runs again
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.render_soft_time_limit_s,
+        task_time_limit=settings.render_time_limit_s,
+        broker_transport_options={"visibility_timeout": settings.render_visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    return app
