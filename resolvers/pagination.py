@@ -7,7 +7,7 @@ import binascii
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from errors import BadUserInput
 
@@ -48,7 +48,7 @@ def decode_cursor(cursor: str | None, arity: int = 2) -> tuple[Any, ...] | None:
 
 
 @dataclass(frozen=True)
-class Page(Generic[T]):
+class Page[T]:
     items: list[tuple[str, T]]  # (cursor, item)
     has_next_page: bool
 
@@ -57,7 +57,7 @@ class Page(Generic[T]):
         return self.items[-1][0] if self.items else None
 
 
-def make_page(rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]) -> Page[T]:
+def make_page[T](rows: Sequence[T], limit: int, key: Callable[[T], Sequence[Any]]) -> Page[T]:
     """Rows fetched with LIMIT limit+1: the extra row only tells that there is a next page."""
     shown = list(rows[:limit])
     return Page([(encode_cursor(*key(row)), row) for row in shown], len(rows) > limit)
