@@ -9,12 +9,13 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import redis.asyncio as aredis
 from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
 from litestar.response import File, Response
 from litestar.types import Scope
 from strawberry.litestar import make_graphql_controller
@@ -147,7 +148,13 @@ async def health(state: State) -> Response[dict[str, Any]]:
 
 
 @get("/media/{key:path}")
-async def media(state: State, key: str, v: str = "", exp: str = "", sig: str = "") -> File:
+async def media(
+    state: State,
+    key: Annotated[str, Parameter(description="clips/<clipId>/<sha256>.mp4")],
+    v: Annotated[str, Parameter(query="v", default="")],
+    exp: Annotated[str, Parameter(query="exp", default="")],
+    sig: Annotated[str, Parameter(query="sig", default="")],
+) -> File:
     """A stored video, for the viewer its signed link was issued to, while they may see it."""
     services: Services = state.services
     key = key.lstrip("/")

@@ -115,11 +115,11 @@ RELATION_BETWEEN = Cypher(
     """
 OPTIONAL MATCH (b:User {id: $targetId})
 OPTIONAL MATCH (a:User {id: $viewerId})
+OPTIONAL MATCH (b)-[byTarget:BLOCKS]->(a)
+OPTIONAL MATCH (a)-[byViewer:BLOCKS]->(b)
 RETURN b IS NOT NULL AS exists,
-       CASE WHEN a IS NULL OR b IS NULL THEN false
-            ELSE size([(b)-[:BLOCKS]->(a) | 1]) > 0 END AS blockedByTarget,
-       CASE WHEN a IS NULL OR b IS NULL THEN false
-            ELSE size([(a)-[:BLOCKS]->(b) | 1]) > 0 END AS blocksTarget
+       count(byTarget) > 0 AS blockedByTarget,
+       count(byViewer) > 0 AS blocksTarget
 """
 )
 

@@ -126,10 +126,16 @@ class Mutation:
         return Clip.from_row(await clip_resolvers.delete_clip(info.context, clip_id))
 
 
+class Schema(strawberry.Schema):
+    def process_errors(self, errors, execution_context=None) -> None:
+        # client errors are answers, not incidents; ErrorCodes logs the unexpected ones
+        return None
+
+
 def build_schema(
     *, mask_errors: bool = True, max_depth: int = 12, max_aliases: int = 30, max_tokens: int = 2000
 ) -> strawberry.Schema:
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         types=[User, Clip, ClipState],

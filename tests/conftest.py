@@ -1,0 +1,191 @@
+"""Shared fixtures: one embedded FalkorDB/Redis server per session, the app on it, users.
+
+Nothing is mocked: the app talks to the real embedded engine, Celery workers are real
+processes, videos are real files. REELGRAPH_GRAPH_URL switches the suite to a live Neo4j.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+# before anything imports the driver: every process of the suite records what it ran
+TRACE_DIR = Path(tempfile.mkdtemp(prefix="reelgraph-trace-"))
+os.environ["REELGRAPH_TRACE_STATEMENTS"] = str(TRACE_DIR)
+
+from graph.embedded import EmbeddedServer  # noqa: E402
+from server import build_app, embedded_urls  # noqa: E402
+from settings import Settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+LIVE_GRAPH_URL = os.environ.get("REELGRAPH_GRAPH_URL", "embedded:")
+_handles = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="session")
+def embedded(data_dir: Path) -> Iterator[EmbeddedServer]:
+    server = EmbeddedServer(data_dir)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(embedded: EmbeddedServer, data_dir: Path) -> Settings:
+    urls = embedded_urls(embedded.socket_path)
+    if not LIVE_GRAPH_URL.startswith("embedded:"):
+        urls["graph_url"] = LIVE_GRAPH_URL  # Redis stays embedded; the graph is live Neo4j
+    return Settings(_env_file=None, data_dir=data_dir, secret_key="test-secret-" + "x" * 32, **urls)
+
+
+def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        REELGRAPH_GRAPH_URL=settings.graph_url,
+        REELGRAPH_REDIS_URL=settings.redis_url or "",
+        REELGRAPH_DATA_DIR=str(settings.data_dir),
+        REELGRAPH_SECRET_KEY=settings.secret_key or "",
+        REELGRAPH_GRAPH_NAME=settings.graph_name,
+    )
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children: a crash, not a shutdown."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_worker(settings: Settings, log: Path, **env: str) -> Worker:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli", "worker"],
+            cwd=ROOT,
+            env=worker_env(settings, **env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while b"ready." not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"worker did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    return Worker(proc)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    application = build_app(settings)
+    async with AsyncTestClient(app=application) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def services(app: Any) -> Any:
+    return app.app.state.services
+
+
+@dataclass
+class Account:
+    id: str
+    handle: str
+    token: str
+    refresh_token: str
+    password: str = "correct horse battery"
+
+
+class GraphQLClient:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def raw(
+        self, query: str, variables: dict | None = None, token: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code in (200, 400), response.text
+        return response.json()
+
+    async def ok(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+        body = await self.raw(query, variables, token)
+        assert not body.get("errors"), body["errors"]
+        return body["data"]
+
+    async def error(
+        self, query: str, variables: dict | None = None, token: str | None = None
+    ) -> tuple[str, str]:
+        """(code, message) of the single error the operation must fail with."""
+        body = await self.raw(query, variables, token)
+        assert body.get("errors"), body
+        error = body["errors"][0]
+        return error["extensions"]["code"], error["message"]
+
+    async def sign_up(self, prefix: str = "user", display_name: str = "Test User") -> Account:
+        handle = f"{prefix}_{os.getpid() % 1000}_{next(_handles)}"[:30]
+        data = await self.ok(
+            """mutation($input: SignUpInput!) { signUp(input: $input) {
+                accessToken refreshToken user { id handle } } }""",
+            {
+                "input": {
+                    "handle": handle,
+                    "displayName": display_name,
+                    "password": Account.password,
+                }
+            },
+        )
+        payload = data["signUp"]
+        return Account(
+            id=payload["user"]["id"],
+            handle=payload["user"]["handle"],
+            token=payload["accessToken"],
+            refresh_token=payload["refreshToken"],
+        )
+
+
+@pytest.fixture(scope="session")
+def gql(app: Any) -> GraphQLClient:
+    return GraphQLClient(app)
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting")

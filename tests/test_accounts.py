@@ -1,0 +1,131 @@
+"""Sign-up, log-in, rotating refresh tokens, and the access token's checks."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+from conftest import GraphQLClient
+
+SIGN_UP = """mutation($input: SignUpInput!) { signUp(input: $input) {
+  accessToken refreshToken user { id handle displayName followerCount followingCount } } }"""
+LOG_IN = """mutation($h: String!, $p: String!) { logIn(handle: $h, password: $p) {
+  accessToken refreshToken user { handle } } }"""
+REFRESH = """mutation($t: String!) { refreshToken(refreshToken: $t) {
+  accessToken refreshToken user { handle } } }"""
+VIEWER = "{ viewer { id handle } }"
+
+
+async def test_sign_up_normalizes_handle_and_returns_tokens(gql: GraphQLClient) -> None:
+    data = await gql.ok(
+        SIGN_UP,
+        {"input": {"handle": "  Mixed_Case_1 ", "displayName": " Ada ", "password": "p" * 8}},
+    )
+    payload = data["signUp"]
+    assert payload["user"]["handle"] == "mixed_case_1"
+    assert payload["user"]["displayName"] == "Ada"
+    assert payload["user"]["followerCount"] == 0
+    viewer = await gql.ok(VIEWER, token=payload["accessToken"])
+    assert viewer["viewer"] == {"id": payload["user"]["id"], "handle": "mixed_case_1"}
+
+
+@pytest.mark.parametrize(
+    ("handle", "display_name", "password", "fragment"),
+    [
+        ("ab", "Ok", "longenough", "handle"),
+        ("x" * 31, "Ok", "longenough", "handle"),
+        ("bad-handle", "Ok", "longenough", "handle"),
+        ("bad handle", "Ok", "longenough", "handle"),
+        ("émile", "Ok", "longenough", "handle"),
+        ("fine_handle", "Ok", "short", "password"),
+        ("fine_handle", "Ok", "p" * 257, "password"),
+        ("fine_handle", "   ", "longenough", "display name"),
+        ("fine_handle", "x" * 51, "longenough", "display name"),
+        ("fine_handle", "bell\x07", "longenough", "control"),
+    ],
+)
+async def test_sign_up_rejects_bad_input_and_writes_nothing(
+    gql: GraphQLClient, handle: str, display_name: str, password: str, fragment: str
+) -> None:
+    code, message = await gql.error(
+        SIGN_UP, {"input": {"handle": handle, "displayName": display_name, "password": password}}
+    )
+    assert code == "BAD_USER_INPUT"
+    assert fragment in message
+    assert (await gql.ok('{ user(handle: "fine_handle") { id } }'))["user"] is None
+
+
+async def test_taken_handle_is_a_conflict_case_insensitively(gql: GraphQLClient) -> None:
+    account = await gql.sign_up("taken")
+    code, message = await gql.error(
+        SIGN_UP,
+        {"input": {"handle": account.handle.upper(), "displayName": "Other", "password": "x" * 9}},
+    )
+    assert code == "CONFLICT"
+    assert account.handle in message
+    # the original keeps its password: the refused sign-up wrote nothing
+    await gql.ok(LOG_IN, {"h": account.handle, "p": account.password})
+
+
+async def test_log_in_checks_the_password(gql: GraphQLClient) -> None:
+    account = await gql.sign_up("login")
+    data = await gql.ok(LOG_IN, {"h": account.handle.upper(), "p": account.password})
+    assert data["logIn"]["user"]["handle"] == account.handle
+    for handle, password in ((account.handle, "wrong password"), ("nobody_here", "whatever1")):
+        code, message = await gql.error(LOG_IN, {"h": handle, "p": password})
+        assert (code, message) == ("UNAUTHENTICATED", "wrong handle or password")
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_family(gql: GraphQLClient) -> None:
+    account = await gql.sign_up("refresh")
+    first = (await gql.ok(REFRESH, {"t": account.refresh_token}))["refreshToken"]
+    assert first["refreshToken"] != account.refresh_token
+    await gql.ok(VIEWER, token=first["accessToken"])
+    second = (await gql.ok(REFRESH, {"t": first["refreshToken"]}))["refreshToken"]
+
+    # the first token again: theft is assumed, the whole family ends
+    code, message = await gql.error(REFRESH, {"t": account.refresh_token})
+    assert code == "UNAUTHENTICATED" and "reuse" in message
+    code, _ = await gql.error(REFRESH, {"t": second["refreshToken"]})
+    assert code == "UNAUTHENTICATED"
+
+    # another log-in is another family, untouched
+    other = (await gql.ok(LOG_IN, {"h": account.handle, "p": account.password}))["logIn"]
+    await gql.ok(REFRESH, {"t": other["refreshToken"]})
+
+
+async def test_tokens_of_the_wrong_type_are_refused(gql: GraphQLClient) -> None:
+    account = await gql.sign_up("wrongtype")
+    code, _ = await gql.error(VIEWER, token=account.refresh_token)
+    assert code == "UNAUTHENTICATED"
+    code, _ = await gql.error(REFRESH, {"t": account.token})
+    assert code == "UNAUTHENTICATED"
+
+
+async def test_tampered_and_expired_access_tokens_are_refused(gql: GraphQLClient, settings) -> None:
+    account = await gql.sign_up("tamper")
+    header, payload, signature = account.token.split(".")
+    tampered = f"{header}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    claims = jwt.decode(account.token, options={"verify_signature": False})
+    forged = jwt.encode({**claims, "sub": "someone-else"}, "not-the-key", algorithm="HS256")
+    now = int(time.time())
+    expired = jwt.encode(
+        {**claims, "iat": now - 3600, "exp": now - 60}, settings.secret_key, algorithm="HS256"
+    )
+    for token in (tampered, forged, expired, "not-a-jwt"):
+        code, _ = await gql.error(VIEWER, token=token)
+        assert code == "UNAUTHENTICATED", token
+    _, message = await gql.error(VIEWER, token=expired)
+    assert "expired" in message
+
+
+async def test_malformed_authorization_header(gql: GraphQLClient) -> None:
+    response = await gql.client.post(
+        "/graphql", json={"query": VIEWER}, headers={"Authorization": "Basic abc"}
+    )
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_no_viewer_without_a_token(gql: GraphQLClient) -> None:
+    assert (await gql.ok(VIEWER))["viewer"] is None

@@ -1,0 +1,147 @@
+"""The follow graph: follow, unfollow, block, counts, lists and their keyset pages."""
+
+from __future__ import annotations
+
+from conftest import Account, GraphQLClient
+
+FOLLOW = "mutation($id: ID!) { follow(userId: $id) { handle followerCount viewerFollows } }"
+UNFOLLOW = "mutation($id: ID!) { unfollow(userId: $id) { handle followerCount viewerFollows } }"
+BLOCK = "mutation($id: ID!) { blockUser(userId: $id) { handle } }"
+FOLLOWERS = """query($h: String!, $first: Int, $after: String) { user(handle: $h) {
+  followerCount followingCount
+  followers(first: $first, after: $after) {
+    edges { cursor node { handle viewerFollows } } pageInfo { hasNextPage endCursor } } } }"""
+FOLLOWING = """query($h: String!) { user(handle: $h) {
+  following { edges { node { handle } } } } }"""
+
+
+async def test_follow_and_unfollow_update_counts_and_viewer_follows(gql: GraphQLClient) -> None:
+    ann, bob = await gql.sign_up("ann"), await gql.sign_up("bob")
+    followed = (await gql.ok(FOLLOW, {"id": bob.id}, ann.token))["follow"]
+    assert followed == {"handle": bob.handle, "followerCount": 1, "viewerFollows": True}
+    # following twice is idempotent
+    assert (await gql.ok(FOLLOW, {"id": bob.id}, ann.token))["follow"]["followerCount"] == 1
+    data = await gql.ok(FOLLOWERS, {"h": bob.handle}, ann.token)
+    assert data["user"]["followerCount"] == 1
+    assert [e["node"]["handle"] for e in data["user"]["followers"]["edges"]] == [ann.handle]
+    following = await gql.ok(FOLLOWING, {"h": ann.handle})
+    assert [e["node"]["handle"] for e in following["user"]["following"]["edges"]] == [bob.handle]
+    # anonymous viewers never "follow"
+    anonymous = await gql.ok(
+        "query($h: String!) { user(handle: $h) { viewerFollows } }", {"h": bob.handle}
+    )
+    assert anonymous["user"]["viewerFollows"] is False
+
+    unfollowed = (await gql.ok(UNFOLLOW, {"id": bob.id}, ann.token))["unfollow"]
+    assert unfollowed == {"handle": bob.handle, "followerCount": 0, "viewerFollows": False}
+
+
+async def test_follow_errors_carry_contract_codes_and_write_nothing(gql: GraphQLClient) -> None:
+    ann = await gql.sign_up("ann")
+    code, _ = await gql.error(FOLLOW, {"id": ann.id})
+    assert code == "UNAUTHENTICATED"
+    code, _ = await gql.error(FOLLOW, {"id": ann.id}, ann.token)
+    assert code == "BAD_USER_INPUT"  # yourself
+    code, _ = await gql.error(FOLLOW, {"id": "not-an-id!"}, ann.token)
+    assert code == "BAD_USER_INPUT"
+    from resolvers.ids import encode_id
+
+    code, _ = await gql.error(FOLLOW, {"id": encode_id("User", "01NOSUCHUSER")}, ann.token)
+    assert code == "NOT_FOUND"
+    code, _ = await gql.error(FOLLOW, {"id": encode_id("Clip", "01NOSUCHCLIP")}, ann.token)
+    assert code == "NOT_FOUND"
+    data = await gql.ok(FOLLOWERS, {"h": ann.handle})
+    assert data["user"]["followingCount"] == 0 and data["user"]["followerCount"] == 0
+
+
+async def test_block_removes_follows_and_forbids_following(gql: GraphQLClient) -> None:
+    ann, bob = await gql.sign_up("ann"), await gql.sign_up("bob")
+    await gql.ok(FOLLOW, {"id": bob.id}, ann.token)
+    await gql.ok(FOLLOW, {"id": ann.id}, bob.token)
+    await gql.ok(BLOCK, {"id": ann.id}, bob.token)
+    code, message = await gql.error(FOLLOW, {"id": bob.id}, ann.token)
+    assert code == "FORBIDDEN" and "blocked you" in message
+    code, message = await gql.error(FOLLOW, {"id": ann.id}, bob.token)
+    assert code == "FORBIDDEN"
+    for account in (ann, bob):
+        data = await gql.ok(FOLLOWERS, {"h": account.handle})
+        assert data["user"]["followerCount"] == 0 and data["user"]["followingCount"] == 0
+
+
+async def _fans(gql: GraphQLClient, star: Account, count: int) -> list[str]:
+    handles = []
+    for _ in range(count):
+        fan = await gql.sign_up("fan")
+        await gql.ok(FOLLOW, {"id": star.id}, fan.token)
+        handles.append(fan.handle)
+    return handles
+
+
+async def test_followers_pages_are_keyset_and_stable(gql: GraphQLClient) -> None:
+    star = await gql.sign_up("star")
+    fans = await _fans(gql, star, 5)
+    page = (await gql.ok(FOLLOWERS, {"h": star.handle, "first": 2}))["user"]["followers"]
+    assert [e["node"]["handle"] for e in page["edges"]] == fans[::-1][:2]
+    assert page["pageInfo"]["hasNextPage"] is True
+    # a new follower arrives between pages: the next page neither repeats nor skips
+    await _fans(gql, star, 1)
+    seen = [e["node"]["handle"] for e in page["edges"]]
+    after = page["pageInfo"]["endCursor"]
+    while after:
+        page = (await gql.ok(FOLLOWERS, {"h": star.handle, "first": 2, "after": after}))["user"][
+            "followers"
+        ]
+        seen += [e["node"]["handle"] for e in page["edges"]]
+        after = page["pageInfo"]["endCursor"] if page["pageInfo"]["hasNextPage"] else None
+    assert seen == fans[::-1]
+
+
+async def test_page_size_and_cursor_are_checked(gql: GraphQLClient) -> None:
+    star = await gql.sign_up("star")
+    await _fans(gql, star, 2)
+    for bad_cursor in ("garbage", "WzFd", "eyJhIjoxfQ", "WyJ4IiwgMV0"):
+        code, message = await gql.error(
+            FOLLOWERS, {"h": star.handle, "first": 1, "after": bad_cursor}
+        )
+        assert (code, message) == ("BAD_USER_INPUT", "invalid cursor"), bad_cursor
+    code, _ = await gql.error(FOLLOWERS, {"h": star.handle, "first": -1})
+    assert code == "BAD_USER_INPUT"
+    # first is capped at 100, not refused
+    page = (await gql.ok(FOLLOWERS, {"h": star.handle, "first": 1000}))["user"]["followers"]
+    assert len(page["edges"]) == 2 and page["pageInfo"]["hasNextPage"] is False
+    empty = (await gql.ok(FOLLOWERS, {"h": star.handle, "first": 0}))["user"]["followers"]
+    assert empty["edges"] == [] and empty["pageInfo"]["hasNextPage"] is True
+
+
+async def test_user_lookup_by_handle_and_node(gql: GraphQLClient) -> None:
+    ann = await gql.sign_up("ann")
+    found = await gql.ok(
+        "query($h: String!) { user(handle: $h) { id } }", {"h": ann.handle.upper()}
+    )
+    assert found["user"]["id"] == ann.id
+    node = await gql.ok(
+        "query($id: ID!) { node(id: $id) { id ... on User { handle } } }", {"id": ann.id}
+    )
+    assert node["node"] == {"id": ann.id, "handle": ann.handle}
+    assert (await gql.ok('{ user(handle: "no such handle!") { id } }'))["user"] is None
+    code, _ = await gql.error('{ node(id: "%%%") { id } }')
+    assert code == "BAD_USER_INPUT"
+
+
+async def test_a_page_of_users_with_counts_costs_constant_round_trips(
+    gql: GraphQLClient, services
+) -> None:
+    """DataLoaders batch per field: the cost of a page does not grow with its size."""
+    query = """query($h: String!, $first: Int) { user(handle: $h) { followers(first: $first) {
+      edges { node { handle followerCount followingCount viewerFollows } } } } }"""
+    star = await gql.sign_up("star")
+    await _fans(gql, star, 20)
+    viewer = await gql.sign_up("viewer")
+    costs = {}
+    for first in (2, 20):
+        before = services.graph.round_trips
+        data = await gql.ok(query, {"h": star.handle, "first": first}, viewer.token)
+        assert len(data["user"]["followers"]["edges"]) == first
+        costs[first] = services.graph.round_trips - before
+    # user by handle, the page, the counts, viewerFollows: four, whatever the page size
+    assert costs == {2: 4, 20: 4}
