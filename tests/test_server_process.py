@@ -1,0 +1,156 @@
+"""The real `reelgraph serve` process: persistence across restarts, data-folder ownership,
+health, clean shutdown on SIGTERM/SIGINT, and the one websocket protocol offered."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(data_dir: Path, stop_signal: int = signal.SIGTERM) -> Iterator[str]:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REELGRAPH_")}
+    env["REELGRAPH_TRACE_STATEMENTS"] = os.environ["REELGRAPH_TRACE_STATEMENTS"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        yield base
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(stop_signal)
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode in (0, 128 + stop_signal, -stop_signal), out.decode()
+    # the embedded engine went down with it: no orphan holds the folder
+    assert not (data_dir / "run" / "socket.path").exists()
+
+
+def _gql(base: str, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = httpx.post(
+        f"{base}/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+    ).json()
+    assert not body.get("errors"), body
+    return body["data"]
+
+
+SIGN_UP = """mutation($h: String!) { signUp(input: {handle: $h, displayName: "P", password: "persist-me"})
+  { accessToken user { id } } }"""
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_data_survives_a_restart(tmp_path: Path, stop_signal: int) -> None:
+    data_dir = tmp_path / "data"
+    with server(data_dir, stop_signal) as base:
+        first = _gql(base, SIGN_UP, {"h": "persisted"})["signUp"]
+        other = _gql(base, SIGN_UP, {"h": "followee"})["signUp"]
+        _gql(
+            base,
+            "mutation($id: ID!) { follow(userId: $id) { id } }",
+            {"id": other["user"]["id"]},
+            first["accessToken"],
+        )
+    with server(data_dir) as base:
+        data = _gql(base, '{ user(handle: "persisted") { id followingCount } }')
+        assert data["user"] == {"id": first["user"]["id"], "followingCount": 1}
+        # the signing secret persisted too: the old access token still works
+        viewer = _gql(base, "{ viewer { id } }", token=first["accessToken"])
+        assert viewer["viewer"]["id"] == first["user"]["id"]
+
+
+def test_two_data_folders_do_not_interfere(tmp_path: Path) -> None:
+    with server(tmp_path / "a") as a, server(tmp_path / "b") as b:
+        _gql(a, SIGN_UP, {"h": "only_in_a"})
+        assert _gql(b, '{ user(handle: "only_in_a") { id } }')["user"] is None
+        _gql(b, SIGN_UP, {"h": "only_in_a"})  # the same handle is free in b
+
+
+def test_a_second_server_on_the_same_folder_fails_clearly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with server(data_dir):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "serve",
+                "--port",
+                str(_free_port()),
+                "--data-dir",
+                str(data_dir),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 1
+        assert "in use by another reelgraph server" in result.stderr
+
+
+def test_health_answers_only_while_the_engine_answers(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with server(data_dir) as base:
+        assert httpx.get(f"{base}/health").json() == {"status": "ok", "graph": "ok", "redis": "ok"}
+        # take the embedded engine away underneath the server
+        redis_pid = int((data_dir / "run" / "redis.pid").read_text())
+        os.kill(redis_pid, signal.SIGKILL)
+        time.sleep(0.3)
+        response = httpx.get(f"{base}/health")
+        assert response.status_code == 503
+        assert response.json()["status"] == "unavailable"
+
+
+async def test_only_graphql_transport_ws_is_offered(tmp_path: Path) -> None:
+    with server(tmp_path / "data") as base:
+        url = base.replace("http", "ws") + "/graphql"
+        async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+            assert ws.subprotocol == "graphql-transport-ws"
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+        with pytest.raises(websockets.exceptions.WebSocketException):
+            async with websockets.connect(url, subprotocols=["graphql-ws"]) as ws:
+                await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+                await ws.recv()
+
+
+def test_graphiql_in_development(tmp_path: Path) -> None:
+    with server(tmp_path / "data") as base:
+        page = httpx.get(f"{base}/graphql", headers={"Accept": "text/html"})
+        assert page.status_code == 200 and "graphiql" in page.text.lower()
