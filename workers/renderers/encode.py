@@ -121,5 +121,7 @@ def _check_frame(
 
 def _check_audio(audio: np.ndarray) -> np.ndarray:
     if audio.ndim != 2 or audio.shape[0] not in (1, 2):
-        raise ValueError(f"audio must be (channels, samples) with 1 or 2 channels, got {audio.shape}")
+        raise ValueError(
+            f"audio must be (channels, samples) with 1 or 2 channels, got {audio.shape}"
+        )
     return np.clip(audio.astype(np.float32, copy=False), -1.0, 1.0)

@@ -28,14 +28,22 @@ _MAX_BADGES = 3
 
 
 @dataclass(frozen=True)
-class _Overlay:
-    """Premultiplied grey overlay for the Y plane (full res) and its alpha for U/V (half res)."""
+class _Patch:
+    """One overlay box on one plane (0=Y, 1=U, 2=V): plane = (plane * keep + premult) >> 8."""
 
-    boxes: tuple[tuple[int, int, int, int], ...]  # (y0, y1, x0, x1), all even
-    luma_premult: np.ndarray  # uint16 H x W: Y_overlay * a
-    luma_keep: np.ndarray  # uint16 H x W: 256 - a
-    chroma_premult: np.ndarray  # uint16 H/2 x W/2: 128 * a
-    chroma_keep: np.ndarray  # uint16 H/2 x W/2: 256 - a
+    plane: int
+    rows: slice
+    cols: slice
+    keep: np.ndarray  # uint16: 256 - alpha
+    premult: np.ndarray  # uint16: overlay value * alpha
+
+    def apply(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        region = planes[self.plane][self.rows, self.cols]
+        mixed = region.astype(np.uint16)
+        mixed *= self.keep
+        mixed += self.premult
+        mixed >>= 8
+        region[:] = mixed
 
 
 class PreviewRenderer:
@@ -78,13 +86,15 @@ class PreviewRenderer:
     def _frames(self, spec: RenderSpec, digest: bytes, n_frames: int):
         h, w = self.height, self.width
         period = 2 * h  # rows per colour cycle; even so chroma rows stay aligned
-        canvas = _yuv_planes(_gradient(digest, h + period, w, period))
-        cy, cu, cv = canvas
-        overlay = _overlay(spec, h, w)
+        cy, cu, cv = _yuv_planes(_gradient(digest, h + period, w, period))
+        patches = _overlay(spec, h, w)
         out = np.empty((h * 3 // 2, w), dtype=np.uint8)
-        y_plane = out[:h]
-        u_plane = out[h : h + h // 4].reshape(h // 2, w // 2)
-        v_plane = out[h + h // 4 :].reshape(h // 2, w // 2)
+        planes = (
+            out[:h],
+            out[h : h + h // 4].reshape(h // 2, w // 2),
+            out[h + h // 4 :].reshape(h // 2, w // 2),
+        )
+        y_plane, u_plane, v_plane = planes
         step = period / (6 * self.fps)  # one full colour cycle every six seconds
         bar_y0, bar_y1 = h - 8, h - 4
 
@@ -93,25 +103,14 @@ class PreviewRenderer:
             y_plane[:] = cy[off : off + h]
             u_plane[:] = cu[off // 2 : off // 2 + h // 2]
             v_plane[:] = cv[off // 2 : off // 2 + h // 2]
-            for y0, y1, x0, x1 in overlay.boxes:
-                _blend(y_plane[y0:y1, x0:x1], overlay.luma_keep, overlay.luma_premult, y0, y1, x0, x1)
-                c = (y0 // 2, y1 // 2, x0 // 2, x1 // 2)
-                _blend(u_plane[c[0] : c[1], c[2] : c[3]], overlay.chroma_keep, overlay.chroma_premult, *c)
-                _blend(v_plane[c[0] : c[1], c[2] : c[3]], overlay.chroma_keep, overlay.chroma_premult, *c)
+            for patch in patches:
+                patch.apply(planes)
             # a progress bar along the bottom makes the clip's length visible
             filled = (w * (i + 1) // n_frames) & ~1
             y_plane[bar_y0:bar_y1, :filled] = 235
             u_plane[bar_y0 // 2 : bar_y1 // 2, : filled // 2] = 128
             v_plane[bar_y0 // 2 : bar_y1 // 2, : filled // 2] = 128
             yield out
-
-
-def _blend(region: np.ndarray, keep: np.ndarray, premult: np.ndarray, y0, y1, x0, x1) -> None:
-    mixed = region.astype(np.uint16)
-    mixed *= keep[y0:y1, x0:x1]
-    mixed += premult[y0:y1, x0:x1]
-    mixed >>= 8
-    region[:] = mixed
 
 
 def _palette(digest: bytes) -> list[tuple[float, float, float]]:
@@ -184,7 +183,7 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, max_width: int, max_lines:
     return lines or [""]
 
 
-def _overlay(spec: RenderSpec, h: int, w: int) -> _Overlay:
+def _overlay(spec: RenderSpec, h: int, w: int) -> list[_Patch]:
     panels = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     text = Image.new("RGBA", (w, h), (0, 0, 0, 0))
     pd, td = ImageDraw.Draw(panels), ImageDraw.Draw(text)
@@ -229,7 +228,9 @@ def _overlay(spec: RenderSpec, h: int, w: int) -> _Overlay:
     bottom = top + block_h + 2 * _PAD
     pd.rounded_rectangle((_MARGIN, top, w - _MARGIN, bottom), radius=18, fill=(0, 0, 0, 115))
     for k, line in enumerate(lines):
-        td.text((_MARGIN + _PAD, top + _PAD + k * line_h), line, font=body, fill=(255, 255, 255, 255))
+        td.text(
+            (_MARGIN + _PAD, top + _PAD + k * line_h), line, font=body, fill=(255, 255, 255, 255)
+        )
     if mood_line:
         moods = _wrap(td, mood_line, mood_font, inner, 1)[0]
         td.text(
@@ -241,22 +242,23 @@ def _overlay(spec: RenderSpec, h: int, w: int) -> _Overlay:
     boxes.append((top, bottom, _MARGIN, w - _MARGIN))
 
     rgba = np.asarray(Image.alpha_composite(panels, text))
-    # map alpha 0..255 to 0..256 so the blend can divide by shifting
+    # alpha 0..255 -> 0..256 so the blend divides by shifting; the overlay is grey, so its
+    # chroma is neutral (128) and only its alpha matters on U and V
     alpha = rgba[..., 3].astype(np.uint16)
     alpha += alpha >> 7
     luma = 16 + (rgba[..., 0].astype(np.uint16) * 219 + 127) // 255
     chroma_alpha = alpha.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)).astype(np.uint16)
-    even = tuple(
-        (y0 & ~1, min(h, (y1 + 2) & ~1), x0 & ~1, min(w, (x1 + 2) & ~1))
-        for y0, y1, x0, x1 in boxes
-    )
-    return _Overlay(
-        boxes=even,
-        luma_premult=luma * alpha,
-        luma_keep=256 - alpha,
-        chroma_premult=128 * chroma_alpha,
-        chroma_keep=256 - chroma_alpha,
-    )
+    patches = []
+    for y0, y1, x0, x1 in boxes:
+        y0, x0 = y0 & ~1, x0 & ~1
+        y1, x1 = min(h, (y1 + 2) & ~1), min(w, (x1 + 2) & ~1)
+        rows, cols = slice(y0, y1), slice(x0, x1)
+        a = alpha[rows, cols]
+        patches.append(_Patch(0, rows, cols, 256 - a, luma[rows, cols] * a))
+        rows, cols = slice(y0 // 2, y1 // 2), slice(x0 // 2, x1 // 2)
+        a = chroma_alpha[rows, cols]
+        patches += [_Patch(p, rows, cols, 256 - a, 128 * a) for p in (1, 2)]
+    return patches
 
 
 _MINOR_MOODS = {"sad", "melancholy", "moody", "dark", "eerie", "somber", "tense", "mysterious"}
