@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     # rendering
     renderer: Literal["preview", "diffusers"] = "preview"
     model: str = "Lightricks/LTX-Video-0.9.7-distilled"
+    diffusers_resolution: str = "768x512"  # height x width, multiples of 32 (LTX buckets)
+    diffusers_steps: int = 8
     render_soft_time_limit_s: int = 600
     render_time_limit_s: int = 660
     # longer than the hard limit, so a message is never redelivered while it still renders
@@ -67,6 +69,11 @@ class Settings(BaseSettings):
     @property
     def is_embedded(self) -> bool:
         return self.graph_url.startswith("embedded:")
+
+    @property
+    def diffusers_size(self) -> tuple[int, int]:
+        height, _, width = self.diffusers_resolution.lower().partition("x")
+        return int(height), int(width)
 
     @property
     def media_dir(self) -> Path:

@@ -117,6 +117,18 @@ def services(app: Any) -> Any:
     return app.app.state.services
 
 
+@pytest.fixture(scope="session")
+async def graph(settings: Settings) -> AsyncIterator[Any]:
+    """A driver on the tests' own event loop (the app's runs in the test client's thread)."""
+    from graph.driver import open_driver
+
+    driver = open_driver(
+        settings.graph_url, graph_name=settings.graph_name, neo4j_database=settings.neo4j_database
+    )
+    yield driver
+    await driver.close()
+
+
 @dataclass
 class Account:
     id: str

@@ -70,8 +70,9 @@ def _gql(base: str, query: str, variables: dict | None = None, token: str | None
     return body["data"]
 
 
-SIGN_UP = """mutation($h: String!) { signUp(input: {handle: $h, displayName: "P", password: "persist-me"})
-  { accessToken user { id } } }"""
+SIGN_UP = """mutation($h: String!) {
+  signUp(input: {handle: $h, displayName: "P", password: "persist-me"}) { accessToken user { id } }
+}"""
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])

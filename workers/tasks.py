@@ -32,7 +32,12 @@ def build_runtime(settings: Settings, secret: str) -> RenderRuntime:
     graph = open_driver(
         settings.graph_url, graph_name=settings.graph_name, neo4j_database=settings.neo4j_database
     )
-    renderer = get_renderer(settings.renderer, settings.model)
+    renderer = get_renderer(
+        settings.renderer,
+        settings.model,
+        resolution=settings.diffusers_size,
+        steps=settings.diffusers_steps,
+    )
     return RenderRuntime(
         graph=graph,
         media=open_media_store(settings, secret),

@@ -13,15 +13,19 @@ from workers.renderers.base import RenderCancelled, Renderer, RenderSpec
 __all__ = ["RenderCancelled", "RenderSpec", "Renderer", "get_renderer"]
 
 
-def get_renderer(name: str, model: str) -> Renderer:
-    """The process-wide renderer for a settings pair (model is ignored by "preview")."""
+def get_renderer(
+    name: str, model: str, *, resolution: tuple[int, int] | None = None, steps: int | None = None
+) -> Renderer:
+    """The process-wide renderer for these settings (model and the rest are diffusers-only)."""
     if name == "preview":
-        model = ""
-    return _cached_renderer(name, model)
+        model, resolution, steps = "", None, None
+    return _cached_renderer(name, model, resolution, steps)
 
 
 @lru_cache(maxsize=4)
-def _cached_renderer(name: str, model: str) -> Renderer:
+def _cached_renderer(
+    name: str, model: str, resolution: tuple[int, int] | None, steps: int | None
+) -> Renderer:
     if name == "preview":
         from workers.renderers.preview import PreviewRenderer
 
@@ -29,5 +33,10 @@ def _cached_renderer(name: str, model: str) -> Renderer:
     if name == "diffusers":
         from workers.renderers.diffusion import DiffusersRenderer
 
-        return DiffusersRenderer(model)
+        options: dict = {}
+        if resolution is not None:
+            options["resolution"] = resolution
+        if steps is not None:
+            options["num_inference_steps"] = steps
+        return DiffusersRenderer(model, **options)
     raise ValueError(f"unknown renderer {name!r}: expected 'preview' or 'diffusers'")
