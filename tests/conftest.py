@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -167,7 +168,7 @@ class GraphQLClient:
         return error["extensions"]["code"], error["message"]
 
     async def sign_up(self, prefix: str = "user", display_name: str = "Test User") -> Account:
-        handle = f"{prefix}_{os.getpid() % 1000}_{next(_handles)}"[:30]
+        handle = f"{prefix[:12]}_{secrets.token_hex(3)}_{next(_handles)}"
         data = await self.ok(
             """mutation($input: SignUpInput!) { signUp(input: $input) {
                 accessToken refreshToken user { id handle } } }""",

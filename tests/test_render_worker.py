@@ -22,9 +22,9 @@ DELETE = "mutation($id: ID!) { deleteClip(clipId: $id) { id state } }"
 
 
 async def wait_state(
-    gql: GraphQLClient, token: str, clip_id: str, states: set[str], timeout: float = 90
+    gql: GraphQLClient, token: str, clip_id: str, states: set[str], within_s: float = 90
 ) -> dict:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     while True:
         clip = (await gql.ok(CLIP, {"id": clip_id}, token))["clip"]
         if clip["state"] in states:
@@ -128,13 +128,13 @@ async def test_a_killed_worker_loses_nothing(gql: GraphQLClient, graph, settings
     created = (
         await gql.ok(CREATE, {"input": {"prompt": "long take", "durationSeconds": 20}}, ann.token)
     )["createClip"]
-    await wait_state(gql, ann.token, created["id"], {"RENDERING"}, timeout=60)
+    await wait_state(gql, ann.token, created["id"], {"RENDERING"}, within_s=60)
     first.kill()
     assert (await gql.ok(CLIP, {"id": created["id"]}, ann.token))["clip"]["state"] == "RENDERING"
 
     second = start_worker(settings, tmp_path / "second.log", **fast_recovery)
     try:
-        draft = await wait_state(gql, ann.token, created["id"], {"DRAFT", "FAILED"}, timeout=120)
+        draft = await wait_state(gql, ann.token, created["id"], {"DRAFT", "FAILED"}, within_s=120)
     finally:
         second.stop()
     assert draft["state"] == "DRAFT"
@@ -186,7 +186,7 @@ async def test_the_tiny_diffusers_pipeline_renders_through_the_real_task(
                 CREATE, {"input": {"prompt": "tiny model", "durationSeconds": 1}}, ann.token
             )
         )["createClip"]
-        draft = await wait_state(gql, ann.token, created["id"], {"DRAFT", "FAILED"}, timeout=180)
+        draft = await wait_state(gql, ann.token, created["id"], {"DRAFT", "FAILED"}, within_s=180)
     finally:
         w.stop()
     assert draft["state"] == "DRAFT", draft["failureReason"]

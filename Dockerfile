@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# Two images from one file: `api` (no torch) and `worker` (diffusers, CUDA torch from PyPI).
+FROM python:3.12-slim AS base
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY *.py ./
+COPY api ./api
+COPY auth ./auth
+COPY consent ./consent
+COPY graph ./graph
+COPY media ./media
+COPY resolvers ./resolvers
+COPY schema ./schema
+COPY workers ./workers
+RUN useradd --create-home --uid 10001 reelgraph && mkdir /data && chown reelgraph /data
+ENV REELGRAPH_DATA_DIR=/data
+
+FROM base AS api
+RUN pip install ".[s3]"
+USER reelgraph
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
+  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health').status != 200)"
+CMD ["reelgraph", "serve", "--host", "0.0.0.0", "--port", "8000"]
+
+FROM base AS worker
+RUN pip install ".[diffusers,s3]"
+USER reelgraph
+ENV HF_HOME=/models
+CMD ["reelgraph", "worker"]

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Creates .venv with Python 3.12+ and installs reelgraph with the given extras.
+# Re-running is cheap: it reinstalls only when pyproject.toml or the extras change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+
+find_python() {
+  local candidate
+  for candidate in python3.13 python3.12 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
+      command -v "$candidate"
+      return
+    fi
+  done
+  # pyenv may hold a 3.12+ that is not the global version
+  if command -v pyenv >/dev/null 2>&1; then
+    local root version
+    root="$(pyenv root)"
+    for version in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9]|[2-9][0-9])(\.|$)' | sort -V -r); do
+      if [ -x "$root/versions/$version/bin/python3" ]; then
+        echo "$root/versions/$version/bin/python3"
+        return
+      fi
+    done
+  fi
+  echo "reelgraph needs Python 3.12 or newer; install it (e.g. 'pyenv install 3.12')" >&2
+  exit 1
+}
+
+if [ ! -x .venv/bin/python ] ||
+  ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+  rm -rf .venv
+  "$(find_python)" -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip
+fi
+
+stamp=".venv/.reelgraph-installed"
+want="$(sha256sum pyproject.toml | cut -c1-64) [$extras]"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  target="."
+  [ -n "$extras" ] && target=".[$extras]"
+  .venv/bin/python -m pip install --quiet --editable "$target"
+  echo "$want" >"$stamp"
+fi
