@@ -47,7 +47,7 @@ def _settings_env(settings: Settings) -> dict[str, str]:
 def serve(settings: Settings, with_worker: bool) -> int:
     import uvicorn
 
-    from graph.embedded import DataDirInUse, EmbeddedServer
+    from graph.embedded import DataDirInUse, EmbeddedServer, die_with_parent
     from server import build_app, embedded_urls, resolve_secret
 
     # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exit we can clean up on
@@ -69,6 +69,7 @@ def serve(settings: Settings, with_worker: bool) -> int:
                 [sys.executable, "-m", "cli", "worker"],
                 env=_settings_env(settings),
                 start_new_session=True,  # we stop it in order, after the API
+                preexec_fn=die_with_parent,
             )
         logger.info("reelgraph on http://%s:%s/graphql", settings.host, settings.port)
         # uvicorn turns SIGINT/SIGTERM into a graceful shutdown: requests drain, lifespan closes
@@ -100,7 +101,7 @@ def _stop_worker(worker: subprocess.Popen, timeout_s: float = 30.0) -> None:
     try:
         worker.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        worker.kill()
+        os.killpg(worker.pid, signal.SIGKILL)  # the pool children too
         worker.wait()
 
 

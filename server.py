@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,19 +43,32 @@ __all__ = ["Services", "build_app", "resolve_secret"]
 logger = logging.getLogger("reelgraph")
 
 
+MIN_SECRET_LENGTH = 32
+
+
 def resolve_secret(settings: Settings) -> str:
     """The signing secret: from settings, or generated once and kept under the data folder."""
     if settings.secret_key:
-        return settings.secret_key
-    if settings.environment == "production":
+        secret = settings.secret_key
+    elif settings.environment == "production":
         raise RuntimeError("set REELGRAPH_SECRET_KEY in production (every replica needs the same)")
-    path = settings.data_dir / "secret.key"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    else:
+        path = settings.data_dir / "secret.key"
+        if not path.exists():
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            # written whole beside it, then linked into place: never an empty or partial key
+            fd, tmp = tempfile.mkstemp(dir=settings.data_dir, prefix=".secret-")
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):  # another process won the race
+                os.link(tmp, path)
+            os.unlink(tmp)
+        secret = path.read_text().strip()
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise RuntimeError(f"the signing secret must be at least {MIN_SECRET_LENGTH} characters")
+    return secret
 
 
 def embedded_urls(socket_path: Path) -> dict[str, str]:
@@ -82,41 +96,44 @@ class Services:
             embedded = EmbeddedServer(settings.data_dir)
             embedded.start()
             settings = settings.model_copy(update=embedded_urls(embedded.socket_path))
-        if not settings.redis_url:
-            raise RuntimeError("REELGRAPH_REDIS_URL is required with a non-embedded graph")
-        secret = resolve_secret(settings)
-        graph = open_driver(
-            settings.graph_url,
-            graph_name=settings.graph_name,
-            neo4j_database=settings.neo4j_database,
-        )
-        redis = aredis.Redis.from_url(settings.redis_url, decode_responses=True)
-        try:
+        async with contextlib.AsyncExitStack() as cleanup:
+            if embedded is not None:
+                cleanup.callback(embedded.stop)
+            if not settings.redis_url:
+                raise RuntimeError("REELGRAPH_REDIS_URL is required with a non-embedded graph")
+            secret = resolve_secret(settings)
+            graph = open_driver(
+                settings.graph_url,
+                graph_name=settings.graph_name,
+                neo4j_database=settings.neo4j_database,
+            )
+            cleanup.push_async_callback(graph.close)
+            redis = aredis.Redis.from_url(settings.redis_url, decode_responses=True)
+            cleanup.push_async_callback(redis.aclose)
             await graph.ensure_schema()
-        except BaseException:
-            await graph.close()
-            await redis.aclose()
-            if embedded:
-                embedded.stop()
-            raise
-        return cls(
-            settings=settings,
-            graph=graph,
-            redis=redis,
-            tokens=TokenService(
-                redis, secret, settings.access_token_ttl_s, settings.refresh_token_ttl_s
-            ),
-            media=open_media_store(settings, secret),
-            render_queue=RenderQueue(make_celery(settings)),
-            secret=secret,
-            embedded=embedded,
-        )
+            services = cls(
+                settings=settings,
+                graph=graph,
+                redis=redis,
+                tokens=TokenService(
+                    redis, secret, settings.access_token_ttl_s, settings.refresh_token_ttl_s
+                ),
+                media=open_media_store(settings, secret),
+                render_queue=RenderQueue(make_celery(settings)),
+                secret=secret,
+                embedded=embedded,
+            )
+            cleanup.pop_all()  # opened: close() owns them now
+        return services
 
     async def close(self) -> None:
-        await self.graph.close()
-        await self.redis.aclose()
-        if self.embedded is not None:
-            self.embedded.stop()
+        try:
+            await self.graph.close()
+            await self.redis.aclose()
+            self.render_queue.close()
+        finally:
+            if self.embedded is not None:
+                self.embedded.stop()
 
 
 def _authorization(scope: Scope) -> str | None:

@@ -108,9 +108,8 @@ def main() -> None:
 
     e2e, render = statistics.median(latencies), statistics.median(render_times)
     print(f"clips: {args.clips} x {args.duration} s, preview renderer")
-    print(
-        f"createClip -> DRAFT  median {e2e:.3f} s  (min {min(latencies):.3f}, max {max(latencies):.3f})"
-    )
+    spread = f"min {min(latencies):.3f}, max {max(latencies):.3f}"
+    print(f"createClip -> DRAFT  median {e2e:.3f} s  ({spread})")
     print(f"renderer alone       median {render:.3f} s")
     print(f"outside the renderer median {e2e - render:.3f} s ({(e2e - render) / e2e:.0%})")
 

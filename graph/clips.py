@@ -2,6 +2,10 @@
 
 States move only forward: QUEUED -> RENDERING -> DRAFT | FAILED; DRAFT -> PUBLISHED;
 any -> REMOVED. Each transition is one statement whose WHERE is the guard.
+
+Guards read state after `SET c._lock = true REMOVE c._lock`: on Neo4j (read committed) that
+takes the node's write lock first, so two transitions racing on one clip cannot both pass
+their guard. FalkorDB runs writes one at a time, where it changes nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ CREATE_REMIX = Cypher(
     """
 MATCH (a:User {id: $authorId})
 MATCH (pa:User)-[:POSTED]->(p:Clip {id: $parentId})
+SET p._lock = true REMOVE p._lock
+WITH a, pa, p
 WHERE p.state = 'PUBLISHED'
 OPTIONAL MATCH (pa)-[k:BLOCKS]->(a)
 WITH a, p, count(k) AS blocked
@@ -58,6 +64,8 @@ RETURN c {.*, authorId: a.id, parentId: p.id} AS clip
 DISCARD_UNQUEUED = Cypher(
     """
 MATCH (c:Clip {id: $id})
+SET c._lock = true REMOVE c._lock
+WITH c
 WHERE c.state = 'QUEUED' AND c.renderAttempts = 0
 DETACH DELETE c
 RETURN $id AS id
@@ -81,11 +89,15 @@ RETURN id, size([(b:User {id: id})-[:BLOCKS]->(v) | b.id]) > 0 AS blocks
 """
 )
 
-# the worker's claim: a queued clip, or one whose previous worker stopped renewing its lease
+# the worker's claim: a queued clip, one whose worker stopped renewing its lease, or a
+# redelivery of the very task (the owner is the task id) whose worker died
 CLAIM_RENDER = Cypher(
     """
 MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
-WHERE c.state = 'QUEUED' OR (c.state = 'RENDERING' AND c.renderLeaseUntil < $now)
+SET c._lock = true REMOVE c._lock
+WITH a, c
+WHERE c.state = 'QUEUED'
+   OR (c.state = 'RENDERING' AND (c.renderLeaseUntil < $now OR c.renderOwner = $owner))
 SET c.state = 'RENDERING', c.renderOwner = $owner, c.renderLeaseUntil = $leaseUntil,
     c.renderAttempts = c.renderAttempts + 1, c.renderProgress = 0.0, c.updatedAt = $now
 RETURN c {.*, authorId: a.id} AS clip
@@ -102,6 +114,8 @@ RETURN c.state AS state, c.renderLeaseUntil AS leaseUntil
 REPORT_PROGRESS = Cypher(
     """
 MATCH (c:Clip {id: $id})
+SET c._lock = true REMOVE c._lock
+WITH c
 WHERE c.state = 'RENDERING' AND c.renderOwner = $owner
 SET c.renderProgress = $progress, c.renderLeaseUntil = $leaseUntil
 RETURN c.id AS id
@@ -111,6 +125,8 @@ RETURN c.id AS id
 FINISH_RENDER = Cypher(
     """
 MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
+SET c._lock = true REMOVE c._lock
+WITH a, c
 WHERE c.state = 'RENDERING' AND c.renderOwner = $owner
 SET c.state = 'DRAFT', c.renderProgress = 1.0, c.renderedAt = $now, c.updatedAt = $now,
     c.videoKey = $video.key, c.sha256 = $video.sha256, c.videoDurationMs = $video.durationMs,
@@ -124,7 +140,10 @@ RETURN c {.*, authorId: a.id} AS clip
 FAIL_RENDER = Cypher(
     """
 MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
-WHERE c.state IN ['QUEUED', 'RENDERING'] AND coalesce(c.renderOwner, '') = $owner
+SET c._lock = true REMOVE c._lock
+WITH a, c
+WHERE (c.state = 'QUEUED' AND c.renderOwner IS NULL)
+   OR (c.state = 'RENDERING' AND c.renderOwner = $owner)
 SET c.state = 'FAILED', c.failureReason = $reason, c.updatedAt = $now,
     c.renderOwner = null, c.renderLeaseUntil = null
 RETURN c {.*, authorId: a.id} AS clip
@@ -134,6 +153,8 @@ RETURN c {.*, authorId: a.id} AS clip
 PUBLISH = Cypher(
     """
 MATCH (a:User {id: $authorId})-[:POSTED]->(c:Clip {id: $id})
+SET c._lock = true REMOVE c._lock
+WITH a, c
 WHERE c.state = 'DRAFT'
 SET c.state = 'PUBLISHED', c.publishedAt = $now, c.updatedAt = $now
 RETURN c {.*, authorId: a.id} AS clip
@@ -143,6 +164,8 @@ RETURN c {.*, authorId: a.id} AS clip
 REMOVE = Cypher(
     """
 MATCH (a:User {id: $authorId})-[:POSTED]->(c:Clip {id: $id})
+SET c._lock = true REMOVE c._lock
+WITH a, c
 WHERE c.state <> 'REMOVED'
 SET c.state = 'REMOVED', c.removedAt = $now, c.removedBy = $removedBy, c.updatedAt = $now,
     c.renderOwner = null

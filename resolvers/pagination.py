@@ -38,13 +38,18 @@ def decode_cursor(cursor: str | None, arity: int = 2) -> tuple[Any, ...] | None:
         key = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise BadUserInput("invalid cursor") from None
-    if (
-        not isinstance(key, list)
-        or len(key) != arity
-        or not all(isinstance(v, int | str) and not isinstance(v, bool) for v in key)
-    ):
+    if not isinstance(key, list) or len(key) != arity or not all(map(_cursor_value, key)):
         raise BadUserInput("invalid cursor")
     return tuple(key)
+
+
+def _cursor_value(value: object) -> bool:
+    """Values a graph engine accepts back: int64 integers and short ASCII ids."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63
+    return isinstance(value, str) and len(value) <= 64 and value.isascii()
 
 
 @dataclass(frozen=True)

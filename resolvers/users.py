@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import unicodedata
@@ -140,12 +141,14 @@ async def follow(ctx: Context, user_id: str) -> dict:
     viewer_id, target_id = await _target(ctx, user_id)
     if not await user_repo.follow(ctx.services.graph, viewer_id, target_id, now_ms()):
         await _explain_refusal(ctx, viewer_id, target_id)
+    _forget_follow_state(ctx, viewer_id, target_id)
     return await _load_user(ctx, target_id)
 
 
 async def unfollow(ctx: Context, user_id: str) -> dict:
     viewer_id, target_id = await _target(ctx, user_id)
     await user_repo.unfollow(ctx.services.graph, viewer_id, target_id)
+    _forget_follow_state(ctx, viewer_id, target_id)
     return await _load_user(ctx, target_id)
 
 
@@ -153,7 +156,16 @@ async def block_user(ctx: Context, user_id: str) -> dict:
     viewer_id, target_id = await _target(ctx, user_id)
     if not await user_repo.block_user(ctx.services.graph, viewer_id, target_id, now_ms()):
         raise NotFound("no such user")
+    _forget_follow_state(ctx, viewer_id, target_id)
     return await _load_user(ctx, target_id)
+
+
+def _forget_follow_state(ctx: Context, *user_ids: str) -> None:
+    """A follow graph write: later fields in the same document must not see cached counts."""
+    for loader in (ctx.loaders.follow_counts_by_user, ctx.loaders.viewer_follows_by_user):
+        for user_id in user_ids:
+            with contextlib.suppress(KeyError):  # nothing cached for it yet
+                loader.clear(user_id)
 
 
 async def _load_user(ctx: Context, user_id: str) -> dict:

@@ -11,7 +11,7 @@ from resolvers import users as user_resolvers
 from resolvers.ids import decode_any
 from schema.base import Node
 from schema.clips import Clip, ClipConnection, ClipState, CreateClipInput, clip_connection
-from schema.extensions import error_extension, limit_extensions
+from schema.extensions import RejectBadTokens, error_extension, limit_extensions
 from schema.users import AuthPayload, SignUpInput, User
 
 __all__ = ["Mutation", "Query", "build_schema"]
@@ -141,6 +141,7 @@ def build_schema(
         types=[User, Clip, ClipState],
         extensions=[
             *limit_extensions(max_depth, max_aliases, max_tokens),
+            RejectBadTokens,
             error_extension(mask_errors),
         ],
     )

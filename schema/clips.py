@@ -105,7 +105,10 @@ class Clip(Node):
         description="parent, null for an original (or when the viewer may not see it)"
     )
     async def remix_of(self, info: Info) -> Clip | None:
-        parent_id = self.row.get("parentId")
+        row = self.row
+        if "parentId" not in row:  # transition rows leave it out; lineage never changes
+            row = await info.context.loaders.clip_by_id.load(row["id"]) or row
+        parent_id = row.get("parentId")
         if parent_id is None:
             return None
         parent = await clip_resolvers.visible_clip(info.context, parent_id)

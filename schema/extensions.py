@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from graphql import GraphQLError
+from graphql import ExecutionResult, FieldNode, GraphQLError, OperationDefinitionNode
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -15,7 +15,7 @@ from strawberry.extensions import (
 
 from errors import ClientError
 
-__all__ = ["ErrorCodes", "limit_extensions"]
+__all__ = ["ErrorCodes", "RejectBadTokens", "limit_extensions"]
 
 logger = logging.getLogger("reelgraph.errors")
 INTERNAL_MESSAGE = "Internal error"
@@ -67,6 +67,39 @@ class ErrorCodes(SchemaExtension):
             self.execution_context.pre_execution_errors = [
                 classify(error, self.mask) for error in self.execution_context.pre_execution_errors
             ]
+
+
+class RejectBadTokens(SchemaExtension):
+    """A bad access token fails the operation: never a silent fall-back to anonymous.
+
+    Only the fields that hand out tokens still run, so a client whose access token expired
+    can refresh it without first dropping the stale header.
+    """
+
+    TOKEN_FIELDS = frozenset({"signUp", "logIn", "refreshToken", "__typename"})
+
+    def on_execute(self) -> Iterator[None]:
+        ctx = self.execution_context.context
+        error = getattr(ctx, "auth_error", None)
+        if error is not None and not self._only_token_fields():
+            self.execution_context.result = ExecutionResult(
+                data=None, errors=[GraphQLError(error.message, original_error=error)]
+            )
+        yield
+
+    def _only_token_fields(self) -> bool:
+        document = self.execution_context.graphql_document
+        name = self.execution_context.operation_name
+        for definition in document.definitions if document else ():
+            if isinstance(definition, OperationDefinitionNode) and (
+                name is None or (definition.name and definition.name.value == name)
+            ):
+                selections = definition.selection_set.selections
+                return all(
+                    isinstance(s, FieldNode) and s.name.value in self.TOKEN_FIELDS
+                    for s in selections
+                )
+        return False
 
 
 def error_extension(mask: bool) -> type[ErrorCodes]:

@@ -129,3 +129,14 @@ async def test_malformed_authorization_header(gql: GraphQLClient) -> None:
 
 async def test_no_viewer_without_a_token(gql: GraphQLClient) -> None:
     assert (await gql.ok(VIEWER))["viewer"] is None
+
+
+async def test_a_bad_token_fails_public_fields_too(gql: GraphQLClient) -> None:
+    """A client with a broken token is told so, never silently served as anonymous."""
+    account = await gql.sign_up("public")
+    query = "query($h: String!) { user(handle: $h) { handle followerCount } }"
+    code, _ = await gql.error(query, {"h": account.handle}, token="garbage.token.here")
+    assert code == "UNAUTHENTICATED"
+    # the token-issuing mutations still work with a stale header, so a client can recover
+    refreshed = await gql.ok(REFRESH, {"t": account.refresh_token}, token="expired.or.broken")
+    assert refreshed["refreshToken"]["user"]["handle"] == account.handle

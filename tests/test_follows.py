@@ -145,3 +145,26 @@ async def test_a_page_of_users_with_counts_costs_constant_round_trips(
         costs[first] = services.graph.round_trips - before
     # user by handle, the page, the counts, viewerFollows: four, whatever the page size
     assert costs == {2: 4, 20: 4}
+
+
+async def test_counts_are_fresh_after_each_mutation_in_one_document(gql: GraphQLClient) -> None:
+    ann, bob = await gql.sign_up("ann"), await gql.sign_up("bob")
+    data = await gql.ok(
+        """mutation($id: ID!) { a: follow(userId: $id) { followerCount viewerFollows }
+                                b: unfollow(userId: $id) { followerCount viewerFollows } }""",
+        {"id": bob.id},
+        ann.token,
+    )
+    assert data["a"] == {"followerCount": 1, "viewerFollows": True}
+    assert data["b"] == {"followerCount": 0, "viewerFollows": False}
+
+
+async def test_out_of_range_cursor_values_are_bad_input(gql: GraphQLClient) -> None:
+    import base64
+    import json
+
+    star = await gql.sign_up("star")
+    for key in ([10**30, "x"], [1, "\ud800"], [1, "y" * 65]):
+        cursor = base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+        code, _ = await gql.error(FOLLOWERS, {"h": star.handle, "after": cursor})
+        assert code == "BAD_USER_INPUT", key

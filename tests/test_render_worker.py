@@ -92,6 +92,35 @@ async def test_a_clip_renders_to_a_playable_draft_and_publishes(
     )
     assert [e["node"]["id"] for e in profile["user"]["clips"]["edges"]] == [created["id"]]
     assert (await http.get(theirs["video"]["url"])).status_code == 200
+    odd = theirs["video"]["url"].split("sig=")[0] + "sig=%C3%A9"
+    assert (await http.get(odd)).status_code == 404
+
+    # a remix names its parent, in every mutation result too
+    remix = (
+        await gql.ok(
+            """mutation($input: CreateClipInput!) { createClip(input: $input) {
+                 id remixOf { id } } }""",
+            {"input": {"prompt": "a remix", "remixOf": created["id"]}},
+            bob.token,
+        )
+    )["createClip"]
+    assert remix["remixOf"] == {"id": created["id"]}
+    deleted = await gql.ok(
+        "mutation($id: ID!) { deleteClip(clipId: $id) { state remixOf { id } } }",
+        {"id": remix["id"]},
+        bob.token,
+    )
+    assert deleted["deleteClip"] == {"state": "REMOVED", "remixOf": {"id": created["id"]}}
+
+    # someone the author blocked no longer sees the clip, nor can remix it
+    carl = await gql.sign_up("blocked")
+    await gql.ok("mutation($id: ID!) { blockUser(userId: $id) { id } }", {"id": carl.id}, ann.token)
+    assert (await gql.ok(CLIP, {"id": created["id"]}, carl.token))["clip"] is None
+    code, _ = await gql.error(
+        CREATE, {"input": {"prompt": "remix", "remixOf": created["id"]}}, carl.token
+    )
+    assert code == "NOT_FOUND"
+
     # after removal the same link serves nothing
     await gql.ok(DELETE, {"id": created["id"]}, ann.token)
     assert (await http.get(theirs["video"]["url"])).status_code == 404

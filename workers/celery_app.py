@@ -30,9 +30,16 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # loading a real model in worker_process_init takes longer than the 4 s default
+        worker_proc_alive_timeout=settings.render_time_limit_s,
         task_soft_time_limit=settings.render_soft_time_limit_s,
         task_time_limit=settings.render_time_limit_s,
-        broker_transport_options={"visibility_timeout": settings.render_visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": settings.render_visibility_timeout_s,
+            # sweep for a dead worker's unacknowledged renders often enough to matter
+            "unacked_restore_interval": max(1, min(60, settings.render_visibility_timeout_s // 10)),
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,

@@ -21,6 +21,9 @@ class RenderQueue:
     def __init__(self, celery_app: Celery) -> None:
         self._app = celery_app
 
+    def close(self) -> None:
+        self._app.close()
+
     def _send(self, clip_id: str) -> None:
         self._app.send_task(
             RENDER_TASK,
@@ -33,9 +36,13 @@ class RenderQueue:
         """Queue a render; when the broker is down, undo with on_refused and tell the client."""
         try:
             await asyncio.to_thread(self._send, clip_id)
-        except (OperationalError, OSError) as exc:
-            logger.warning("render queue unavailable for clip %s: %s", clip_id, exc)
-            await on_refused()
-            raise ServiceUnavailable(
-                "the render queue is unavailable, so the clip was not created; try again shortly"
-            ) from exc
+        except BaseException as exc:
+            # whatever went wrong (even a cancelled request), no clip may wait for no task
+            await asyncio.shield(on_refused())
+            if isinstance(exc, OperationalError | OSError):
+                logger.warning("render queue unavailable for clip %s: %s", clip_id, exc)
+                raise ServiceUnavailable(
+                    "the render queue is unavailable, so the clip was not created; "
+                    "try again shortly"
+                ) from exc
+            raise

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,7 @@ from media.probe import probe_video
 from media.store import MediaStore, clip_video_key
 from workers.renderers import RenderCancelled, Renderer, RenderSpec
 
-__all__ = ["Busy", "RenderRuntime", "new_owner", "run_render"]
+__all__ = ["Busy", "RenderRuntime", "fail", "run_render"]
 
 logger = logging.getLogger(__name__)
 _PROGRESS_INTERVAL_S = 0.5
@@ -44,16 +41,13 @@ class RenderRuntime:
 
     graph: GraphDriver
     media: MediaStore
-    renderer: Renderer
+    renderer: Renderer | None
     lease_s: int
+    max_attempts: int
     loop: asyncio.AbstractEventLoop
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
-
-
-def new_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _now() -> int:
@@ -61,7 +55,10 @@ def _now() -> int:
 
 
 def run_render(rt: RenderRuntime, clip_id: str, owner: str) -> str:
-    """Render a clip to DRAFT. Returns what happened; raises Busy or transient errors."""
+    """Render a clip to DRAFT. Returns what happened; raises Busy or transient errors.
+
+    owner is the task id: the same across retries and redeliveries of one task.
+    """
     now = _now()
     clip = rt.run(clip_repo.claim_render(rt.graph, clip_id, owner, now, now + rt.lease_s * 1000))
     if clip is None:
@@ -71,6 +68,11 @@ def run_render(rt: RenderRuntime, clip_id: str, owner: str) -> str:
         if state["state"] == "RENDERING" and (state["leaseUntil"] or 0) > now:
             raise Busy(retry_in_s=(state["leaseUntil"] - now) / 1000 + 1)
         return f"skipped:{state['state']}"
+    if clip["renderAttempts"] > rt.max_attempts:
+        fail(
+            rt, clip_id, owner, f"the render was started {rt.max_attempts} times and never finished"
+        )
+        return "failed"
 
     spec = RenderSpec(
         clip_id=clip_id,
@@ -96,6 +98,7 @@ def run_render(rt: RenderRuntime, clip_id: str, owner: str) -> str:
         if not owned:
             raise RenderCancelled(f"clip {clip_id} was removed or taken over")
 
+    assert rt.renderer is not None
     try:
         path = rt.renderer.render(spec, on_progress)
     except RenderCancelled:
