@@ -12,7 +12,7 @@ from strawberry.types import Info
 from resolvers import clips as clip_resolvers
 from resolvers.ids import encode_id
 from resolvers.pagination import Page
-from schema.base import Node, PageInfo, from_epoch_ms
+from schema.base import Connection, Node, connection, from_epoch_ms
 
 if TYPE_CHECKING:
     from schema.users import User
@@ -115,23 +115,11 @@ class Clip(Node):
         return Clip.from_row(parent) if parent else None
 
 
-@strawberry.type
-class ClipEdge:
-    cursor: str
-    node: Clip
-
-
-@strawberry.type
-class ClipConnection:
-    edges: list[ClipEdge]
-    page_info: PageInfo
+ClipConnection = Connection[Clip]
 
 
 def clip_connection(page: Page[dict]) -> ClipConnection:
-    return ClipConnection(
-        edges=[ClipEdge(cursor=cursor, node=Clip.from_row(row)) for cursor, row in page.items],
-        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
-    )
+    return connection(page, Clip.from_row)
 
 
 @strawberry.input

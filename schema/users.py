@@ -11,10 +11,10 @@ from strawberry.types import Info
 from resolvers import users as user_resolvers
 from resolvers.ids import encode_id
 from resolvers.pagination import Page
-from schema.base import Node, PageInfo, from_epoch_ms
+from schema.base import Connection, Node, connection, from_epoch_ms
 
 if TYPE_CHECKING:
-    from schema.clips import ClipConnection
+    from schema.clips import Clip
 
 __all__ = ["AuthPayload", "SignUpInput", "User", "UserConnection", "user_connection"]
 
@@ -55,7 +55,7 @@ class User(Node):
     @strawberry.field
     async def followers(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> UserConnection:
+    ) -> Connection[User]:
         page = await user_resolvers.follow_page(
             info.context, self.raw_id, "followers", first, after
         )
@@ -64,7 +64,7 @@ class User(Node):
     @strawberry.field
     async def following(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> UserConnection:
+    ) -> Connection[User]:
         page = await user_resolvers.follow_page(
             info.context, self.raw_id, "following", first, after
         )
@@ -73,7 +73,7 @@ class User(Node):
     @strawberry.field(description="published clips, newest first")
     async def clips(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> Annotated[ClipConnection, strawberry.lazy("schema.clips")]:
+    ) -> Connection[Annotated[Clip, strawberry.lazy("schema.clips")]]:
         from resolvers import clips as clip_resolvers
         from schema.clips import clip_connection
 
@@ -81,23 +81,11 @@ class User(Node):
         return clip_connection(page)
 
 
-@strawberry.type
-class UserEdge:
-    cursor: str
-    node: User
-
-
-@strawberry.type
-class UserConnection:
-    edges: list[UserEdge]
-    page_info: PageInfo
+UserConnection = Connection[User]
 
 
 def user_connection(page: Page[dict]) -> UserConnection:
-    return UserConnection(
-        edges=[UserEdge(cursor=cursor, node=User.from_row(row)) for cursor, row in page.items],
-        page_info=PageInfo(has_next_page=page.has_next_page, end_cursor=page.end_cursor),
-    )
+    return connection(page, User.from_row)
 
 
 @strawberry.type
