@@ -11,7 +11,7 @@ from resolvers import users as user_resolvers
 from resolvers.ids import decode_any
 from schema.base import Node
 from schema.clips import Clip, ClipConnection, ClipState, CreateClipInput, clip_connection
-from schema.extensions import RejectBadTokens, error_extension, limit_extensions
+from schema.extensions import MaxNodes, RejectBadTokens, error_extension, limit_extensions
 from schema.users import AuthPayload, SignUpInput, User
 
 __all__ = ["Mutation", "Query", "build_schema"]
@@ -142,6 +142,7 @@ def build_schema(
         extensions=[
             *limit_extensions(max_depth, max_aliases, max_tokens),
             RejectBadTokens,
+            MaxNodes,
             error_extension(mask_errors),
         ],
     )

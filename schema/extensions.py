@@ -5,7 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from graphql import ExecutionResult, FieldNode, GraphQLError, OperationDefinitionNode
+from graphql import (
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    get_named_type,
+    value_from_ast_untyped,
+)
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -13,11 +23,12 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
-from errors import ClientError
+from errors import BadUserInput, ClientError
 
-__all__ = ["ErrorCodes", "RejectBadTokens", "limit_extensions"]
+__all__ = ["ErrorCodes", "MaxNodes", "RejectBadTokens", "limit_extensions"]
 
 logger = logging.getLogger("reelgraph.errors")
+DEFAULT_PAGE, MAX_PAGE = 20, 100  # the contract's connection defaults
 INTERNAL_MESSAGE = "Internal error"
 
 
@@ -100,6 +111,79 @@ class RejectBadTokens(SchemaExtension):
                     for s in selections
                 )
         return False
+
+
+class MaxNodes(SchemaExtension):
+    """Bounds what one document can fetch before anything runs: along each path, the page
+    sizes of nested connections multiply; the document's total must stay under max_nodes."""
+
+    max_nodes = 10_000
+
+    def on_execute(self) -> Iterator[None]:
+        ec = self.execution_context
+        document = ec.graphql_document
+        if ec.result is None and document is not None:
+            schema = ec.schema._schema
+            fragments = {
+                d.name.value: d
+                for d in document.definitions
+                if isinstance(d, FragmentDefinitionNode)
+            }
+            cost = 0
+            for op in document.definitions:
+                if isinstance(op, OperationDefinitionNode) and (
+                    ec.operation_name is None or (op.name and op.name.value == ec.operation_name)
+                ):
+                    root = schema.get_root_type(op.operation)
+                    walk = _CostWalk(schema, fragments, ec.variables or {})
+                    cost += walk.cost(op.selection_set, root, 1)
+            if cost > self.max_nodes:
+                error = BadUserInput(
+                    f"this query could fetch {cost} nodes; the limit is {self.max_nodes}: "
+                    "ask for smaller pages or fewer nested lists"
+                )
+                ec.result = ExecutionResult(
+                    data=None, errors=[GraphQLError(error.message, original_error=error)]
+                )
+        yield
+
+
+class _CostWalk:
+    def __init__(self, schema, fragments: dict, variables: dict) -> None:
+        self.schema, self.fragments, self.variables = schema, fragments, variables
+
+    def cost(self, selection_set, parent, multiplier: int) -> int:
+        total = 0
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FragmentSpreadNode | InlineFragmentNode):
+                fragment = (
+                    self.fragments.get(selection.name.value)
+                    if isinstance(selection, FragmentSpreadNode)
+                    else selection
+                )
+                if fragment is None:
+                    continue
+                condition = fragment.type_condition
+                inner_parent = self.schema.get_type(condition.name.value) if condition else parent
+                total += self.cost(fragment.selection_set, inner_parent, multiplier)
+                continue
+            definition = getattr(parent, "fields", {}).get(selection.name.value)
+            if definition is None:
+                continue
+            inner = multiplier
+            if "first" in definition.args:  # a connection: one page of nodes per parent
+                inner = multiplier * self._first(selection)
+                total += inner
+            total += self.cost(selection.selection_set, get_named_type(definition.type), inner)
+        return total
+
+    def _first(self, field: FieldNode) -> int:
+        for argument in field.arguments or ():
+            if argument.name.value == "first":
+                value = value_from_ast_untyped(argument.value, self.variables)
+                if isinstance(value, int):
+                    return min(max(value, 0), MAX_PAGE)
+        return DEFAULT_PAGE
 
 
 def error_extension(mask: bool) -> type[ErrorCodes]:

@@ -57,3 +57,13 @@ async def test_unexpected_errors_are_masked_in_production() -> None:
     assert error.extensions == {"code": "INTERNAL"}
     unmasked = (await _boom_schema(mask=False).execute("{ boom }")).errors[0]
     assert "secret" in unmasked.message and unmasked.extensions["code"] == "INTERNAL"
+
+
+async def test_nested_pages_are_bounded_by_the_nodes_they_could_fetch(gql: GraphQLClient) -> None:
+    nested = """query($n: Int) { user(handle: "x") { followers(first: $n) { edges { node {
+      following(first: $n) { edges { node { ...F } } } } } } } }
+      fragment F on User { followers(first: $n) { edges { node { handle } } } }"""
+    code, message = await gql.error(nested, {"n": 100})
+    assert code == "BAD_USER_INPUT" and "could fetch 1010100 nodes" in message
+    # the same shape with small pages is fine
+    assert not (await gql.raw(nested, {"n": 5})).get("errors")
