@@ -19,10 +19,13 @@ from litestar.exceptions import NotFoundException
 from litestar.params import Parameter
 from litestar.response import File, Response
 from litestar.types import Scope
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.litestar import make_graphql_controller
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UNSET, UnsetType
 
 from auth.tokens import TokenService
+from errors import Unauthenticated
 from graph.driver import GraphDriver, GraphUnavailable, open_driver
 from graph.embedded import EmbeddedServer
 from media.store import (
@@ -196,13 +199,21 @@ def build_app(settings: Settings | None = None) -> Litestar:
         max_aliases=settings.max_aliases,
         max_tokens=settings.max_tokens,
     )
-    graphql = make_graphql_controller(
+    base_controller = make_graphql_controller(
         schema,
         path="/graphql",
         graphql_ide=None if production else "graphiql",
         context_getter=graphql_context,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
     )
+
+    class GraphQLController(base_controller):
+        async def on_ws_connect(self, context: Context) -> UnsetType:
+            try:
+                context.authenticate_socket()
+            except Unauthenticated:
+                raise ConnectionRejectionError() from None  # closes with 4403
+            return UNSET
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -214,7 +225,7 @@ def build_app(settings: Settings | None = None) -> Litestar:
             await services.close()
 
     return Litestar(
-        route_handlers=[graphql, health, media],
+        route_handlers=[GraphQLController, health, media],
         lifespan=[lifespan],
         debug=False,
     )

@@ -29,6 +29,17 @@ class Context(BaseContext, kw_only=True):
     viewer_id: str | None = None
     auth_error: Any = None  # an Unauthenticated raised only where a viewer is needed
     loaders: Any = None
+    connection_params: Any = None  # graphql-transport-ws connection_init payload
+
+    def authenticate_socket(self) -> None:
+        """Subscriptions carry {"authorization": "Bearer <token>"} in connection_init; a bad
+        token raises Unauthenticated (the socket is then closed with 4403)."""
+        params = self.connection_params if isinstance(self.connection_params, dict) else {}
+        authorization = params.get("authorization")
+        token = bearer_token(authorization if isinstance(authorization, str) else None)
+        self.viewer_id = self.services.tokens.verify_access(token) if token else None
+        self.auth_error = None
+        self.loaders = Loaders(self.services.graph, self.viewer_id)
 
     @classmethod
     def build(cls, services: Services, authorization: str | None) -> Context:

@@ -141,10 +141,19 @@ def test_health_answers_only_while_the_engine_answers(tmp_path: Path) -> None:
 async def test_only_graphql_transport_ws_is_offered(tmp_path: Path) -> None:
     with server(tmp_path / "data") as base:
         url = base.replace("http", "ws") + "/graphql"
+        token = _gql(base, SIGN_UP, {"h": "socket_user"})["signUp"]["accessToken"]
+        for payload in ({}, {"authorization": f"Bearer {token}"}):
+            async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+                assert ws.subprotocol == "graphql-transport-ws"
+                await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+                assert json.loads(await ws.recv())["type"] == "connection_ack"
+        # a bad token in connection_init closes the socket with 4403, as the contract says
         async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
-            assert ws.subprotocol == "graphql-transport-ws"
-            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
-            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            init = {"type": "connection_init", "payload": {"authorization": "Bearer forged"}}
+            await ws.send(json.dumps(init))
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd.code == 4403
         with pytest.raises(websockets.exceptions.WebSocketException):
             async with websockets.connect(url, subprotocols=["graphql-ws"]) as ws:
                 await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
