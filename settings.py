@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     render_lease_s: int = 60
     render_max_retries: int = 3
     worker_concurrency: int = 1
+    # the reaper re-queues clips whose render task was lost; a duplicate task is harmless
+    reaper_interval_s: int = 60
+    requeue_after_s: int = 1800  # a QUEUED clip untouched this long gets its task again
     with_worker: bool = True  # `reelgraph run` starts a worker beside the server
 
     # media

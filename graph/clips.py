@@ -104,6 +104,21 @@ RETURN c {.*, authorId: a.id} AS clip
 """
 )
 
+# the reaper's sweep: clips whose task was lost (no worker ever took it, or its worker died
+# and the broker did not hand it back); touching them keeps the next sweep off them
+STALE_RENDERS = Cypher(
+    """
+MATCH (c:Clip)
+WHERE (c.state = 'QUEUED' AND c.updatedAt < $queuedBefore)
+   OR (c.state = 'RENDERING' AND c.renderLeaseUntil < $leaseBefore)
+WITH c
+LIMIT $limit
+SET c.updatedAt = $now,
+    c.renderLeaseUntil = CASE WHEN c.state = 'RENDERING' THEN $now ELSE null END
+RETURN c.id AS id
+"""
+)
+
 CLIP_RENDER_STATE = Cypher(
     """
 MATCH (c:Clip {id: $id})
@@ -232,6 +247,18 @@ async def claim_render(
         CLAIM_RENDER, {"id": clip_id, "owner": owner, "now": now, "leaseUntil": lease_until}
     )
     return Transition.first(rows)
+
+
+async def stale_renders(
+    db: GraphDriver, *, now: int, queued_before: int, lease_before: int, limit: int
+) -> list[str]:
+    params = {
+        "now": now,
+        "queuedBefore": queued_before,
+        "leaseBefore": lease_before,
+        "limit": limit,
+    }
+    return [row["id"] for row in await db.write(STALE_RENDERS, params)]
 
 
 async def render_state(db: GraphDriver, clip_id: str) -> Row | None:

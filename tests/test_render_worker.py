@@ -221,3 +221,27 @@ async def test_the_tiny_diffusers_pipeline_renders_through_the_real_task(
     assert draft["state"] == "DRAFT", draft["failureReason"]
     assert (draft["video"]["height"], draft["video"]["width"]) == (64, 96)
     assert draft["video"]["fps"] == 24.0
+
+
+async def test_a_lost_task_is_requeued_by_the_reaper(
+    gql: GraphQLClient, settings, tmp_path
+) -> None:
+    import redis
+
+    ann = await gql.sign_up("lost")
+    created = (await gql.ok(CREATE, {"input": {"prompt": "lost in the broker"}}, ann.token))[
+        "createClip"
+    ]
+    # the broker loses every waiting task (as after a Redis restart without persistence)
+    broker = redis.Redis.from_url(settings.redis_url)
+    assert broker.delete("render") == 1
+    broker.close()
+    w = start_worker(
+        settings, tmp_path / "w.log", REELGRAPH_REAPER_INTERVAL_S="1", REELGRAPH_REQUEUE_AFTER_S="1"
+    )
+    try:
+        draft = await wait_state(gql, ann.token, created["id"], {"DRAFT", "FAILED"})
+    finally:
+        w.stop()
+    assert draft["state"] == "DRAFT"
+    assert "re-queued" in (tmp_path / "w.log").read_text()

@@ -24,7 +24,8 @@ class RenderQueue:
     def close(self) -> None:
         self._app.close()
 
-    def _send(self, clip_id: str) -> None:
+    def send(self, clip_id: str) -> None:
+        """Publish a render task (blocking); raises kombu's OperationalError when it cannot."""
         self._app.send_task(
             RENDER_TASK,
             args=[clip_id],
@@ -35,7 +36,7 @@ class RenderQueue:
     async def enqueue(self, clip_id: str, on_refused: Callable[[], Awaitable[None]]) -> None:
         """Queue a render; when the broker is down, undo with on_refused and tell the client."""
         try:
-            await asyncio.to_thread(self._send, clip_id)
+            await asyncio.to_thread(self.send, clip_id)
         except BaseException as exc:
             # whatever went wrong (even a cancelled request), no clip may wait for no task
             await asyncio.shield(on_refused())

@@ -7,7 +7,12 @@ import logging
 
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -15,6 +20,7 @@ from graph.driver import GraphUnavailable, open_driver
 from media.store import open_media_store
 from settings import Settings
 from workers.queue import RENDER_TASK
+from workers.reaper import start_reaper
 from workers.render_job import Busy, RenderRuntime, fail, run_render
 from workers.renderers import get_renderer
 
@@ -64,6 +70,17 @@ def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
         warm = getattr(runtime().renderer, "load", None)
         if callable(warm):
             warm()  # load model weights once per process, before the first task
+
+    reaper_stop = []
+
+    @worker_ready.connect(weak=False)
+    def _start_reaper(**_: object) -> None:
+        reaper_stop.append(start_reaper(settings, app))  # main process only
+
+    @worker_shutting_down.connect(weak=False)
+    def _stop_reaper(**_: object) -> None:
+        for stop in reaper_stop:
+            stop.set()
 
     @worker_process_shutdown.connect(weak=False)
     def _close_process(**_: object) -> None:
