@@ -150,7 +150,7 @@ async def graphql_context(state: State, scope: Scope) -> Context:
     return Context.build(state.services, _authorization(scope))
 
 
-@get("/health", sync_to_thread=False)
+@get("/health")
 async def health(state: State) -> Response[dict[str, Any]]:
     services: Services = state.services
     checks = {}

@@ -26,7 +26,11 @@ _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux
 
 
 def die_with_parent() -> None:
-    """Linux: if this process dies without stopping redis, redis gets SIGTERM (and saves)."""
+    """Linux: if this process dies without stopping redis, redis gets SIGTERM (and saves).
+
+    The signal fires when the *thread* that started the child exits: start from a thread
+    that lives as long as the server (the main thread, as the CLI does).
+    """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 

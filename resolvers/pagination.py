@@ -11,7 +11,14 @@ from typing import Any, TypeVar
 
 from errors import BadUserInput
 
-__all__ = ["Page", "decode_cursor", "encode_cursor", "make_page", "page_size"]
+__all__ = [
+    "Page",
+    "decode_cursor",
+    "encode_cursor",
+    "make_page",
+    "page_size",
+    "time_id_cursor",
+]
 
 T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 20
@@ -41,6 +48,14 @@ def decode_cursor(cursor: str | None, arity: int = 2) -> tuple[Any, ...] | None:
     if not isinstance(key, list) or len(key) != arity or not all(map(_cursor_value, key)):
         raise BadUserInput("invalid cursor")
     return tuple(key)
+
+
+def time_id_cursor(cursor: str | None) -> tuple[int, str] | None:
+    """The (epoch ms, id) keyset every newest-first list pages by."""
+    key = decode_cursor(cursor)
+    if key is not None and not (isinstance(key[0], int) and isinstance(key[1], str)):
+        raise BadUserInput("invalid cursor")
+    return key
 
 
 def _cursor_value(value: object) -> bool:

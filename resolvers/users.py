@@ -15,7 +15,7 @@ from auth.tokens import TokenPair
 from errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from graph import users as user_repo
 from resolvers.ids import decode_id
-from resolvers.pagination import Page, decode_cursor, make_page, page_size
+from resolvers.pagination import Page, make_page, page_size, time_id_cursor
 
 if TYPE_CHECKING:
     from resolvers.context import Context
@@ -179,9 +179,7 @@ async def follow_page(
     ctx: Context, user_id: str, direction: str, first: int | None, after: str | None
 ) -> Page[dict]:
     limit = page_size(first, ctx.settings.max_page_size)
-    cursor = decode_cursor(after)
-    if cursor is not None and not (isinstance(cursor[0], int) and isinstance(cursor[1], str)):
-        raise BadUserInput("invalid cursor")
+    cursor = time_id_cursor(after)
     rows = await user_repo.follow_page(
         ctx.services.graph, user_id=user_id, direction=direction, after=cursor, limit=limit + 1
     )

@@ -8,7 +8,7 @@ from strawberry.types import Info
 from errors import NotFound
 from resolvers import clips as clip_resolvers
 from resolvers import users as user_resolvers
-from resolvers.ids import decode_any
+from resolvers.ids import decode_any, decode_id
 from schema.base import Node
 from schema.clips import Clip, ClipConnection, ClipState, CreateClipInput, clip_connection
 from schema.extensions import MaxNodes, RejectBadTokens, error_extension, limit_extensions
@@ -60,8 +60,6 @@ class Query:
 
     @strawberry.field
     async def clip(self, info: Info, id: strawberry.ID) -> Clip | None:
-        from resolvers.ids import decode_id
-
         row = await clip_resolvers.visible_clip(info.context, decode_id(id, "Clip"))
         return Clip.from_row(row) if row else None
 
