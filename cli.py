@@ -18,15 +18,15 @@ logger = logging.getLogger("reelgraph")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    updates = {}
-    for name in ("host", "port", "data_dir"):
-        value = getattr(args, name, None)
-        if value is not None:
-            updates[name] = value
-    settings = get_settings().model_copy(update=updates)
+    """Settings from the environment, overridden by the flags given."""
+    updates = {
+        name: getattr(args, name)
+        for name in ("host", "port", "data_dir")
+        if getattr(args, name, None) is not None
+    }
     if "data_dir" in updates:
-        settings = settings.model_copy(update={"data_dir": Path(updates["data_dir"])})
-    return settings
+        updates["data_dir"] = Path(updates["data_dir"])
+    return get_settings().model_copy(update=updates)
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
