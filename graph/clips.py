@@ -15,7 +15,6 @@ from typing import Any
 from graph.driver import Cypher, GraphDriver, Row
 
 __all__ = [
-    "Transition",
     "authors_blocking_viewer",
     "claim_render",
     "clips_by_ids",
@@ -212,18 +211,15 @@ LIMIT $limit
 )
 
 
-class Transition:
+def _clip(rows: list[Row]) -> Row | None:
     """Outcome of a guarded write: the clip row when it happened, else None."""
-
-    @staticmethod
-    def first(rows: list[Row]) -> Row | None:
-        return rows[0]["clip"] if rows else None
+    return rows[0]["clip"] if rows else None
 
 
 async def create_clip(db: GraphDriver, params: dict[str, Any]) -> Row | None:
     """The new QUEUED clip; None when the remix parent is missing, unpublished or blocked."""
     statement = CREATE_REMIX if params.get("parentId") else CREATE_CLIP
-    return Transition.first(await db.write(statement, params))
+    return _clip(await db.write(statement, params))
 
 
 async def discard_unqueued(db: GraphDriver, clip_id: str) -> bool:
@@ -246,7 +242,7 @@ async def claim_render(
     rows = await db.write(
         CLAIM_RENDER, {"id": clip_id, "owner": owner, "now": now, "leaseUntil": lease_until}
     )
-    return Transition.first(rows)
+    return _clip(rows)
 
 
 async def stale_renders(
@@ -278,26 +274,26 @@ async def finish_render(
     db: GraphDriver, clip_id: str, owner: str, video: dict[str, Any], now: int
 ) -> Row | None:
     params = {"id": clip_id, "owner": owner, "video": video, "now": now}
-    return Transition.first(await db.write(FINISH_RENDER, params))
+    return _clip(await db.write(FINISH_RENDER, params))
 
 
 async def fail_render(
     db: GraphDriver, clip_id: str, owner: str | None, reason: str, now: int
 ) -> Row | None:
     params = {"id": clip_id, "owner": owner or "", "reason": reason, "now": now}
-    return Transition.first(await db.write(FAIL_RENDER, params))
+    return _clip(await db.write(FAIL_RENDER, params))
 
 
 async def publish(db: GraphDriver, author_id: str, clip_id: str, now: int) -> Row | None:
     rows = await db.write(PUBLISH, {"authorId": author_id, "id": clip_id, "now": now})
-    return Transition.first(rows)
+    return _clip(rows)
 
 
 async def remove(
     db: GraphDriver, author_id: str, clip_id: str, now: int, removed_by: str
 ) -> Row | None:
     params = {"authorId": author_id, "id": clip_id, "now": now, "removedBy": removed_by}
-    return Transition.first(await db.write(REMOVE, params))
+    return _clip(await db.write(REMOVE, params))
 
 
 async def drafts_page(
