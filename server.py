@@ -26,7 +26,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from auth.tokens import TokenService
 from errors import Unauthenticated
-from graph.driver import GraphDriver, GraphUnavailable, open_driver
+from graph.driver import GraphDriver, GraphUnavailable, driver_for
 from graph.embedded import EmbeddedServer
 from media.store import (
     MediaStore,
@@ -105,11 +105,7 @@ class Services:
             if not settings.redis_url:
                 raise RuntimeError("REELGRAPH_REDIS_URL is required with a non-embedded graph")
             secret = resolve_secret(settings)
-            graph = open_driver(
-                settings.graph_url,
-                graph_name=settings.graph_name,
-                neo4j_database=settings.neo4j_database,
-            )
+            graph = driver_for(settings)
             cleanup.push_async_callback(graph.close)
             redis = aredis.Redis.from_url(settings.redis_url, decode_responses=True)
             cleanup.push_async_callback(redis.aclose)

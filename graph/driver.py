@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from settings import Settings
 
 __all__ = [
     "ConstraintViolation",
@@ -19,6 +22,7 @@ __all__ = [
     "GraphDriver",
     "GraphUnavailable",
     "Row",
+    "driver_for",
     "open_driver",
 ]
 
@@ -76,6 +80,13 @@ def check_statement(statement: object) -> Cypher:
         raise TypeError("statements must be named Cypher constants from graph/")
     trace_statement(statement)
     return statement
+
+
+def driver_for(settings: Settings) -> GraphDriver:
+    """The driver the settings name (graph URL, FalkorDB graph key, Neo4j database)."""
+    return open_driver(
+        settings.graph_url, graph_name=settings.graph_name, neo4j_database=settings.neo4j_database
+    )
 
 
 def open_driver(url: str, *, graph_name: str, neo4j_database: str) -> GraphDriver:

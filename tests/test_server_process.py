@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,19 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def server(data_dir: Path, stop_signal: int = signal.SIGTERM) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REELGRAPH_")}
     env["REELGRAPH_TRACE_STATEMENTS"] = os.environ["REELGRAPH_TRACE_STATEMENTS"]
     proc = subprocess.Popen(
@@ -112,7 +106,7 @@ def test_a_second_server_on_the_same_folder_fails_clearly(tmp_path: Path) -> Non
                 "cli",
                 "serve",
                 "--port",
-                str(_free_port()),
+                str(free_port()),
                 "--data-dir",
                 str(data_dir),
             ],

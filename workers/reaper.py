@@ -16,7 +16,7 @@ import redis
 from celery import Celery
 
 from graph import clips as clip_repo
-from graph.driver import open_driver
+from graph.driver import driver_for
 from settings import Settings
 from workers.queue import RenderQueue
 
@@ -33,11 +33,7 @@ class Reaper:
         self._queue = RenderQueue(app)
         self._redis = redis.Redis.from_url(settings.redis_url or "")
         self._loop = asyncio.new_event_loop()
-        self._graph = open_driver(
-            settings.graph_url,
-            graph_name=settings.graph_name,
-            neo4j_database=settings.neo4j_database,
-        )
+        self._graph = driver_for(settings)
 
     def sweep(self) -> list[str]:
         """Re-queue what looks lost; returns the clip ids re-queued (none without the lock)."""

@@ -16,7 +16,7 @@ from celery.signals import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from graph.driver import GraphUnavailable, open_driver
+from graph.driver import GraphUnavailable, driver_for
 from media.store import open_media_store
 from settings import Settings
 from workers.queue import RENDER_TASK
@@ -35,9 +35,7 @@ _runtime: RenderRuntime | None = None
 def build_runtime(settings: Settings, secret: str, *, with_renderer: bool = True) -> RenderRuntime:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    graph = open_driver(
-        settings.graph_url, graph_name=settings.graph_name, neo4j_database=settings.neo4j_database
-    )
+    graph = driver_for(settings)
     renderer = None
     if with_renderer:
         renderer = get_renderer(
