@@ -12,6 +12,7 @@ COPY graph ./graph
 COPY media ./media
 COPY resolvers ./resolvers
 COPY schema ./schema
+COPY transport ./transport
 COPY workers ./workers
 RUN useradd --create-home --uid 10001 reelgraph && mkdir /data && chown reelgraph /data
 ENV REELGRAPH_DATA_DIR=/data

@@ -10,34 +10,21 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import redis.asyncio as aredis
 from litestar import Litestar, get
 from litestar.datastructures import State
-from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
-from litestar.response import File, Response
-from litestar.types import Scope
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.litestar import make_graphql_controller
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.types.unset import UNSET, UnsetType
+from litestar.response import Response
 
 from auth.tokens import TokenService
-from errors import Unauthenticated
 from graph.driver import GraphDriver, GraphUnavailable, driver_for
 from graph.embedded import EmbeddedServer
-from media.store import (
-    MediaStore,
-    clip_id_from_key,
-    open_media_store,
-    verify_media_signature,
-)
-from resolvers import clips as clip_resolvers
-from resolvers.context import Context
+from media.http import media
+from media.store import MediaStore, open_media_store
 from schema import build_schema
 from settings import Settings, get_settings
+from transport.graphql import graphql_controller
 from workers.celery_app import make_celery
 from workers.queue import RenderQueue
 
@@ -135,17 +122,6 @@ class Services:
                 self.embedded.stop()
 
 
-def _authorization(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            return value.decode("latin-1")
-    return None
-
-
-async def graphql_context(state: State, scope: Scope) -> Context:
-    return Context.build(state.services, _authorization(scope))
-
-
 @get("/health")
 async def health(state: State) -> Response[dict[str, Any]]:
     services: Services = state.services
@@ -163,53 +139,15 @@ async def health(state: State) -> Response[dict[str, Any]]:
     )
 
 
-@get("/media/{key:path}")
-async def media(
-    state: State,
-    key: Annotated[str, Parameter(description="clips/<clipId>/<sha256>.mp4")],
-    v: Annotated[str, Parameter(query="v", default="")],
-    exp: Annotated[str, Parameter(query="exp", default="")],
-    sig: Annotated[str, Parameter(query="sig", default="")],
-) -> File:
-    """A stored video, for the viewer its signed link was issued to, while they may see it."""
-    services: Services = state.services
-    key = key.lstrip("/")
-    viewer = verify_media_signature(services.secret, key, v, exp, sig)
-    clip_id = clip_id_from_key(key)
-    if viewer is None or clip_id is None:
-        raise NotFoundException("no such video, or the link has expired")
-    ctx = Context.for_viewer(services, viewer or None)
-    clip = await clip_resolvers.visible_clip(ctx, clip_id)
-    path = services.media.local_path(key)
-    if clip is None or clip.get("videoKey") != key or clip["state"] == "REMOVED" or path is None:
-        raise NotFoundException("no such video, or the link has expired")
-    return File(path=path, media_type="video/mp4", content_disposition_type="inline")
-
-
 def build_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
-    production = settings.environment == "production"
     schema = build_schema(
-        mask_errors=production,
+        mask_errors=settings.environment == "production",
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
         max_tokens=settings.max_tokens,
     )
-    base_controller = make_graphql_controller(
-        schema,
-        path="/graphql",
-        graphql_ide=None if production else "graphiql",
-        context_getter=graphql_context,
-        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
-    )
-
-    class GraphQLController(base_controller):
-        async def on_ws_connect(self, context: Context) -> UnsetType:
-            try:
-                context.authenticate_socket()
-            except Unauthenticated:
-                raise ConnectionRejectionError() from None  # closes with 4403
-            return UNSET
+    GraphQLController = graphql_controller(schema, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
