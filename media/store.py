@@ -15,8 +15,11 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlencode
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = [
     "LocalMediaStore",
@@ -77,6 +80,10 @@ class MediaStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def keys(self) -> Iterator[str]:
+        """Every stored media key (as passed to put), in no particular order."""
+        ...
+
     def local_path(self, key: str) -> Path | None: ...
 
     def url_for(self, key: str, viewer_id: str | None) -> str: ...
@@ -109,6 +116,13 @@ class LocalMediaStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def keys(self) -> Iterator[str]:
+        # only finished files: a .part beside one is a put still copying
+        for path in self.root.glob("clips/*/*.mp4"):
+            key = path.relative_to(self.root).as_posix()
+            if clip_id_from_key(key) is not None:
+                yield key
+
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
         return path if path.is_file() else None
@@ -137,6 +151,16 @@ class S3MediaStore:
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self._bucket, Key=self._prefix + key)
+
+    def keys(self) -> Iterator[str]:
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self._bucket, Prefix=self._prefix + "clips/"
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                key = item["Key"][len(self._prefix) :]
+                if clip_id_from_key(key) is not None:
+                    yield key
 
     def local_path(self, key: str) -> Path | None:
         return None
