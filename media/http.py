@@ -1,40 +1,131 @@
-"""The /media route: a stored video, for the viewer its signed link was issued to."""
+"""The /media route: a stored video, for the viewer its signed link was issued to.
+
+Players stream from it: GET and HEAD, single byte ranges (206, 416 past the end), a strong
+ETag (the file's sha256, recorded on the clip beside its key) with If-None-Match -> 304 and
+If-Range, and caching only in the viewer's own browser until the link expires.
+
+Both stores are served the same way, through this process. With S3 we stream the object
+rather than redirect to a presigned URL: each request, every seek included, then passes the
+signature, expiry and visibility checks, and players that remember a redirect's target
+(Chrome does) never seek into an expired presigned URL; the price is the API's bandwidth.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import AsyncIterator, Generator
 from typing import Annotated
 
-from litestar import get
+import anyio.to_thread
+from litestar import Request, route
 from litestar.datastructures import State
-from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
-from litestar.response import File
+from litestar.enums import HttpMethod
+from litestar.params import FromQuery, Parameter
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
 
-from media.store import clip_id_from_key, verify_media_signature
+from media.ranges import UNSATISFIABLE, ByteRange, etag_matches, parse_range
+from media.store import MediaMissing, clip_id_from_key, verify_media_signature
 from resolvers import clips as clip_resolvers
 from resolvers.context import Context
 
 __all__ = ["media"]
 
+_NOT_FOUND = "no such video, or the link has expired"
+_MEDIA_TYPE = "video/mp4"
 
-@get("/media/{key:path}")
+
+@route("/media/{key:path}", http_method=[HttpMethod.GET, HttpMethod.HEAD])
 async def media(
+    request: Request,
     state: State,
-    key: Annotated[str, Parameter(description="clips/<clipId>/<sha256>.mp4")],
-    v: Annotated[str, Parameter(query="v", default="")],
-    exp: Annotated[str, Parameter(query="exp", default="")],
-    sig: Annotated[str, Parameter(query="sig", default="")],
-) -> File:
+    key: Annotated[str, Parameter(description="clips/<clipId>/<64 hex digits>.mp4")],
+    v: FromQuery[str] = "",  # the viewer the link was signed for, its expiry and signature
+    exp: FromQuery[str] = "",
+    sig: FromQuery[str] = "",
+) -> ASGIResponse:
     """A stored video, for the viewer its signed link was issued to, while they may see it."""
     services = state.services
+    head = request.method == HttpMethod.HEAD
     key = key.lstrip("/")
     viewer = verify_media_signature(services.secret, key, v, exp, sig)
     clip_id = clip_id_from_key(key)
     if viewer is None or clip_id is None:
-        raise NotFoundException("no such video, or the link has expired")
+        return _error(404, _NOT_FOUND, head)
     ctx = Context.for_viewer(services, viewer or None)
     clip = await clip_resolvers.visible_clip(ctx, clip_id)
-    path = services.media.local_path(key)
-    if clip is None or clip.get("videoKey") != key or clip["state"] == "REMOVED" or path is None:
-        raise NotFoundException("no such video, or the link has expired")
-    return File(path=path, media_type="video/mp4", content_disposition_type="inline")
+    if clip is None or clip.get("videoKey") != key or clip["state"] == "REMOVED":
+        return _error(404, _NOT_FOUND, head)
+    size = await anyio.to_thread.run_sync(services.media.size, key)
+    if size is None:
+        return _error(404, _NOT_FOUND, head)
+
+    headers = {
+        "accept-ranges": "bytes",
+        "etag": f'"{clip["sha256"]}"',
+        # the link is one viewer's and expires: only their own browser may keep it, that long
+        "cache-control": f"private, max-age={max(int(exp) - int(time.time()), 0)}",
+        "content-disposition": "inline",
+        "x-content-type-options": "nosniff",
+    }
+    if etag_matches(request.headers.get("if-none-match"), headers["etag"], weak=True):
+        return ASGIResponse(status_code=304, headers=headers)
+
+    byte_range = None
+    if_range = request.headers.get("if-range")
+    # Range is defined for GET only; If-Range naming another version asks for the whole file
+    if not head and (if_range is None or etag_matches(if_range, headers["etag"], weak=False)):
+        byte_range = parse_range(request.headers.get("range"), size)
+    if byte_range is UNSATISFIABLE:
+        return _error(
+            416,
+            f"the requested range starts past the end of the file ({size} bytes)",
+            head,
+            {"content-range": f"bytes */{size}"},
+        )
+
+    span = byte_range or ByteRange(0, size - 1)
+    headers["content-type"] = _MEDIA_TYPE
+    headers["content-length"] = str(span.length if size else 0)
+    if byte_range is not None:
+        headers["content-range"] = byte_range.content_range(size)
+    status = 206 if byte_range is not None else 200
+    if head or size == 0:
+        return ASGIResponse(status_code=status, headers=headers, is_head_response=True)
+
+    chunks = services.media.read(key, span.start, span.end)
+    try:
+        # the first read happens before any header is sent, so a file gone since size() is a 404
+        first = await anyio.to_thread.run_sync(next, chunks, b"")
+    except MediaMissing:
+        return _error(404, _NOT_FOUND, head)
+    return ASGIStreamingResponse(
+        iterator=_stream(first, chunks), status_code=status, headers=headers
+    )
+
+
+async def _stream(first: bytes, chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        while chunk := await anyio.to_thread.run_sync(next, chunks, b""):
+            yield chunk
+    finally:
+        chunks.close()  # a client that went away mid-file releases the file or the S3 body
+
+
+def _error(
+    status: int, detail: str, head: bool, extra: dict[str, str] | None = None
+) -> ASGIResponse:
+    """An error nobody may cache: the same link may serve again once the cause is gone."""
+    body = b"" if head else json.dumps({"status_code": status, "detail": detail}).encode()
+    headers = {"accept-ranges": "bytes", "cache-control": "no-store", **(extra or {})}
+    if head:
+        headers["content-type"] = "application/json"
+    return ASGIResponse(
+        body=body,
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+        is_head_response=head,
+    )

@@ -1,8 +1,10 @@
 """Where rendered videos live: files under the data folder, or an S3-compatible bucket.
 
-Keys look like clips/<clipId>/<sha256>.mp4. Workers put files; the API hands out short-lived
-URLs only to viewers allowed to see the clip (signed links to /media for local files,
-presigned GETs for S3).
+Keys look like clips/<clipId>/<64 hex digits>.mp4, each written once by one render, so the
+bytes under a key never change. Workers
+put files; the API hands out signed /media links, bound to one viewer and an expiry, only to
+viewers allowed to see the clip, and /media checks again before it serves a byte, from
+either store (see media/http.py).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlencode
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
 
 __all__ = [
     "LocalMediaStore",
+    "MediaMissing",
     "MediaStore",
     "S3MediaStore",
     "clip_id_from_key",
@@ -32,7 +35,13 @@ __all__ = [
     "verify_media_signature",
 ]
 
+_CHUNK = 256 * 1024  # bytes per read while streaming a file to a client
+
 _KEY = re.compile(r"clips/([0-9A-Za-z]{1,64})/([0-9a-f]{64})\.mp4")
+
+
+class MediaMissing(LookupError):
+    """Nothing is stored under the key (any more)."""
 
 
 def clip_video_key(clip_id: str, sha256: str) -> str:
@@ -84,6 +93,17 @@ class MediaStore(Protocol):
         """Every stored media key (as passed to put), in no particular order."""
         ...
 
+    def size(self, key: str) -> int | None:
+        """Bytes stored under key; None when nothing is."""
+        ...
+
+    def read(self, key: str, start: int, end: int) -> Generator[bytes, None, None]:
+        """Bytes start..end (inclusive) of what is stored under key, in chunks.
+
+        Raises MediaMissing from the first next() when nothing is stored under key.
+        """
+        ...
+
     def local_path(self, key: str) -> Path | None: ...
 
     def url_for(self, key: str, viewer_id: str | None) -> str: ...
@@ -123,6 +143,24 @@ class LocalMediaStore:
             if clip_id_from_key(key) is not None:
                 yield key
 
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read(self, key: str, start: int, end: int) -> Generator[bytes, None, None]:
+        try:
+            f = self._path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise MediaMissing(key) from exc
+        with f:
+            f.seek(start)
+            left = end - start + 1
+            while left > 0 and (chunk := f.read(min(_CHUNK, left))):
+                left -= len(chunk)
+                yield chunk
+
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
         return path if path.is_file() else None
@@ -135,14 +173,24 @@ class S3MediaStore:
     """Any S3-compatible store (AWS, MinIO, R2); needs the `s3` extra (boto3)."""
 
     def __init__(
-        self, bucket: str, prefix: str, endpoint_url: str | None, region: str | None, ttl_s: int
+        self,
+        bucket: str,
+        prefix: str,
+        endpoint_url: str | None,
+        region: str | None,
+        secret: str,
+        url_ttl_s: int,
     ) -> None:
         import boto3  # only deployments that choose S3 install it
+        from botocore.exceptions import ClientError
 
+        # credentials come from boto3's own chain (AWS_ACCESS_KEY_ID, profiles, roles)
         self._client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+        self._client_error = ClientError
         self._bucket = bucket
         self._prefix = prefix
-        self._ttl = ttl_s
+        self._secret = secret
+        self._ttl = url_ttl_s
 
     def put(self, source: Path, key: str) -> None:
         self._client.upload_file(
@@ -162,15 +210,40 @@ class S3MediaStore:
                 if clip_id_from_key(key) is not None:
                     yield key
 
+    def size(self, key: str) -> int | None:
+        try:
+            head = self._client.head_object(Bucket=self._bucket, Key=self._prefix + key)
+        except self._client_error as exc:
+            if self._missing(exc):
+                return None
+            raise
+        return int(head["ContentLength"])
+
+    @staticmethod
+    def _missing(exc: Exception) -> bool:
+        return exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
+
+    def read(self, key: str, start: int, end: int) -> Generator[bytes, None, None]:
+        try:
+            obj = self._client.get_object(
+                Bucket=self._bucket, Key=self._prefix + key, Range=f"bytes={start}-{end}"
+            )
+        except self._client_error as exc:
+            if self._missing(exc):
+                raise MediaMissing(key) from exc
+            raise
+        body = obj["Body"]
+        try:
+            yield from body.iter_chunks(_CHUNK)
+        finally:
+            body.close()
+
     def local_path(self, key: str) -> Path | None:
         return None
 
     def url_for(self, key: str, viewer_id: str | None) -> str:
-        return self._client.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": self._bucket, "Key": self._prefix + key},
-            ExpiresIn=self._ttl,
-        )
+        # never a presigned S3 URL: /media re-checks visibility on every fetch
+        return sign_media_path(self._secret, key, viewer_id, self._ttl)
 
 
 def open_media_store(settings: object, secret: str) -> MediaStore:
@@ -182,6 +255,7 @@ def open_media_store(settings: object, secret: str) -> MediaStore:
             settings.s3_prefix,
             settings.s3_endpoint_url,
             settings.s3_region,
+            secret,
             settings.media_url_ttl_s,
         )
     return LocalMediaStore(settings.media_dir, secret, settings.media_url_ttl_s)
