@@ -2,7 +2,8 @@
 
 Players stream from it: GET and HEAD, single byte ranges (206, 416 past the end), a strong
 ETag (the file's sha256, recorded on the clip beside its key) with If-None-Match -> 304 and
-If-Range, and caching only in the viewer's own browser until the link expires.
+If-Range, and caching only in the viewer's own browser until the link expires. Written here
+because Litestar's File (2.25) answers neither 206 nor 304.
 
 Both stores are served the same way, through this process. With S3 we stream the object
 rather than redirect to a presigned URL: each request, every seek included, then passes the
