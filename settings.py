@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -43,7 +44,8 @@ class Settings(BaseSettings):
     max_page_size: int = 100
 
     # rendering
-    renderer: Literal["preview", "diffusers"] = "preview"
+    # "preview", "diffusers", or a renderer class by import path ("package.module:Class")
+    renderer: str = Field("preview", pattern=r"^(preview|diffusers|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
     model: str = "Lightricks/LTX-Video-0.9.7-distilled"
     diffusers_resolution: str = "768x512"  # height x width, multiples of 32 (LTX buckets)
     diffusers_steps: int = 8
@@ -53,6 +55,10 @@ class Settings(BaseSettings):
     render_visibility_timeout_s: int = 900
     render_lease_s: int = 60
     render_max_retries: int = 3
+    # backoff before retrying a transient failure (graph, Redis, full disk, GPU memory): doubles
+    render_retry_backoff_s: float = 2.0
+    # a stored file no clip points to is deleted once it has been seen orphaned this long
+    media_orphan_grace_s: int = 3600
     worker_concurrency: int = 1
     # the reaper re-queues clips whose render task was lost; a duplicate task is harmless
     reaper_interval_s: int = 60

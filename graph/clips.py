@@ -22,6 +22,7 @@ __all__ = [
     "discard_unqueued",
     "fail_render",
     "finish_render",
+    "keys_in_use",
     "publish",
     "remove",
     "report_progress",
@@ -40,12 +41,13 @@ RETURN c {.*, authorId: a.id} AS clip
 """
 )
 
-# a remix: the parent must be published and its author must not block the remixer
+# a remix: the parent must be published and its author must not block the remixer; it
+# locks both ends of a block (the two authors) as BLOCK does, and the parent, first
 CREATE_REMIX = Cypher(
     """
 MATCH (a:User {id: $authorId})
 MATCH (pa:User)-[:POSTED]->(p:Clip {id: $parentId})
-SET p._lock = true REMOVE p._lock
+SET a._lock = true, pa._lock = true, p._lock = true REMOVE a._lock, pa._lock, p._lock
 WITH a, pa, p
 WHERE p.state = 'PUBLISHED'
 OPTIONAL MATCH (pa)-[k:BLOCKS]->(a)
@@ -112,6 +114,10 @@ WHERE (c.state = 'QUEUED' AND c.updatedAt < $queuedBefore)
    OR (c.state = 'RENDERING' AND c.renderLeaseUntil < $leaseBefore)
 WITH c
 LIMIT $limit
+SET c._lock = true REMOVE c._lock
+WITH c
+WHERE (c.state = 'QUEUED' AND c.updatedAt < $queuedBefore)
+   OR (c.state = 'RENDERING' AND c.renderLeaseUntil < $leaseBefore)
 SET c.updatedAt = $now,
     c.renderLeaseUntil = CASE WHEN c.state = 'RENDERING' THEN $now ELSE null END
 RETURN c.id AS id
@@ -125,12 +131,14 @@ RETURN c.state AS state, c.renderLeaseUntil AS leaseUntil
 """
 )
 
+# a render's claim is its owner (the task id) and its attempt: a redelivery of the same task
+# while the first delivery still runs is a second claim, and only the newest may report or finish
 REPORT_PROGRESS = Cypher(
     """
 MATCH (c:Clip {id: $id})
 SET c._lock = true REMOVE c._lock
 WITH c
-WHERE c.state = 'RENDERING' AND c.renderOwner = $owner
+WHERE c.state = 'RENDERING' AND c.renderOwner = $owner AND c.renderAttempts = $attempt
 SET c.renderProgress = $progress, c.renderLeaseUntil = $leaseUntil
 RETURN c.id AS id
 """
@@ -141,7 +149,7 @@ FINISH_RENDER = Cypher(
 MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
 SET c._lock = true REMOVE c._lock
 WITH a, c
-WHERE c.state = 'RENDERING' AND c.renderOwner = $owner
+WHERE c.state = 'RENDERING' AND c.renderOwner = $owner AND c.renderAttempts = $attempt
 SET c.state = 'DRAFT', c.renderProgress = 1.0, c.renderedAt = $now, c.updatedAt = $now,
     c.videoKey = $video.key, c.sha256 = $video.sha256, c.videoDurationMs = $video.durationMs,
     c.width = $video.width, c.height = $video.height, c.fps = $video.fps,
@@ -184,6 +192,17 @@ WHERE c.state <> 'REMOVED'
 SET c.state = 'REMOVED', c.removedAt = $now, c.removedBy = $removedBy, c.updatedAt = $now,
     c.renderOwner = null
 RETURN c {.*, authorId: a.id} AS clip
+"""
+)
+
+# the media sweep: which of these stored files may not be deleted, because their clip names
+# them, or may still name them (a render in flight stores its file before the move to DRAFT)
+KEYS_IN_USE = Cypher(
+    """
+UNWIND $files AS file
+MATCH (c:Clip {id: file.clipId})
+WHERE c.state IN ['QUEUED', 'RENDERING'] OR (c.state <> 'REMOVED' AND c.videoKey = file.key)
+RETURN file.key AS key
 """
 )
 
@@ -263,18 +282,30 @@ async def render_state(db: GraphDriver, clip_id: str) -> Row | None:
 
 
 async def report_progress(
-    db: GraphDriver, clip_id: str, owner: str, progress: float, lease_until: int
+    db: GraphDriver, clip_id: str, owner: str, attempt: int, progress: float, lease_until: int
 ) -> bool:
-    """False when this worker no longer owns the render (the clip was removed or re-claimed)."""
-    params = {"id": clip_id, "owner": owner, "progress": progress, "leaseUntil": lease_until}
+    """False when this claim no longer owns the render (the clip was removed or re-claimed)."""
+    params = {
+        "id": clip_id,
+        "owner": owner,
+        "attempt": attempt,
+        "progress": progress,
+        "leaseUntil": lease_until,
+    }
     return bool(await db.write(REPORT_PROGRESS, params))
 
 
 async def finish_render(
-    db: GraphDriver, clip_id: str, owner: str, video: dict[str, Any], now: int
+    db: GraphDriver, clip_id: str, owner: str, attempt: int, video: dict[str, Any], now: int
 ) -> Row | None:
-    params = {"id": clip_id, "owner": owner, "video": video, "now": now}
+    params = {"id": clip_id, "owner": owner, "attempt": attempt, "video": video, "now": now}
     return _clip(await db.write(FINISH_RENDER, params))
+
+
+async def keys_in_use(db: GraphDriver, files: list[tuple[str, str]]) -> set[str]:
+    """Of these (media key, clip id) pairs, the keys a clip names or may yet name."""
+    params = {"files": [{"key": key, "clipId": clip_id} for key, clip_id in files]}
+    return {row["key"] for row in await db.read(KEYS_IN_USE, params)}
 
 
 async def fail_render(

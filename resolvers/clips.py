@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import unicodedata
 from typing import TYPE_CHECKING
@@ -30,6 +32,8 @@ __all__ = [
     "published_by_author",
     "visible_clip",
 ]
+
+logger = logging.getLogger(__name__)
 
 MAX_PROMPT = 1000
 MAX_CAMEOS = 2
@@ -146,7 +150,17 @@ async def delete_clip(ctx: Context, clip_id: str) -> dict:
     clip = await clip_repo.remove(ctx.services.graph, viewer_id, raw_id, now_ms(), "author")
     if clip is None:
         return await _own_clip_or_explain(ctx, viewer_id, raw_id)  # already REMOVED
+    if clip.get("videoKey"):
+        await _delete_media(ctx, clip["videoKey"])
     return clip
+
+
+async def _delete_media(ctx: Context, key: str) -> None:
+    """Delete a removed clip's file; if the store fails, the workers' media sweep retries."""
+    try:
+        await asyncio.to_thread(ctx.services.media.delete, key)
+    except Exception:  # the clip is removed either way; the mutation must say so
+        logger.exception("could not delete %s of a removed clip; the media sweep will", key)
 
 
 async def _page(

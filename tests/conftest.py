@@ -107,6 +107,18 @@ def start_worker(settings: Settings, log: Path, **env: str) -> Worker:
     return Worker(proc)
 
 
+def purge_render_queue(settings: Settings) -> int:
+    """Drop the render tasks waiting in the broker: a module that starts workers calls this
+    first, so its workers never work through tasks other modules left queued."""
+    from workers.celery_app import make_celery
+
+    celery_app = make_celery(settings)
+    try:
+        return celery_app.control.purge()
+    finally:
+        celery_app.close()
+
+
 @pytest.fixture(scope="session")
 async def app(settings: Settings) -> AsyncIterator[Any]:
     application = build_app(settings)

@@ -30,8 +30,9 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        # loading a real model in worker_process_init takes longer than the 4 s default
-        worker_proc_alive_timeout=settings.render_time_limit_s,
+        # loading a real model in worker_process_init takes longer than the 4 s default (and
+        # a short render limit must not make a slow child start count as a dead one)
+        worker_proc_alive_timeout=max(settings.render_time_limit_s, 60),
         task_soft_time_limit=settings.render_soft_time_limit_s,
         task_time_limit=settings.render_time_limit_s,
         broker_transport_options={

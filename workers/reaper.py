@@ -1,13 +1,19 @@
 """The reaper: a thread in each worker's main process that re-queues clips whose render task
-was lost (a broker that lost data, a worker that died and was never handed back its task).
+was lost (a broker that lost data, a worker that died and was never handed back its task),
+and deletes stored files that no clip names (a crash between storing a file and the move to
+DRAFT, a removed clip whose file could not be deleted at once).
 
 One reaper sweeps at a time, under a Redis lock. Re-queueing is safe because render tasks
-are idempotent: a duplicate finds its clip claimed or rendered and does nothing.
+are idempotent: a duplicate finds its clip claimed or rendered and does nothing. Deleting is
+safe because a file is deleted only when no clip names it, its clip is not queued or
+rendering (a render stores its file before the move to DRAFT), and it was already seen
+orphaned by sweeps for the whole grace period.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -17,6 +23,7 @@ from celery import Celery
 
 from graph import clips as clip_repo
 from graph.driver import driver_for
+from media.store import MediaStore, clip_id_from_key, open_media_store
 from settings import Settings
 from workers.queue import RenderQueue
 
@@ -24,22 +31,29 @@ __all__ = ["Reaper", "start_reaper"]
 
 logger = logging.getLogger(__name__)
 _LOCK_KEY = "reelgraph:reaper"
+# media key -> when a sweep first saw it with no clip naming it (epoch ms)
+_ORPHANS_KEY = "reelgraph:media-orphans"
 _BATCH = 200
 
 
 class Reaper:
-    def __init__(self, settings: Settings, app: Celery) -> None:
+    def __init__(self, settings: Settings, app: Celery, secret: str) -> None:
         self._settings = settings
         self._queue = RenderQueue(app)
         self._redis = redis.Redis.from_url(settings.redis_url or "")
         self._loop = asyncio.new_event_loop()
         self._graph = driver_for(settings)
+        self._media: MediaStore = open_media_store(settings, secret)
 
-    def sweep(self) -> list[str]:
-        """Re-queue what looks lost; returns the clip ids re-queued (none without the lock)."""
+    def sweep(self) -> tuple[list[str], list[str]]:
+        """One sweep under the lock: (clip ids re-queued, media keys deleted); ([], []) when
+        another reaper holds the lock."""
         interval = self._settings.reaper_interval_s
         if not self._redis.set(_LOCK_KEY, "1", nx=True, ex=max(interval, 1)):
-            return []
+            return [], []
+        return self.requeue_lost(), self.delete_orphans()
+
+    def requeue_lost(self) -> list[str]:
         now = int(time.time() * 1000)
         # a dead worker's task comes back after the visibility timeout; only then is it lost
         grace_ms = self._settings.render_visibility_timeout_s * 1000
@@ -58,6 +72,39 @@ class Reaper:
             logger.warning("re-queued %d clip(s) whose render task was lost", len(ids))
         return ids
 
+    def delete_orphans(self) -> list[str]:
+        now = int(time.time() * 1000)
+        grace_ms = self._settings.media_orphan_grace_s * 1000
+        first_seen = {
+            key.decode(): int(at) for key, at in self._redis.hgetall(_ORPHANS_KEY).items()
+        }
+        orphans: dict[str, int] = {}
+        keys = iter(self._media.keys())
+        while batch := list(itertools.islice(keys, _BATCH)):
+            # keys this code base did not write are never touched
+            files = [(key, clip_id) for key in batch if (clip_id := clip_id_from_key(key))]
+            in_use = self._loop.run_until_complete(clip_repo.keys_in_use(self._graph, files))
+            for key, _ in files:
+                if key not in in_use:
+                    orphans[key] = first_seen.get(key, now)
+        deleted = [key for key, seen_at in orphans.items() if now - seen_at >= grace_ms]
+        for key in deleted:
+            self._media.delete(key)
+        still_waiting = {key: at for key, at in orphans.items() if now - at < grace_ms}
+        with self._redis.pipeline() as pipe:  # forget what is gone or named again
+            pipe.delete(_ORPHANS_KEY)
+            if still_waiting:
+                pipe.hset(_ORPHANS_KEY, mapping=still_waiting)
+            pipe.execute()
+        if deleted:
+            logger.warning("deleted %d stored file(s) that no clip names", len(deleted))
+        return deleted
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._graph.close())
+        self._loop.close()
+        self._redis.close()
+
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(self._settings.reaper_interval_s):
             try:
@@ -66,11 +113,14 @@ class Reaper:
                 logger.exception("reaper sweep failed")
 
 
-def start_reaper(settings: Settings, app: Celery) -> threading.Event:
+def start_reaper(settings: Settings, app: Celery, secret: str) -> threading.Event:
     """Start the reaper thread; set the returned event to stop it."""
     stop = threading.Event()
     thread = threading.Thread(
-        target=Reaper(settings, app).run, args=(stop,), name="reelgraph-reaper", daemon=True
+        target=Reaper(settings, app, secret).run,
+        args=(stop,),
+        name="reelgraph-reaper",
+        daemon=True,
     )
     thread.start()
     return stop

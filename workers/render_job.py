@@ -4,11 +4,16 @@ A job first claims the clip with a lease (one guarded statement), renews the lea
 progress report, and stores the file before the guarded move to DRAFT. A duplicate delivery
 finds the clip claimed or already rendered and does nothing; a clip whose worker died is
 claimed again once the lease runs out.
+
+Each claim stores its file under a key of its own (render_video_key), so a claim that lost
+the clip to another one deletes only its own file, never the one a DRAFT names, even when
+both rendered the same bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -19,9 +24,10 @@ from graph import clips as clip_repo
 from graph.driver import GraphDriver
 from media.probe import probe_video
 from media.store import MediaStore, clip_video_key
+from workers.failures import too_many_attempts_reason
 from workers.renderers import RenderCancelled, Renderer, RenderSpec
 
-__all__ = ["Busy", "RenderRuntime", "fail", "run_render"]
+__all__ = ["Busy", "RenderRuntime", "fail", "render_video_key", "run_render"]
 
 logger = logging.getLogger(__name__)
 _PROGRESS_INTERVAL_S = 0.5
@@ -31,7 +37,7 @@ class Busy(Exception):
     """Another live worker holds the clip; try again when its lease may have run out."""
 
     def __init__(self, retry_in_s: float) -> None:
-        super().__init__(f"clip is being rendered elsewhere; retry in {retry_in_s:.0f}s")
+        super().__init__(f"clip is being rendered elsewhere; retry in {retry_in_s:.1f}s")
         self.retry_in_s = retry_in_s
 
 
@@ -54,6 +60,12 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
+def render_video_key(clip_id: str, sha256: str, owner: str, attempt: int) -> str:
+    """The key one claim (task id and attempt) stores its file under: no other claim's."""
+    claim = hashlib.sha256(f"{sha256}\n{owner}\n{attempt}".encode()).hexdigest()
+    return clip_video_key(clip_id, claim)
+
+
 def run_render(rt: RenderRuntime, clip_id: str, owner: str) -> str:
     """Render a clip to DRAFT. Returns what happened; raises Busy or transient errors.
 
@@ -66,12 +78,12 @@ def run_render(rt: RenderRuntime, clip_id: str, owner: str) -> str:
         if state is None:
             return "gone"
         if state["state"] == "RENDERING" and (state["leaseUntil"] or 0) > now:
-            raise Busy(retry_in_s=(state["leaseUntil"] - now) / 1000 + 1)
+            # the holder renews its lease while it renders: look again when it may have lapsed
+            raise Busy(retry_in_s=(state["leaseUntil"] - now) / 1000 + _PROGRESS_INTERVAL_S)
         return f"skipped:{state['state']}"
-    if clip["renderAttempts"] > rt.max_attempts:
-        fail(
-            rt, clip_id, owner, f"the render was started {rt.max_attempts} times and never finished"
-        )
+    attempt = int(clip["renderAttempts"])
+    if attempt > rt.max_attempts:
+        fail(rt, clip_id, owner, too_many_attempts_reason(rt.max_attempts))
         return "failed"
 
     spec = RenderSpec(
@@ -92,7 +104,7 @@ def run_render(rt: RenderRuntime, clip_id: str, owner: str) -> str:
         # the share after rendering (probe, store) is small: show at most 0.99 until DRAFT
         owned = rt.run(
             clip_repo.report_progress(
-                rt.graph, clip_id, owner, round(min(fraction, 0.99), 3), lease_until
+                rt.graph, clip_id, owner, attempt, round(min(fraction, 0.99), 3), lease_until
             )
         )
         if not owned:
@@ -105,14 +117,14 @@ def run_render(rt: RenderRuntime, clip_id: str, owner: str) -> str:
         logger.info("render of %s cancelled", clip_id)
         return "cancelled"
     try:
-        return _store(rt, clip_id, owner, path)
+        return _store(rt, clip_id, owner, attempt, path)
     finally:
         path.unlink(missing_ok=True)
 
 
-def _store(rt: RenderRuntime, clip_id: str, owner: str, path: Path) -> str:
+def _store(rt: RenderRuntime, clip_id: str, owner: str, attempt: int, path: Path) -> str:
     info = probe_video(path)  # what the file is, not what was asked for
-    key = clip_video_key(clip_id, info.sha256)
+    key = render_video_key(clip_id, info.sha256, owner, attempt)
     rt.media.put(path, key)
     video = {
         "key": key,
@@ -125,10 +137,14 @@ def _store(rt: RenderRuntime, clip_id: str, owner: str, path: Path) -> str:
         "sizeBytes": info.size_bytes,
         "mimeType": info.mime_type,
     }
-    if rt.run(clip_repo.finish_render(rt.graph, clip_id, owner, video, _now())) is None:
-        current = rt.run(clip_repo.clips_by_ids(rt.graph, [clip_id])).get(clip_id)
-        if current is None or current.get("videoKey") != key:
-            rt.media.delete(key)  # nobody points at it
+    # if this raises, whether the move to DRAFT happened is unknown: the file stays, and the
+    # media sweep deletes it later if no clip names it
+    finished = rt.run(clip_repo.finish_render(rt.graph, clip_id, owner, attempt, video, _now()))
+    if finished is None:
+        # removed or taken over by another claim: the key is this claim's alone, so no clip
+        # names it, now or later
+        rt.media.delete(key)
+        logger.info("clip %s: removed or taken over; deleted this render's %s", clip_id, key)
         return "lost"
     return "rendered"
 

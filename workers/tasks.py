@@ -13,12 +13,11 @@ from celery.signals import (
     worker_ready,
     worker_shutting_down,
 )
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from graph.driver import GraphUnavailable, driver_for
+from graph.driver import driver_for
 from media.store import open_media_store
 from settings import Settings
+from workers.failures import failure_reason, retry_delay_s, time_limit_reason, transient_reason
 from workers.queue import RENDER_TASK
 from workers.reaper import start_reaper
 from workers.render_job import Busy, RenderRuntime, fail, run_render
@@ -27,7 +26,6 @@ from workers.renderers import get_renderer
 __all__ = ["register_tasks"]
 
 logger = logging.getLogger(__name__)
-TRANSIENT = (GraphUnavailable, RedisConnectionError, RedisTimeoutError, ConnectionError)
 
 _runtime: RenderRuntime | None = None
 
@@ -73,7 +71,7 @@ def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
 
     @worker_ready.connect(weak=False)
     def _start_reaper(**_: object) -> None:
-        reaper_stop.append(start_reaper(settings, app))  # main process only
+        reaper_stop.append(start_reaper(settings, app, secret))  # main process only
 
     @worker_shutting_down.connect(weak=False)
     def _stop_reaper(**_: object) -> None:
@@ -90,7 +88,7 @@ def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
             # the hard time limit killed the child: the parent records why, or the clip
             # would wait in RENDERING for a task that no longer exists
             if isinstance(exc, TimeLimitExceeded) and args:
-                reason = f"the render took longer than {settings.render_time_limit_s} s"
+                reason = time_limit_reason(settings.render_time_limit_s)
                 _fail_quietly(runtime(with_renderer=False), args[0], task_id, reason)
 
     @app.task(
@@ -107,33 +105,46 @@ def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
         try:
             outcome = run_render(rt, clip_id, owner)
         except Busy as busy:
+            logger.info(
+                "clip %s is being rendered elsewhere; retry in %.1f s", clip_id, busy.retry_in_s
+            )
             raise self.retry(
                 countdown=busy.retry_in_s, kwargs={"transient_failures": transient_failures}
             ) from None
         except SoftTimeLimitExceeded:
-            limit = settings.render_soft_time_limit_s
-            fail(rt, clip_id, owner, f"the render took longer than {limit} s")
+            fail(rt, clip_id, owner, time_limit_reason(settings.render_soft_time_limit_s))
             return "failed"
-        except TRANSIENT as exc:
-            if transient_failures >= settings.render_max_retries:
-                reason = f"the render failed after {transient_failures + 1} tries: {exc}"
-                _fail_quietly(rt, clip_id, owner, reason)
-                raise
-            raise self.retry(
-                exc=exc,
-                countdown=min(2**transient_failures, 60),
-                kwargs={"transient_failures": transient_failures + 1},
-            ) from exc
         except Exception as exc:
-            logger.exception("render of %s failed", clip_id)
-            fail(rt, clip_id, owner, f"the renderer failed: {type(exc).__name__}: {exc}")
-            return "failed"
+            reason = transient_reason(exc)
+            if reason is None:
+                # the details are for operators; the clip gets a sentence without them
+                logger.exception("render of %s failed", clip_id)
+                _fail_quietly(rt, clip_id, owner, failure_reason(exc))
+                return "failed"
+            if transient_failures >= settings.render_max_retries:
+                logger.error(
+                    "render of %s failed after %d tries: %r", clip_id, transient_failures + 1, exc
+                )
+                _fail_quietly(rt, clip_id, owner, reason)
+                return "failed"
+            delay = retry_delay_s(transient_failures, settings.render_retry_backoff_s)
+            logger.warning(
+                "render of %s hit a transient failure (%r); retry %d in %.1f s",
+                clip_id,
+                exc,
+                transient_failures + 1,
+                delay,
+            )
+            raise self.retry(
+                countdown=delay, kwargs={"transient_failures": transient_failures + 1}
+            ) from exc
         logger.info("clip %s: %s", clip_id, outcome)
         return outcome
 
 
 def _fail_quietly(rt: RenderRuntime, clip_id: str, owner: str, reason: str) -> None:
+    """Mark the clip failed if the graph answers; if not, the reaper finds it later."""
     try:
         fail(rt, clip_id, owner, reason)
-    except TRANSIENT:
-        logger.warning("could not mark clip %s failed; the graph is unavailable", clip_id)
+    except Exception as exc:  # the graph or its connection is down too
+        logger.warning("could not mark clip %s failed: %r", clip_id, exc)

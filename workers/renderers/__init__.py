@@ -1,11 +1,14 @@
-"""Video renderers: a model-free CPU preview and diffusers' LTX-Video.
+"""Video renderers: a model-free CPU preview and diffusers' LTX-Video, or any class by path.
 
 Importing this package never imports torch or diffusers; the diffusers renderer (and its
-model) loads only when asked for and first used.
+model) loads only when asked for and first used. A name of the form "package.module:Class"
+names a renderer class to construct with no arguments (another model, or the tests' gated
+renderer).
 """
 
 from __future__ import annotations
 
+import importlib
 from functools import lru_cache
 
 from workers.renderers.base import RenderCancelled, Renderer, RenderSpec
@@ -17,7 +20,7 @@ def get_renderer(
     name: str, model: str, *, resolution: tuple[int, int] | None = None, steps: int | None = None
 ) -> Renderer:
     """The process-wide renderer for these settings (model and the rest are diffusers-only)."""
-    if name == "preview":
+    if name != "diffusers":
         model, resolution, steps = "", None, None
     return _cached_renderer(name, model, resolution, steps)
 
@@ -39,4 +42,12 @@ def _cached_renderer(
         if steps is not None:
             options["num_inference_steps"] = steps
         return DiffusersRenderer(model, **options)
-    raise ValueError(f"unknown renderer {name!r}: expected 'preview' or 'diffusers'")
+    module_name, colon, class_name = name.partition(":")
+    if colon and module_name and class_name:
+        renderer = getattr(importlib.import_module(module_name), class_name)()
+        if not isinstance(renderer, Renderer):
+            raise TypeError(f"{name} is not a renderer: it has no name or render(spec, progress)")
+        return renderer
+    raise ValueError(
+        f"unknown renderer {name!r}: expected 'preview', 'diffusers' or 'package.module:Class'"
+    )
