@@ -141,11 +141,16 @@ async def health(state: State) -> Response[dict[str, Any]]:
 
 def build_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
+    production = settings.environment == "production"
     schema = build_schema(
-        mask_errors=settings.environment == "production",
+        mask_errors=production,
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
         max_tokens=settings.max_tokens,
+        max_fields=settings.max_fields,
+        max_same_name_fields=settings.max_same_name_fields,
+        document_cache_size=settings.document_cache_size,
+        introspection=settings.introspection or ("signed-in" if production else "on"),
     )
     GraphQLController = graphql_controller(schema, settings)
 

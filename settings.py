@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_tokens: int = 2000
     max_page_size: int = 100
+    # checked before validation, whose overlapping-fields check costs the square of these
+    max_fields: int = 500  # field selections in a document, with its fragments expanded
+    max_same_name_fields: int = 20  # selections sharing one response name in one selection
+    document_cache_size: int = 512  # parsed and validated documents kept (LRU)
+    # introspection and "Did you mean" suggestions: "on", "signed-in" or "off";
+    # unset: "on" in development, "signed-in" in production
+    introspection: Literal["on", "signed-in", "off"] | None = None
 
     # rendering
     # "preview", "diffusers", or a renderer class by import path ("package.module:Class")

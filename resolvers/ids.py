@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from errors import BadUserInput, NotFound
 
-__all__ = ["decode_id", "encode_id"]
+__all__ = ["decode_any", "decode_id", "encode_id"]
 
 _MAX_ID_LENGTH = 200
+# what our ids look like (ULIDs) and what every engine takes back as a parameter: a NUL or
+# a stray byte in an id made FalkorDB fail to parse the statement's parameters
+_TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{0,31}")
+_RAW_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 def encode_id(type_name: str, raw_id: str) -> str:
@@ -25,7 +30,7 @@ def decode_any(global_id: str) -> tuple[str, str]:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadUserInput("malformed ID") from None
     type_name, sep, raw = text.partition(":")
-    if not sep or not type_name or not raw:
+    if not sep or not _TYPE_NAME.fullmatch(type_name) or not _RAW_ID.fullmatch(raw):
         raise BadUserInput("malformed ID")
     return type_name, raw
 

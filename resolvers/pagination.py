@@ -22,6 +22,7 @@ __all__ = [
 
 T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 20
+_MAX_CURSOR_LENGTH = 256
 
 
 def page_size(first: int | None, maximum: int) -> int:
@@ -40,10 +41,12 @@ def encode_cursor(*key: Any) -> str:
 def decode_cursor(cursor: str | None, arity: int = 2) -> tuple[Any, ...] | None:
     if cursor is None:
         return None
+    if len(cursor) > _MAX_CURSOR_LENGTH:  # ours are far shorter; bounds json.loads' work
+        raise BadUserInput("invalid cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise BadUserInput("invalid cursor") from None
     if not isinstance(key, list) or len(key) != arity or not all(map(_cursor_value, key)):
         raise BadUserInput("invalid cursor")

@@ -11,7 +11,13 @@ from resolvers import users as user_resolvers
 from resolvers.ids import decode_any, decode_id
 from schema.base import Node
 from schema.clips import Clip, ClipConnection, ClipState, CreateClipInput, clip_connection
-from schema.extensions import MaxNodes, RejectBadTokens, error_extension, limit_extensions
+from schema.extensions import (
+    MaxNodes,
+    RejectBadTokens,
+    document_gate,
+    error_extension,
+    limit_extensions,
+)
 from schema.users import AuthPayload, SignUpInput, User
 
 __all__ = ["Mutation", "Query", "build_schema"]
@@ -131,16 +137,26 @@ class Schema(strawberry.Schema):
 
 
 def build_schema(
-    *, mask_errors: bool = True, max_depth: int = 12, max_aliases: int = 30, max_tokens: int = 2000
+    *,
+    mask_errors: bool = True,
+    max_depth: int = 12,
+    max_aliases: int = 30,
+    max_tokens: int = 2000,
+    max_fields: int = 500,
+    max_same_name_fields: int = 20,
+    document_cache_size: int = 512,
+    introspection: str = "on",
 ) -> strawberry.Schema:
+    """The Schema; `introspection` ("on", "signed-in", "off") also governs suggestions."""
     return Schema(
         query=Query,
         mutation=Mutation,
         types=[User, Clip, ClipState],
         extensions=[
             *limit_extensions(max_depth, max_aliases, max_tokens),
+            document_gate(max_fields, max_same_name_fields, document_cache_size, introspection),
             RejectBadTokens,
             MaxNodes,
-            error_extension(mask_errors),
+            error_extension(mask_errors, introspection),
         ],
     )

@@ -1,9 +1,13 @@
-"""Schema extensions: query limits and the error policy (contract codes, masking)."""
+"""Schema extensions: document limits, cached parsing and validation, the error policy."""
 
 from __future__ import annotations
 
 import logging
+import re
+import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
 from graphql import (
     ExecutionResult,
@@ -14,25 +18,46 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     get_named_type,
+    parse,
+    validate,
     value_from_ast_untyped,
 )
+from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from errors import BadUserInput, ClientError
 
-__all__ = ["ErrorCodes", "MaxNodes", "RejectBadTokens", "limit_extensions"]
+__all__ = [
+    "DocumentGate",
+    "ErrorCodes",
+    "MaxNodes",
+    "RejectBadTokens",
+    "document_gate",
+    "error_extension",
+    "introspection_allowed",
+    "limit_extensions",
+]
 
 logger = logging.getLogger("reelgraph.errors")
 DEFAULT_PAGE, MAX_PAGE = 20, 100  # the contract's connection defaults
 INTERNAL_MESSAGE = "Internal error"
+MAX_NESTING = 64  # selection sets (or variable values) inside one another
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs already
+_SUGGESTION = re.compile(r"\s*Did you mean .*\?\s*$", re.DOTALL)
+# stands in for a document too deeply nested to parse, so the refusal takes the usual path
+_PLACEHOLDER = parse("{ __typename }")
 
 
 def limit_extensions(max_depth: int, max_aliases: int, max_tokens: int) -> list:
+    # instances, not factories: their validation rules stay the same classes, so the
+    # validation cache (keyed by the rules) keeps hitting
     return [
         QueryDepthLimiter(max_depth=max_depth),
         MaxAliasesLimiter(max_alias_count=max_aliases),  # counts through fragments too
@@ -40,7 +65,30 @@ def limit_extensions(max_depth: int, max_aliases: int, max_tokens: int) -> list:
     ]
 
 
-def _with_code(error: GraphQLError, code: str, message: str | None = None) -> GraphQLError:
+def introspection_allowed(policy: str, context: Any) -> bool:
+    """Introspection and "Did you mean" suggestions: "on", "signed-in" or "off"."""
+    if policy == "on":
+        return True
+    signed_in = getattr(context, "viewer_id", None) is not None
+    return policy == "signed-in" and signed_in and getattr(context, "auth_error", None) is None
+
+
+def _refusal(message: str) -> GraphQLError:
+    return GraphQLError(message, original_error=BadUserInput(message))
+
+
+def _request_id(context: Any) -> str:
+    request_id = getattr(context, "request_id", None)
+    if request_id is None:
+        request_id = uuid.uuid4().hex
+        if context is not None and hasattr(context, "request_id"):
+            context.request_id = request_id  # the log line and the error name the same one
+    return request_id
+
+
+def _with_code(
+    error: GraphQLError, code: str, message: str | None = None, **extensions: Any
+) -> GraphQLError:
     return GraphQLError(
         message if message is not None else error.message,
         nodes=error.nodes,
@@ -48,43 +96,229 @@ def _with_code(error: GraphQLError, code: str, message: str | None = None) -> Gr
         positions=error.positions,
         path=error.path,
         original_error=None,
-        extensions={**(error.extensions or {}), "code": code},
+        extensions={**(error.extensions or {}), "code": code, **extensions},
     )
 
 
-def classify(error: GraphQLError, mask: bool) -> GraphQLError:
-    """Every error leaves with a contract code; unexpected ones are masked in production."""
+def classify(
+    error: GraphQLError, mask: bool, context: Any = None, hide_suggestions: bool = False
+) -> GraphQLError:
+    """Every error leaves with a contract code; unexpected ones are masked in production,
+    logged with their traceback and carry the request id that the log line names."""
     original = error.original_error
     if isinstance(original, ClientError):
-        return _with_code(error, original.code, original.message)
-    if original is None:
+        if original.code != "INTERNAL":
+            return _with_code(error, original.code, original.message)
+        # a backing service is down: expected, not masked, but still worth a log line
+        request_id = _request_id(context)
+        logger.warning("%s (request %s)", original.message, request_id, exc_info=original)
+        return _with_code(error, "INTERNAL", original.message, requestId=request_id)
+    if original is None or (isinstance(original, GraphQLError) and original.original_error is None):
         # the document itself was refused: syntax, validation, limits, variable coercion
-        return _with_code(error, (error.extensions or {}).get("code", "BAD_USER_INPUT"))
-    if isinstance(original, GraphQLError) and original.original_error is None:
-        return _with_code(error, "BAD_USER_INPUT")
-    logger.error("unexpected error in %s", error.path, exc_info=original)
-    return _with_code(error, "INTERNAL", INTERNAL_MESSAGE if mask else None)
+        code = (error.extensions or {}).get("code", "BAD_USER_INPUT")
+        message = _SUGGESTION.sub("", error.message) if hide_suggestions else None
+        return _with_code(error, code, message)
+    request_id = _request_id(context)
+    logger.error("unexpected error in %s (request %s)", error.path, request_id, exc_info=original)
+    return _with_code(error, "INTERNAL", INTERNAL_MESSAGE if mask else None, requestId=request_id)
 
 
 class ErrorCodes(SchemaExtension):
     mask = True
+    introspection = "on"
 
     def on_operation(self) -> Iterator[None]:
         yield
-        result = self.execution_context.result
+        ec = self.execution_context
+        hide = not introspection_allowed(self.introspection, ec.context)
+        result = ec.result
         if result is not None and getattr(result, "errors", None):
-            result.errors = [classify(error, self.mask) for error in result.errors]
-        elif self.execution_context.pre_execution_errors:
-            self.execution_context.pre_execution_errors = [
-                classify(error, self.mask) for error in self.execution_context.pre_execution_errors
+            result.errors = [classify(e, self.mask, ec.context, hide) for e in result.errors]
+        elif ec.pre_execution_errors:
+            ec.pre_execution_errors = [
+                classify(e, self.mask, ec.context, hide) for e in ec.pre_execution_errors
             ]
 
 
-class RejectBadTokens(SchemaExtension):
-    """A bad access token fails the operation: never a silent fall-back to anonymous.
+class _LRU:
+    """A bounded map that forgets the least recently used entry first."""
 
-    Only the fields that hand out tokens still run, so a client whose access token expired
-    can refresh it without first dropping the stale header.
+    def __init__(self, size: int) -> None:
+        self.size, self.items = size, OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        value = self.items.get(key)
+        if value is not None:
+            self.items.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        self.items[key] = value
+        self.items.move_to_end(key)
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+
+class DocumentGate(SchemaExtension):
+    """Parses and validates each document once (both cached, bounded), and first refuses
+    the shapes whose validation alone would cost too much: the overlapping-fields check
+    compares every pair of selections that share a response name, so a 5 KB document of
+    490 `viewer { id }` kept the event loop busy for a second. Variables are checked on
+    every request: no lone surrogates (nothing can encode them) and no deep nesting."""
+
+    max_fields = 500
+    max_same_name = 20
+    introspection = "on"
+    parsed = _LRU(512)
+    validated = _LRU(512)
+
+    def __init__(self) -> None:
+        self.refusal: str | None = None
+
+    def on_parse(self) -> Iterator[None]:
+        ec = self.execution_context
+        if ec.query is not None and ec.graphql_document is None:
+            key = (ec.query, tuple(sorted(ec.parse_options.items())))
+            document = self.parsed.get(key)
+            if document is None:
+                try:
+                    document = parse(ec.query, **ec.parse_options)
+                except GraphQLError:
+                    document = None  # Strawberry parses it again and answers the error
+                except RecursionError:
+                    document, self.refusal = _PLACEHOLDER, "the document is nested too deeply"
+                else:
+                    self.parsed.put(key, document)
+            ec.graphql_document = document
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        ec = self.execution_context
+        problem = self.refusal or variables_problem(ec.variables)
+        if problem is not None:
+            ec.pre_execution_errors = [_refusal(problem)]
+        else:
+            hide = not introspection_allowed(self.introspection, ec.context)
+            key = (ec.query, ec.validation_rules, hide)
+            errors = self.validated.get(key) if ec.query is not None else None
+            if errors is None:
+                errors = self._validate(ec, hide)
+                if ec.query is not None:
+                    self.validated.put(key, errors)
+            ec.pre_execution_errors = list(errors)
+        yield
+
+    def _validate(self, ec: Any, hide: bool) -> list[GraphQLError]:
+        problem = shape_problem(ec.graphql_document, self.max_fields, self.max_same_name)
+        if problem is not None:
+            return [_refusal(problem)]
+        rules = (*ec.validation_rules, MaybeNullValidationRule, OneOfInputValidationRule)
+        if hide:
+            rules = (*rules, NoSchemaIntrospectionCustomRule)
+        return validate(ec.schema._schema, ec.graphql_document, rules, hide_suggestions=hide)
+
+
+class _Refused(Exception):
+    pass
+
+
+def shape_problem(document: Any, max_fields: int, max_same_name: int) -> str | None:
+    """Why a document is refused before validation, or None: more than max_fields field
+    selections with fragments expanded, more than max_same_name selections sharing one
+    response name in one (merged) selection set, or nesting deeper than MAX_NESTING."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    budget = [max_fields]
+
+    def collect(selection_sets: list, groups: dict, chain: frozenset) -> None:
+        for selection_set in selection_sets:
+            for selection in selection_set.selections:
+                if isinstance(selection, FieldNode):
+                    budget[0] -= 1
+                    if budget[0] < 0:
+                        raise _Refused(
+                            f"this document selects more than {max_fields} fields (fragments "
+                            "expanded): split it into smaller operations"
+                        )
+                    name = (selection.alias or selection.name).value
+                    groups.setdefault(name, []).append(selection)
+                elif isinstance(selection, InlineFragmentNode):
+                    collect([selection.selection_set], groups, chain)
+                elif isinstance(selection, FragmentSpreadNode):
+                    name = selection.name.value
+                    if name in fragments and name not in chain:  # a cycle fails validation
+                        collect([fragments[name].selection_set], groups, chain | {name})
+
+    def walk(selection_sets: list, depth: int) -> None:
+        if depth > MAX_NESTING:
+            raise _Refused("the document is nested too deeply")
+        groups: dict[str, list[FieldNode]] = {}
+        collect(selection_sets, groups, frozenset())
+        for name, fields in groups.items():
+            if len(fields) > max_same_name:
+                raise _Refused(
+                    f"this document selects `{name}` {len(fields)} times in one selection "
+                    f"set; the limit is {max_same_name}"
+                )
+            inner = [f.selection_set for f in fields if f.selection_set is not None]
+            if inner:
+                walk(inner, depth + 1)
+
+    try:
+        for definition in document.definitions:
+            if isinstance(definition, OperationDefinitionNode):
+                walk([definition.selection_set], 0)
+    except _Refused as refused:
+        return str(refused)
+    return None
+
+
+def variables_problem(variables: Any) -> str | None:
+    """Why variables are refused, or None: strings with lone surrogates, deep nesting."""
+    stack = [(variables, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return "the variables are nested too deeply"
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                return (
+                    "a string in the variables holds a lone UTF-16 surrogate (such as "
+                    "\\ud800), which is not a character: send valid Unicode"
+                )
+        elif isinstance(value, dict):
+            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    return None
+
+
+def document_gate(
+    max_fields: int, max_same_name: int, cache_size: int, introspection: str
+) -> type[DocumentGate]:
+    """A DocumentGate with its own caches (one pair per schema)."""
+    return type(
+        "DocumentGate",
+        (DocumentGate,),
+        {
+            "max_fields": max_fields,
+            "max_same_name": max_same_name,
+            "introspection": introspection,
+            "parsed": _LRU(cache_size),
+            "validated": _LRU(cache_size),
+        },
+    )
+
+
+class RejectBadTokens(SchemaExtension):
+    """A bad access token fails the operation before any resolver runs (so nothing is
+    written): never a silent fall-back to anonymous.
+
+    An operation of only the fields that hand out tokens runs as an anonymous one, so a
+    client whose access token expired can refresh it (or sign up, or log in) without first
+    dropping the stale header, and nothing inside their result fails on the stale header:
+    a signUp that wrote the account always hands over its tokens.
     """
 
     TOKEN_FIELDS = frozenset({"signUp", "logIn", "refreshToken", "__typename"})
@@ -92,10 +326,13 @@ class RejectBadTokens(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
         ctx = self.execution_context.context
         error = getattr(ctx, "auth_error", None)
-        if error is not None and not self._only_token_fields():
-            self.execution_context.result = ExecutionResult(
-                data=None, errors=[GraphQLError(error.message, original_error=error)]
-            )
+        if error is not None:
+            if self._only_token_fields():
+                ctx.auth_error = None  # viewer_id is already None: anonymous
+            else:
+                self.execution_context.result = ExecutionResult(
+                    data=None, errors=[GraphQLError(error.message, original_error=error)]
+                )
         yield
 
     def _only_token_fields(self) -> bool:
@@ -135,7 +372,7 @@ class MaxNodes(SchemaExtension):
                     ec.operation_name is None or (op.name and op.name.value == ec.operation_name)
                 ):
                     root = schema.get_root_type(op.operation)
-                    walk = _CostWalk(schema, fragments, ec.variables or {})
+                    walk = _CostWalk(schema, fragments, _variables_with_defaults(op, ec))
                     cost += walk.cost(op.selection_set, root, 1)
             if cost > self.max_nodes:
                 error = BadUserInput(
@@ -146,6 +383,17 @@ class MaxNodes(SchemaExtension):
                     data=None, errors=[GraphQLError(error.message, original_error=error)]
                 )
         yield
+
+
+def _variables_with_defaults(operation: OperationDefinitionNode, ec: Any) -> dict:
+    """The values the operation will run with: a variable not sent takes its default."""
+    values = {
+        d.variable.name.value: value_from_ast_untyped(d.default_value)
+        for d in operation.variable_definitions or ()
+        if d.default_value is not None
+    }
+    values.update(ec.variables or {})
+    return values
 
 
 class _CostWalk:
@@ -186,5 +434,5 @@ class _CostWalk:
         return DEFAULT_PAGE
 
 
-def error_extension(mask: bool) -> type[ErrorCodes]:
-    return type("ErrorCodes", (ErrorCodes,), {"mask": mask})
+def error_extension(mask: bool, introspection: str = "on") -> type[ErrorCodes]:
+    return type("ErrorCodes", (ErrorCodes,), {"mask": mask, "introspection": introspection})
