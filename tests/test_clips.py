@@ -1,12 +1,13 @@
 """createClip's checks, drafts and visibility, publish/delete transitions, and a broker outage.
 
-No worker runs in this module, so clips stay QUEUED here (their tasks wait in the broker).
+No worker runs in this module, so clips stay QUEUED here (their tasks wait in the broker
+until the module ends, and are then dropped: no later module's worker should meet them).
 """
 
 from __future__ import annotations
 
 import pytest
-from conftest import GraphQLClient
+from conftest import GraphQLClient, purge_render_queue
 from litestar.testing import AsyncTestClient
 
 from resolvers.ids import encode_id
@@ -18,6 +19,12 @@ DRAFTS = "{ drafts { edges { node { id state } } } }"
 PUBLISH = "mutation($id: ID!) { publishClip(clipId: $id) { id state publishedAt } }"
 DELETE = "mutation($id: ID!) { deleteClip(clipId: $id) { id state video { url } } }"
 CLIP = "query($id: ID!) { clip(id: $id) { id state } node(id: $id) { id } }"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_queued_tasks(settings):
+    yield
+    purge_render_queue(settings)
 
 
 async def _draft_count(gql: GraphQLClient, token: str) -> int:

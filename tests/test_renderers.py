@@ -14,8 +14,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from media.probe import VideoInfo, probe_video
+from settings import Settings
 from workers.renderers import RenderCancelled, Renderer, RenderSpec, get_renderer
 from workers.renderers.encode import encode_mp4
 from workers.renderers.preview import PreviewRenderer
@@ -142,6 +144,21 @@ def test_get_renderer_is_cached_per_process():
     assert renderer.name == "preview"
     with pytest.raises(ValueError):
         get_renderer("sora", "x")
+
+
+def test_a_renderer_class_can_be_named_by_import_path():
+    renderer = get_renderer("workers.renderers.preview:PreviewRenderer", "ignored")
+    assert isinstance(renderer, PreviewRenderer)
+    assert renderer is get_renderer("workers.renderers.preview:PreviewRenderer", "other")
+    with pytest.raises(TypeError, match="not a renderer"):
+        get_renderer("collections:OrderedDict", "x")
+    with pytest.raises(ModuleNotFoundError):
+        get_renderer("no_such_module:Renderer", "x")
+    # the setting takes the same three forms, and nothing else
+    assert Settings(_env_file=None, renderer="tests_only.gate:Gated").renderer.endswith(":Gated")
+    for bad in ("sora", "module:", ":Class", "a b:C"):
+        with pytest.raises(ValidationError):
+            Settings(_env_file=None, renderer=bad)
 
 
 def test_encode_mp4_rejects_odd_sizes_and_no_frames(tmp_path):
