@@ -434,3 +434,25 @@ async def test_transient_failures_are_retried_then_fail_with_a_plain_sentence(
     assert "secret.safetensors is corrupt" in log
     assert f"render of {clips['gpu'][1]} hit a transient failure" in log
     assert gate.arrivals(clips["bug"][1]) == 1  # a broken renderer is not retried
+
+
+async def test_a_render_that_finishes_after_its_clip_was_removed_leaves_no_file(
+    gql: GraphQLClient, graph, settings, worker_log, gate
+) -> None:
+    ann = await gql.sign_up("regret")
+    clip_id, raw_id = await create(gql, ann.token, "removed mid-render")
+    w = start_gated_worker(settings, worker_log)
+    try:
+        first = await reached(gate, raw_id)
+        gate.order(raw_id, first["arrival"], "render-and-hold")
+        assert (await reached(gate, raw_id))["point"] == "rendered"
+        assert (await gql.ok(DELETE, {"id": clip_id}, ann.token))["deleteClip"]["state"] == (
+            "REMOVED"
+        )
+        gate.order(raw_id, first["arrival"], "go")  # it stores its file, then finds the clip gone
+        await wait_log(worker_log, f"clip {raw_id}: removed or taken over; deleted")
+    finally:
+        w.stop()
+    row = (await clip_repo.clips_by_ids(graph, [raw_id]))[raw_id]
+    assert row["state"] == "REMOVED" and row.get("videoKey") is None
+    assert stored_files(settings, raw_id) == []
