@@ -33,6 +33,11 @@ def _torch_oom() -> BaseException:
     return torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
 
+def _neo4j(name: str, message: str) -> BaseException:
+    exceptions = pytest.importorskip("neo4j.exceptions")
+    return getattr(exceptions, name)(message)
+
+
 # the same class name from another package is not CUDA's
 class OutOfMemoryError(Exception):
     pass
@@ -47,6 +52,9 @@ class OutOfMemoryError(Exception):
         (_torch_oom, failures.GPU_OUT_OF_MEMORY),
         (lambda: RuntimeError("CUDA out of memory. Tried to allocate"), failures.GPU_OUT_OF_MEMORY),
         (lambda: GraphUnavailable("bolt://db:7687 refused"), failures.GRAPH_UNAVAILABLE),
+        (lambda: _neo4j("ServiceUnavailable", "no routing servers"), failures.GRAPH_UNAVAILABLE),
+        (lambda: _neo4j("SessionExpired", "leader switched"), failures.GRAPH_UNAVAILABLE),
+        (lambda: _neo4j("DatabaseUnavailable", "db offline"), failures.GRAPH_UNAVAILABLE),
         (lambda: RedisConnectionError("Error 111 connecting"), failures.REDIS_UNAVAILABLE),
         (lambda: RedisTimeoutError("Timeout reading from socket"), failures.REDIS_UNAVAILABLE),
         (lambda: ConnectionResetError("peer reset"), failures.SERVICE_UNAVAILABLE),

@@ -38,6 +38,8 @@ SERVICE_UNAVAILABLE = "a service the render needs was unavailable; try again lat
 RENDERER_FAILED = "the renderer failed; try again, or try another prompt"
 
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+# the Neo4j driver's errors worth a retry, should one reach here untranslated by the adapter
+_NEO4J_TRANSIENT = {"ServiceUnavailable", "SessionExpired", "TransientError"}
 _MAX_RETRY_DELAY_S = 60.0
 
 
@@ -74,8 +76,15 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+def _is_neo4j_transient(exc: BaseException) -> bool:
+    return any(
+        cls.__name__ in _NEO4J_TRANSIENT and cls.__module__.split(".")[0] == "neo4j"
+        for cls in type(exc).__mro__
+    )
+
+
 def _transient_reason_of(exc: BaseException) -> str | None:
-    if isinstance(exc, GraphUnavailable):
+    if isinstance(exc, GraphUnavailable) or _is_neo4j_transient(exc):
         return GRAPH_UNAVAILABLE
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         return REDIS_UNAVAILABLE
