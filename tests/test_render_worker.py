@@ -371,8 +371,9 @@ async def test_a_claim_that_lost_its_clip_deletes_only_its_own_file(
         raise AssertionError("the broker is up")
 
     await services.render_queue.enqueue(raw_id, on_refused=never)  # a second task
+    # the lease outlasts any pause between the first render's progress reports
     w = start_gated_worker(
-        settings, worker_log, REELGRAPH_WORKER_CONCURRENCY="2", REELGRAPH_RENDER_LEASE_S="2"
+        settings, worker_log, REELGRAPH_WORKER_CONCURRENCY="2", REELGRAPH_RENDER_LEASE_S="3"
     )
     try:
         first = await reached(gate, raw_id)
