@@ -67,7 +67,8 @@ def _cursor_value(value: object) -> bool:
         return False
     if isinstance(value, int):
         return -(2**63) <= value < 2**63
-    return isinstance(value, str) and len(value) <= 64 and value.isascii()
+    # no control characters: a NUL made FalkorDB fail to parse the statement's parameters
+    return isinstance(value, str) and len(value) <= 64 and value.isascii() and value.isprintable()
 
 
 @dataclass(frozen=True)

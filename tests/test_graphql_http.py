@@ -140,11 +140,13 @@ async def _post(app: Any, body: Any, accept: str | None = None, **headers: str) 
     return await app.post("/graphql", content=content, headers=headers)
 
 
+DRAFTS = "query($n: Int!) { drafts(first: $n) { edges { cursor } } }"
 REQUEST_ERRORS = [
     {"query": "{ viewer { "},  # parse
     {"query": "{ noSuchField }"},  # validation
-    {"query": "query($n: Int!) { drafts(first: $n) { edges { cursor } } }", "variables": {}},
-    {"query": "query($n: Int!) { drafts(first: $n) { edges { cursor } } }", "variables": {"n": "x"}},
+    {"query": DRAFTS, "variables": {}},  # variables
+    {"query": DRAFTS, "variables": {"n": "x"}},
+    {"query": DRAFTS, "variables": {"n": 1, "s": "\ud800"}},  # refused before validation
 ]
 
 
