@@ -50,7 +50,7 @@ DEFAULT_PAGE, MAX_PAGE = 20, 100  # the contract's connection defaults
 INTERNAL_MESSAGE = "Internal error"
 MAX_NESTING = 64  # selection sets (or variable values) inside one another
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs already
-_SUGGESTION = re.compile(r"\s*Did you mean .*\?\s*$", re.DOTALL)
+_SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")  # names never hold a "?"
 # stands in for a document too deeply nested to parse, so the refusal takes the usual path
 _PLACEHOLDER = parse("{ __typename }")
 
