@@ -123,7 +123,11 @@ def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
                 return "failed"
             if transient_failures >= settings.render_max_retries:
                 logger.error(
-                    "render of %s failed after %d tries: %r", clip_id, transient_failures + 1, exc
+                    "render of %s failed after %d tries: %r",
+                    clip_id,
+                    transient_failures + 1,
+                    exc,
+                    exc_info=True,
                 )
                 _fail_quietly(rt, clip_id, owner, reason)
                 return "failed"
