@@ -54,6 +54,7 @@ class Reaper:
         return self.requeue_lost(), self.delete_orphans()
 
     def requeue_lost(self) -> list[str]:
+        """Send a render task again for each clip whose task looks lost; their ids."""
         now = int(time.time() * 1000)
         # a dead worker's task comes back after the visibility timeout; only then is it lost
         grace_ms = self._settings.render_visibility_timeout_s * 1000
@@ -73,6 +74,7 @@ class Reaper:
         return ids
 
     def delete_orphans(self) -> list[str]:
+        """Delete the stored files no clip names that were orphaned for the grace period."""
         now = int(time.time() * 1000)
         grace_ms = self._settings.media_orphan_grace_s * 1000
         first_seen = {
