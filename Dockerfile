@@ -15,7 +15,8 @@ COPY schema ./schema
 COPY transport ./transport
 COPY workers ./workers
 RUN useradd --create-home --uid 10001 reelgraph && mkdir /data && chown reelgraph /data
-ENV REELGRAPH_DATA_DIR=/data
+# production by default: unexpected errors masked, no GraphiQL, a secret key required
+ENV REELGRAPH_DATA_DIR=/data REELGRAPH_ENVIRONMENT=production
 
 FROM base AS api
 RUN pip install ".[s3]"
