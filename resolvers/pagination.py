@@ -13,6 +13,7 @@ from errors import BadUserInput
 
 __all__ = [
     "Page",
+    "cursor_key",
     "decode_cursor",
     "encode_cursor",
     "make_page",
@@ -38,7 +39,8 @@ def encode_cursor(*key: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, arity: int = 2) -> tuple[Any, ...] | None:
+def cursor_key(cursor: str | None) -> tuple[Any, ...] | None:
+    """The key a cursor of ours holds, of any arity; BAD_USER_INPUT when it is not one."""
     if cursor is None:
         return None
     if len(cursor) > _MAX_CURSOR_LENGTH:  # ours are far shorter; bounds json.loads' work
@@ -48,9 +50,16 @@ def decode_cursor(cursor: str | None, arity: int = 2) -> tuple[Any, ...] | None:
         key = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise BadUserInput("invalid cursor") from None
-    if not isinstance(key, list) or len(key) != arity or not all(map(_cursor_value, key)):
+    if not isinstance(key, list) or not key or not all(map(_cursor_value, key)):
         raise BadUserInput("invalid cursor")
     return tuple(key)
+
+
+def decode_cursor(cursor: str | None, arity: int = 2) -> tuple[Any, ...] | None:
+    key = cursor_key(cursor)
+    if key is not None and len(key) != arity:
+        raise BadUserInput("invalid cursor")
+    return key
 
 
 def time_id_cursor(cursor: str | None) -> tuple[int, str] | None:

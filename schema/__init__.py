@@ -12,6 +12,7 @@ from resolvers.ids import decode_any, decode_id
 from schema.base import Node
 from schema.clips import Clip, ClipConnection, ClipState, CreateClipInput, clip_connection
 from schema.extensions import (
+    CheckNestedArguments,
     MaxNodes,
     RejectBadTokens,
     document_gate,
@@ -156,6 +157,7 @@ def build_schema(
             *limit_extensions(max_depth, max_aliases, max_tokens),
             document_gate(max_fields, max_same_name_fields, document_cache_size, introspection),
             RejectBadTokens,
+            CheckNestedArguments,
             MaxNodes,
             error_extension(mask_errors, introspection),
         ],

@@ -15,8 +15,10 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLID,
     InlineFragmentNode,
     OperationDefinitionNode,
+    OperationType,
     get_named_type,
     parse,
     validate,
@@ -33,8 +35,11 @@ from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRul
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from errors import BadUserInput, ClientError
+from resolvers.ids import decode_any
+from resolvers.pagination import cursor_key
 
 __all__ = [
+    "CheckNestedArguments",
     "DocumentGate",
     "ErrorCodes",
     "MaxNodes",
@@ -348,6 +353,86 @@ class RejectBadTokens(SchemaExtension):
                     for s in selections
                 )
         return False
+
+
+class CheckNestedArguments(SchemaExtension):
+    """A mutation writes first, then its result is resolved: an argument inside that result
+    bound to fail (a malformed ID or cursor, a negative `first`) would turn the answer of a
+    mutation that wrote into an error. Such arguments are checked before anything runs, so
+    a mutation that cannot answer writes nothing. (Root arguments are the resolvers' own
+    first check.)"""
+
+    def on_execute(self) -> Iterator[None]:
+        ec = self.execution_context
+        document = ec.graphql_document
+        if ec.result is None and document is not None:
+            for op in _operations(document, ec.operation_name):
+                if op.operation is not OperationType.MUTATION:
+                    continue
+                problem = _nested_argument_problem(ec.schema._schema, document, op, ec)
+                if problem is not None:
+                    ec.result = ExecutionResult(data=None, errors=[_refusal(problem)])
+                    break
+        yield
+
+
+def _operations(document: Any, name: str | None) -> Iterator[OperationDefinitionNode]:
+    for op in document.definitions:
+        if isinstance(op, OperationDefinitionNode) and (
+            name is None or (op.name and op.name.value == name)
+        ):
+            yield op
+
+
+def _nested_argument_problem(
+    schema: Any, document: Any, op: OperationDefinitionNode, ec: Any
+) -> str | None:
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    variables = _variables_with_defaults(op, ec)
+    stack = [(op.selection_set, schema.get_root_type(op.operation), 0)]
+    while stack:
+        selection_set, parent, depth = stack.pop()
+        for selection in selection_set.selections if selection_set else ():
+            if isinstance(selection, FragmentSpreadNode | InlineFragmentNode):
+                fragment = (
+                    fragments.get(selection.name.value)
+                    if isinstance(selection, FragmentSpreadNode)
+                    else selection
+                )
+                if fragment is not None:
+                    condition = fragment.type_condition
+                    inner = schema.get_type(condition.name.value) if condition else parent
+                    stack.append((fragment.selection_set, inner, depth))
+                continue
+            definition = getattr(parent, "fields", {}).get(selection.name.value)
+            if definition is None:
+                continue
+            if depth > 0:
+                for argument in selection.arguments or ():
+                    arg_type = definition.args.get(argument.name.value)
+                    value = value_from_ast_untyped(argument.value, variables)
+                    try:
+                        _check_argument(argument.name.value, arg_type, value)
+                    except BadUserInput as exc:
+                        return f"{exc.message} in `{selection.name.value}`"
+            stack.append((selection.selection_set, get_named_type(definition.type), depth + 1))
+    return None
+
+
+def _check_argument(name: str, argument: Any, value: Any) -> None:
+    """What the resolvers of nested fields would refuse, checked ahead of them."""
+    if argument is None or value is None:
+        return
+    if get_named_type(argument.type) is GraphQLID:
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                decode_any(item)
+    elif name == "after" and isinstance(value, str):
+        cursor_key(value)
+    elif name == "first" and isinstance(value, int) and value < 0:
+        raise BadUserInput("`first` must not be negative")
 
 
 class MaxNodes(SchemaExtension):

@@ -254,3 +254,32 @@ async def test_every_internal_error_is_logged_with_the_request_id_it_carries(
     (record,) = [r for r in caplog.records if r.name == "reelgraph.errors"]
     assert "req-7f3a" in record.getMessage() and record.exc_info is not None
     assert "secret connection string" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        'followers(after: "not a cursor") { edges { cursor } }',
+        "following(first: -1) { edges { cursor } }",
+        'clips(after: "W1tbW1tbXV1dXV1d") { edges { cursor } }',
+        "...F",
+    ],
+)
+async def test_a_mutation_whose_answer_would_fail_writes_nothing(
+    gql: GraphQLClient, inner: str
+) -> None:
+    ann, bob = await gql.sign_up("answer"), await gql.sign_up("answered")
+    follow = f"""mutation($id: ID!) {{ follow(userId: $id) {{ followerCount {inner} }} }}
+      fragment F on User {{ followers(after: "bad") {{ edges {{ cursor }} }} }}"""
+    if "...F" not in inner:
+        follow = follow[: follow.index("fragment F")]
+    code, message = await gql.error(follow, {"id": bob.id}, ann.token)
+    assert code == "BAD_USER_INPUT", message
+    assert message.endswith(("cursor in `followers`", "`following`", "`clips`")), message
+    count = "query($h: String!) { user(handle: $h) { followerCount } }"
+    assert await gql.ok(count, {"h": bob.handle}) == {"user": {"followerCount": 0}}
+    # the same mutation with a sound selection writes and answers
+    fine = await gql.ok(
+        "mutation($id: ID!) { follow(userId: $id) { followerCount } }", {"id": bob.id}, ann.token
+    )
+    assert fine == {"follow": {"followerCount": 1}}
