@@ -283,3 +283,12 @@ async def test_a_mutation_whose_answer_would_fail_writes_nothing(
         "mutation($id: ID!) { follow(userId: $id) { followerCount } }", {"id": bob.id}, ann.token
     )
     assert fine == {"follow": {"followerCount": 1}}
+
+
+async def test_a_body_over_the_size_limit_is_refused_plainly(app: Any) -> None:
+    content = json.dumps({"query": "{ __typename }", "pad": "x" * (11 * 1024 * 1024)}).encode()
+    response = await app.post(
+        "/graphql", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

@@ -24,6 +24,7 @@ from typing import Any
 from cross_web import HTTPException
 from litestar import Request, Response
 from litestar.datastructures import State
+from litestar.exceptions import HTTPException as LitestarHTTPException
 from litestar.types import Scope
 from strawberry.http import GraphQLRequestData
 from strawberry.http.parse_content_type import parse_content_type
@@ -149,6 +150,14 @@ class HTTPPolicy:
             )
             if exc.status_code == 405:
                 response.headers["Allow"] = "POST"
+        except LitestarHTTPException as exc:  # e.g. 413 for a body over Litestar's limit
+            if exc.status_code >= 500:
+                raise
+            response = Response(
+                _error_body(exc.detail, "BAD_USER_INPUT"),
+                status_code=exc.status_code,
+                media_type=request.state.graphql_media_type,
+            )
         except Exception:
             logger.exception("unexpected error in a GraphQL request (request %s)", request_id)
             response = Response(
