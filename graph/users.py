@@ -12,7 +12,7 @@ __all__ = [
     "credentials_by_handle",
     "follow",
     "follow_counts",
-    "follow_page",
+    "follow_pages",
     "relation_between",
     "unfollow",
     "users_by_handles",
@@ -55,13 +55,15 @@ RETURN u {.id, .handle, .displayName, .createdAt} AS user
 """
 )
 
+# counted, never collected: a user with a million followers costs no million-id list
 FOLLOW_COUNTS_BY_IDS = Cypher(
     """
 UNWIND $ids AS id
 MATCH (u:User {id: id})
-RETURN id,
-       size([(u)<-[:FOLLOWS]-(f:User) | f.id]) AS followers,
-       size([(u)-[:FOLLOWS]->(g:User) | g.id]) AS following
+OPTIONAL MATCH (u)<-[byFollower:FOLLOWS]-(:User)
+WITH id, u, count(byFollower) AS followers
+OPTIONAL MATCH (u)-[toFollowed:FOLLOWS]->(:User)
+RETURN id, followers, count(toFollowed) AS following
 """
 )
 
@@ -127,23 +129,35 @@ RETURN b IS NOT NULL AS exists,
 """
 )
 
-FOLLOWERS_PAGE = Cypher(
+# One page per parent for many parents at once (a nested connection costs one statement per
+# level). FalkorDB has no `CALL (x) { ... LIMIT }` and Neo4j's linter deprecates the importing
+# WITH form, so each parent's edges are ordered, collected as (time, node) and sliced; only the
+# kept rows are projected.
+FOLLOWERS_PAGES = Cypher(
     """
-MATCH (u:User {id: $userId})<-[f:FOLLOWS]-(x:User)
+UNWIND $userIds AS userId
+MATCH (:User {id: userId})<-[f:FOLLOWS]-(x:User)
 WHERE $afterAt IS NULL OR f.at < $afterAt OR (f.at = $afterAt AND x.id < $afterId)
-RETURN x {.id, .handle, .displayName, .createdAt} AS user, f.at AS at
+WITH userId, f.at AS at, x
 ORDER BY at DESC, x.id DESC
-LIMIT $limit
+WITH userId, collect({at: at, x: x})[..$limit] AS kept
+UNWIND kept AS row
+WITH userId, row.at AS at, row.x AS x
+RETURN userId, x {.id, .handle, .displayName, .createdAt} AS user, at
 """
 )
 
-FOLLOWING_PAGE = Cypher(
+FOLLOWING_PAGES = Cypher(
     """
-MATCH (u:User {id: $userId})-[f:FOLLOWS]->(x:User)
+UNWIND $userIds AS userId
+MATCH (:User {id: userId})-[f:FOLLOWS]->(x:User)
 WHERE $afterAt IS NULL OR f.at < $afterAt OR (f.at = $afterAt AND x.id < $afterId)
-RETURN x {.id, .handle, .displayName, .createdAt} AS user, f.at AS at
+WITH userId, f.at AS at, x
 ORDER BY at DESC, x.id DESC
-LIMIT $limit
+WITH userId, collect({at: at, x: x})[..$limit] AS kept
+UNWIND kept AS row
+WITH userId, row.at AS at, row.x AS x
+RETURN userId, x {.id, .handle, .displayName, .createdAt} AS user, at
 """
 )
 
@@ -213,18 +227,31 @@ async def relation_between(db: GraphDriver, viewer_id: str, target_id: str) -> R
     return rows[0]
 
 
-async def follow_page(
+async def follow_pages(
     db: GraphDriver,
     *,
-    user_id: str,
+    user_ids: list[str],
     direction: str,
     after: tuple[Any, str] | None,
     limit: int,
-) -> list[Row]:
-    """One keyset page of followers or following, newest edge first: rows of {user, at}."""
-    statement = FOLLOWERS_PAGE if direction == "followers" else FOLLOWING_PAGE
+) -> dict[str, list[Row]]:
+    """One keyset page of followers or following per user, newest edge first: rows of
+    {user, at}, by user id (a user with no rows on the page is absent)."""
+    statement = FOLLOWERS_PAGES if direction == "followers" else FOLLOWING_PAGES
     after_at, after_id = after if after else (None, None)
-    return await db.read(
+    rows = await db.read(
         statement,
-        {"userId": user_id, "afterAt": after_at, "afterId": after_id, "limit": limit},
+        {
+            "userIds": list(dict.fromkeys(user_ids)),  # a repeated id would double its page
+            "afterAt": after_at,
+            "afterId": after_id,
+            "limit": limit,
+        },
     )
+    pages: dict[str, list[Row]] = {}
+    for row in rows:
+        pages.setdefault(row["userId"], []).append({"user": row["user"], "at": row["at"]})
+    for page in pages.values():
+        # the engine collected them in order; sorting again costs little and relies on nothing
+        page.sort(key=lambda row: (row["at"], row["user"]["id"]), reverse=True)
+    return pages

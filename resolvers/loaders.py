@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from strawberry.dataloader import DataLoader
 
@@ -11,11 +12,20 @@ from graph import clips as clip_repo
 from graph import users as user_repo
 from graph.driver import GraphDriver
 
-__all__ = ["Loaders"]
+__all__ = ["FollowPageKey", "Loaders"]
 
 
 def _loader(batch: Any) -> DataLoader:
     return DataLoader(load_fn=batch)
+
+
+class FollowPageKey(NamedTuple):
+    """One user's page of followers or following: the rows asked for (page size + 1)."""
+
+    user_id: str
+    direction: str  # "followers" or "following"
+    limit: int
+    after: tuple[int, str] | None
 
 
 @dataclass
@@ -24,6 +34,7 @@ class Loaders:
     viewer_id: str | None
     user_by_id: DataLoader = field(init=False)
     follow_counts_by_user: DataLoader = field(init=False)
+    follow_page_by_user: DataLoader = field(init=False)
     viewer_follows_by_user: DataLoader = field(init=False)
     clip_by_id: DataLoader = field(init=False)
     author_blocks_viewer: DataLoader = field(init=False)
@@ -31,6 +42,7 @@ class Loaders:
     def __post_init__(self) -> None:
         self.user_by_id = _loader(self._users_by_ids)
         self.follow_counts_by_user = _loader(self._follow_counts)
+        self.follow_page_by_user = _loader(self._follow_pages)
         self.viewer_follows_by_user = _loader(self._viewer_follows)
         self.clip_by_id = _loader(self._clips_by_ids)
         self.author_blocks_viewer = _loader(self._authors_blocking_viewer)
@@ -42,6 +54,20 @@ class Loaders:
     async def _follow_counts(self, ids: list[str]) -> list[tuple[int, int]]:
         found = await user_repo.follow_counts(self.db, ids)
         return [found.get(i, (0, 0)) for i in ids]
+
+    async def _follow_pages(self, keys: list[FollowPageKey]) -> list[list[dict]]:
+        # the parents of one nested connection share its arguments: one statement per level
+        groups: dict[tuple, list[str]] = defaultdict(list)
+        for key in keys:
+            groups[key.direction, key.limit, key.after].append(key.user_id)
+        pages: dict[FollowPageKey, list[dict]] = {}
+        for (direction, limit, after), user_ids in groups.items():
+            found = await user_repo.follow_pages(
+                self.db, user_ids=user_ids, direction=direction, after=after, limit=limit
+            )
+            for user_id in user_ids:
+                pages[FollowPageKey(user_id, direction, limit, after)] = found.get(user_id, [])
+        return [pages[key] for key in keys]
 
     async def _viewer_follows(self, ids: list[str]) -> list[bool]:
         if self.viewer_id is None:

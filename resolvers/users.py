@@ -15,6 +15,7 @@ from auth.tokens import TokenPair
 from errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from graph import users as user_repo
 from resolvers.ids import decode_id
+from resolvers.loaders import FollowPageKey
 from resolvers.pagination import Page, make_page, page_size, time_id_cursor
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ def _forget_follow_state(ctx: Context, *user_ids: str) -> None:
         for user_id in user_ids:
             with contextlib.suppress(KeyError):  # nothing cached for it yet
                 loader.clear(user_id)
+    ctx.loaders.follow_page_by_user.clear_all()  # pages are keyed by more than the user
 
 
 async def _load_user(ctx: Context, user_id: str) -> dict:
@@ -180,9 +182,8 @@ async def follow_page(
 ) -> Page[dict]:
     limit = page_size(first, ctx.settings.max_page_size)
     cursor = time_id_cursor(after)
-    rows = await user_repo.follow_page(
-        ctx.services.graph, user_id=user_id, direction=direction, after=cursor, limit=limit + 1
-    )
+    key = FollowPageKey(user_id, direction, limit + 1, cursor)
+    rows = await ctx.loaders.follow_page_by_user.load(key)
     for row in rows:
         ctx.loaders.user_by_id.prime(row["user"]["id"], row["user"])
     page = make_page(rows, limit, key=lambda row: (row["at"], row["user"]["id"]))

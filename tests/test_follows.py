@@ -168,3 +168,44 @@ async def test_out_of_range_cursor_values_are_bad_input(gql: GraphQLClient) -> N
         cursor = base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
         code, _ = await gql.error(FOLLOWERS, {"h": star.handle, "after": cursor})
         assert code == "BAD_USER_INPUT", key
+
+
+async def test_nested_follower_pages_cost_one_statement_per_level(
+    gql: GraphQLClient, services
+) -> None:
+    """20 users x their followers(first: 5) is one statement for the whole level, not 20."""
+    query = """query($h: String!, $first: Int) { user(handle: $h) { followers(first: $first) {
+      edges { node { handle followerCount
+        followers(first: 5) { edges { node { handle followerCount } }
+                              pageInfo { hasNextPage } }
+        following(first: 5) { edges { node { handle } } } } } } } }"""
+    star = await gql.sign_up("star")
+    fans = [await gql.sign_up("fan") for _ in range(20)]
+    for fan in fans:
+        await gql.ok(FOLLOW, {"id": star.id}, fan.token)
+    # each fan gets followers of its own: the i-th fan is followed by the next six fans
+    for i, fan in enumerate(fans):
+        for other in fans[i + 1 : i + 7]:
+            await gql.ok(FOLLOW, {"id": fan.id}, other.token)
+    costs = {}
+    for first in (2, 20):
+        before = services.graph.round_trips
+        data = await gql.ok(query, {"h": star.handle, "first": first})
+        costs[first] = services.graph.round_trips - before
+        edges = data["user"]["followers"]["edges"]
+        assert len(edges) == first
+    # user by handle, the star's page, the counts (one batch, or one per level), the fans'
+    # followers pages, the fans' following pages: at most six, whatever the page size (one
+    # statement per parent would be 2 + 2 x 20 here)
+    assert max(costs.values()) <= 6, costs
+    by_handle = {e["node"]["handle"]: e["node"] for e in edges}
+    followers_of = {fan.handle: fans[i + 1 : i + 7] for i, fan in enumerate(fans)}
+    for handle, node in by_handle.items():
+        expected = [f.handle for f in followers_of[handle]][::-1][:5]  # newest first
+        assert [e["node"]["handle"] for e in node["followers"]["edges"]] == expected
+        assert node["followers"]["pageInfo"]["hasNextPage"] is (len(followers_of[handle]) > 5)
+        assert node["followerCount"] == len(followers_of[handle])
+        i = next(i for i, fan in enumerate(fans) if fan.handle == handle)
+        follows = {star.handle, *(f.handle for f in fans[max(0, i - 6) : i])}
+        following = [e["node"]["handle"] for e in node["following"]["edges"]]
+        assert set(following) <= follows and len(following) == min(5, len(follows))
