@@ -292,3 +292,20 @@ async def test_a_body_over_the_size_limit_is_refused_plainly(app: Any) -> None:
     )
     assert response.status_code == 413
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Bearer é", "Bearer " + "a" * 8000, "Basic eHl6", "Bearer a.b.c", "Bearer", "Bearer \x01"],
+)
+async def test_odd_authorization_headers_are_unauthenticated(app: Any, authorization: str) -> None:
+    response = await app.post(
+        "/graphql",
+        content=b'{"query": "{ viewer { id } }"}',
+        headers={
+            "content-type": "application/json",
+            "authorization": authorization.encode("latin-1"),
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
