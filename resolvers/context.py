@@ -30,6 +30,7 @@ class Context(BaseContext, kw_only=True):
     auth_error: Any = None  # an Unauthenticated raised only where a viewer is needed
     loaders: Any = None
     connection_params: Any = None  # graphql-transport-ws connection_init payload
+    request_id: str | None = None  # names the request in logs and in INTERNAL errors
 
     def authenticate_socket(self) -> None:
         """Subscriptions carry {"authorization": "Bearer <token>"} in connection_init; a bad
