@@ -54,6 +54,9 @@ logger = logging.getLogger("reelgraph.errors")
 DEFAULT_PAGE, MAX_PAGE = 20, 100  # the contract's connection defaults
 INTERNAL_MESSAGE = "Internal error"
 MAX_NESTING = 64  # selection sets (or variable values) inside one another
+# longer texts (a comment pads any length: it is no token) are parsed and validated each
+# time, so the caches hold at most document_cache_size x this much text
+MAX_CACHED_TEXT = 20_000
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs already
 _SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")  # names never hold a "?"
 # stands in for a document too deeply nested to parse, so the refusal takes the usual path
@@ -184,7 +187,8 @@ class DocumentGate(SchemaExtension):
         ec = self.execution_context
         if ec.query is not None and ec.graphql_document is None:
             key = (ec.query, tuple(sorted(ec.parse_options.items())))
-            document = self.parsed.get(key)
+            cacheable = len(ec.query) <= MAX_CACHED_TEXT
+            document = self.parsed.get(key) if cacheable else None
             if document is None:
                 try:
                     document = parse(ec.query, **ec.parse_options)
@@ -193,7 +197,8 @@ class DocumentGate(SchemaExtension):
                 except RecursionError:
                     document, self.refusal = _PLACEHOLDER, "the document is nested too deeply"
                 else:
-                    self.parsed.put(key, document)
+                    if cacheable:
+                        self.parsed.put(key, document)
             ec.graphql_document = document
         yield
 
@@ -205,10 +210,11 @@ class DocumentGate(SchemaExtension):
         else:
             hide = not introspection_allowed(self.introspection, ec.context)
             key = (ec.query, ec.validation_rules, hide)
-            errors = self.validated.get(key) if ec.query is not None else None
+            cacheable = ec.query is not None and len(ec.query) <= MAX_CACHED_TEXT
+            errors = self.validated.get(key) if cacheable else None
             if errors is None:
                 errors = self._validate(ec, hide)
-                if ec.query is not None:
+                if cacheable:
                     self.validated.put(key, errors)
             ec.pre_execution_errors = list(errors)
         yield

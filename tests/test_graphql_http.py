@@ -25,7 +25,7 @@ from conftest import GraphQLClient, free_port
 from graphql import GraphQLError
 
 from schema import build_schema
-from schema.extensions import DocumentGate
+from schema.extensions import MAX_CACHED_TEXT, DocumentGate
 from server import build_app
 from settings import Settings
 from tests.cypher_lint import _locked
@@ -235,6 +235,11 @@ async def test_documents_are_parsed_and_validated_once_and_limits_still_hold() -
     await schema.execute("{ __typename }")
     assert len(gate.parsed.items) == len(gate.validated.items) == 2
     assert NESTED not in {key[0] for key in gate.parsed.items}
+    # and long texts (a comment is no token) are answered but never kept
+    padded = "# " + "x" * (MAX_CACHED_TEXT + 1) + "\n{ __typename }"
+    assert (await schema.execute(padded)).data == {"__typename": "Query"}
+    assert padded not in {key[0] for key in gate.parsed.items}
+    assert padded not in {key[0] for key in gate.validated.items}
 
 
 async def test_validation_results_are_not_shared_between_policies() -> None:
