@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
 
@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     graph_url: str = "embedded:"
     graph_name: str = "reelgraph"  # FalkorDB graph key; ignored by Neo4j
     neo4j_database: str = "neo4j"
+    # Neo4j over Bolt, in seconds: opening a connection, waiting for one from the pool, and
+    # one statement (server-side timeout and a client-side deadline, retries included)
+    graph_connection_timeout_s: float = 5.0
+    graph_acquisition_timeout_s: float = 10.0
+    graph_transaction_timeout_s: float = 30.0
     # None: the embedded server's redis (a unix socket under data_dir)
     redis_url: str | None = None
     broker_url: str | None = None  # Celery broker; defaults to redis_url
@@ -36,6 +41,17 @@ class Settings(BaseSettings):
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
     media_url_ttl_s: int = 3600
+
+    # rate limits, counted in Redis so they hold across API processes; 0 turns one off
+    login_limit_per_handle: int = 10  # log-in attempts per handle per window
+    login_limit_per_address: int = 30  # log-in attempts per client address per window
+    login_limit_window_s: int = 15 * 60
+    signup_limit_per_address: int = 5
+    signup_limit_window_s: int = 3600
+    mutation_limit_per_user: int = 120  # mutation fields a signed-in user may run per window
+    mutation_limit_window_s: int = 60
+    # proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client address
+    trusted_proxies: Annotated[list[str], NoDecode] = []
 
     # GraphQL limits
     max_query_depth: int = 12
@@ -78,6 +94,13 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_prefix: str = "media/"
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @property
     def is_embedded(self) -> bool:

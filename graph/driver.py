@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from settings import Settings
@@ -20,9 +21,11 @@ __all__ = [
     "ConstraintViolation",
     "Cypher",
     "GraphDriver",
+    "GraphTimeouts",
     "GraphUnavailable",
     "Row",
     "driver_for",
+    "neo4j_uri",
     "open_driver",
 ]
 
@@ -40,7 +43,17 @@ class ConstraintViolation(Exception):
 
 
 class GraphUnavailable(Exception):
-    """The graph engine could not be reached."""
+    """The graph engine could not be reached, refused the configured credentials, or did not
+    answer in time; nothing is known to have been written. Worth a retry later."""
+
+
+@dataclass(frozen=True)
+class GraphTimeouts:
+    """Seconds: opening a connection, waiting for a free one, and one statement."""
+
+    connection_s: float = 5.0
+    acquisition_s: float = 10.0
+    transaction_s: float = 30.0
 
 
 class GraphDriver(Protocol):
@@ -83,26 +96,46 @@ def check_statement(statement: object) -> Cypher:
 
 
 def driver_for(settings: Settings) -> GraphDriver:
-    """The driver the settings name (graph URL, FalkorDB graph key, Neo4j database)."""
+    """The driver the settings name (graph URL, FalkorDB graph key, Neo4j database, timeouts)."""
     return open_driver(
-        settings.graph_url, graph_name=settings.graph_name, neo4j_database=settings.neo4j_database
+        settings.graph_url,
+        graph_name=settings.graph_name,
+        neo4j_database=settings.neo4j_database,
+        timeouts=GraphTimeouts(
+            connection_s=settings.graph_connection_timeout_s,
+            acquisition_s=settings.graph_acquisition_timeout_s,
+            transaction_s=settings.graph_transaction_timeout_s,
+        ),
     )
 
 
-def open_driver(url: str, *, graph_name: str, neo4j_database: str) -> GraphDriver:
-    """Open a driver for a graph URL: bolt/neo4j(+s) for Neo4j, falkor/falkor+unix for FalkorDB."""
+def neo4j_uri(url: str) -> tuple[str, tuple[str, str] | None]:
+    """The driver URI and credentials of a bolt/neo4j URL: the user and password move out of
+    the URI; the host (IPv6 in brackets), port and query (a routing context) stay as given."""
     parts = urlsplit(url)
-    scheme = parts.scheme
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    auth = None
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        auth = (unquote(user), unquote(password))
+    uri = urlunsplit((parts.scheme, hostport or "localhost", "", parts.query, ""))
+    return uri, auth
+
+
+def open_driver(
+    url: str,
+    *,
+    graph_name: str,
+    neo4j_database: str,
+    timeouts: GraphTimeouts | None = None,
+) -> GraphDriver:
+    """Open a driver for a graph URL: bolt/neo4j(+s) for Neo4j, falkor/falkor+unix for FalkorDB."""
+    scheme = urlsplit(url).scheme
     if scheme.startswith(("bolt", "neo4j")):
         from graph.neo4j_adapter import Neo4jDriver
 
-        auth = None
-        if parts.username:
-            auth = (unquote(parts.username), unquote(parts.password or ""))
-        netloc = parts.hostname or "localhost"
-        if parts.port:
-            netloc += f":{parts.port}"
-        return Neo4jDriver(f"{scheme}://{netloc}", auth=auth, database=neo4j_database)
+        uri, auth = neo4j_uri(url)
+        return Neo4jDriver(uri, auth=auth, database=neo4j_database, timeouts=timeouts)
     if scheme in ("falkor", "falkors", "falkor+unix", "redis", "unix"):
         from graph.falkor_adapter import FalkorDriver
 
