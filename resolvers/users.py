@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 
 from ulid import ULID
 
+from auth.addresses import IPAddress, client_address
 from auth.passwords import hash_password, verify_password
+from auth.rate_limits import RateLimits
 from auth.tokens import TokenPair
 from errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from graph import users as user_repo
@@ -67,10 +69,20 @@ def _password(password: str) -> str:
     return password
 
 
+def _client_address(ctx: Context) -> IPAddress | None:
+    connection = ctx.request or ctx.websocket
+    if connection is None:
+        return None
+    return client_address(connection.scope, ctx.settings.trusted_proxies)
+
+
 async def sign_up(ctx: Context, handle: str, display_name: str, password: str) -> TokenPair:
     handle = normalize_handle(handle)
     display_name = _display_name(display_name)
-    password_hash = await hash_password(_password(password))
+    _password(password)
+    # input a person mistyped is not counted; every well-formed attempt is, taken or not
+    await RateLimits(ctx.services.redis, ctx.settings).sign_up_attempt(_client_address(ctx))
+    password_hash = await hash_password(password)
     user = await user_repo.create_user(
         ctx.services.graph,
         id=str(ULID()),
@@ -88,15 +100,19 @@ async def sign_up(ctx: Context, handle: str, display_name: str, password: str) -
 async def log_in(ctx: Context, handle: str, password: str) -> TokenPair:
     wrong = Unauthenticated("wrong handle or password")
     try:
-        handle = normalize_handle(handle)
+        normalized: str | None = normalize_handle(handle)
     except BadUserInput:
-        raise wrong from None
-    if len(password) > MAX_PASSWORD:
+        normalized = None  # no account has it; the attempt still counts for the address
+    limits = RateLimits(ctx.services.redis, ctx.settings)
+    address = _client_address(ctx)
+    await limits.log_in_attempt(normalized, address)
+    if normalized is None or len(password) > MAX_PASSWORD:
         raise wrong
-    credentials = await user_repo.credentials_by_handle(ctx.services.graph, handle)
+    credentials = await user_repo.credentials_by_handle(ctx.services.graph, normalized)
     stored_hash = credentials["passwordHash"] if credentials else None
     if not await verify_password(stored_hash, password) or credentials is None:
         raise wrong
+    await limits.log_in_succeeded(normalized, address)
     return await ctx.services.tokens.issue(credentials["id"])
 
 

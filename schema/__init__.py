@@ -19,6 +19,7 @@ from schema.extensions import (
     error_extension,
     limit_extensions,
 )
+from schema.rate_limits import MutationRateLimit
 from schema.users import AuthPayload, SignUpInput, User
 
 __all__ = ["Mutation", "Query", "build_schema"]
@@ -159,6 +160,7 @@ def build_schema(
             RejectBadTokens,
             CheckNestedArguments,
             MaxNodes,
+            MutationRateLimit,  # after the checks that refuse a document, before it runs
             error_extension(mask_errors, introspection),
         ],
     )

@@ -1,0 +1,150 @@
+"""Rate limits, counted in Redis so that every API process shares them.
+
+Each limit is a GCRA bucket (the generic cell rate algorithm): "n per window" lets a burst of
+n through, then one more every window/n. One Lua script checks every bucket an action
+touches and takes from all of them or from none, on Redis's own clock, so it is atomic
+across processes and immune to their clock skew.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from errors import RateLimited
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from auth.addresses import IPAddress
+    from settings import Settings
+
+__all__ = ["Bucket", "RateLimits", "address_subject"]
+
+# KEYS: the buckets. ARGV[1]: cost (1 takes, -1 gives back); then per key: window ms, limit.
+# Returns 0 when taken, else the milliseconds until the fullest bucket lets one through.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cost = tonumber(ARGV[1])
+local wait = 0
+local next_tat = {}
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 * i])
+  local interval = window / tonumber(ARGV[2 * i + 1])
+  local tat = math.max(tonumber(redis.call('GET', key) or now), now)
+  local new_tat = math.max(tat + interval * cost, now)
+  if cost > 0 and new_tat - now > window then
+    wait = math.max(wait, new_tat - now - window)
+  end
+  next_tat[i] = new_tat
+end
+if wait > 0 then return math.ceil(wait) end
+for i, key in ipairs(KEYS) do
+  local ttl = math.ceil(next_tat[i] - now)
+  if ttl > 0 then
+    redis.call('SET', key, string.format('%.3f', next_tat[i]), 'PX', ttl)
+  else
+    redis.call('DEL', key)
+  end
+end
+return 0
+"""
+
+_PREFIX = "reelgraph:rate:"
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """`limit` actions per `window_s` seconds for one subject (a handle, an address, a user)."""
+
+    name: str
+    subject: str
+    limit: int
+    window_s: int
+
+    @property
+    def key(self) -> str:
+        return f"{_PREFIX}{self.name}:{self.subject}"
+
+
+def address_subject(address: IPAddress) -> str:
+    """IPv4 per address; IPv6 per /64, the block one subscriber usually holds."""
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+class RateLimits:
+    """The API's limits (from settings) on one Redis; a limit of 0 is off."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._script = redis.register_script(_GCRA)
+
+    async def _apply(self, buckets: list[Bucket], cost: int, what: str) -> None:
+        live = [b for b in buckets if b.limit > 0]
+        if not live or cost == 0:
+            return
+        for bucket in live:
+            if cost > bucket.limit:  # more than a whole window's allowance at once
+                raise RateLimited(
+                    f"at most {bucket.limit} {what} per {bucket.window_s} s", bucket.window_s
+                )
+        args: list[int] = [cost]
+        for bucket in live:
+            args += [bucket.window_s * 1000, bucket.limit]
+        wait_ms = await self._script(keys=[b.key for b in live], args=args)
+        if wait_ms:
+            seconds = max(1, math.ceil(int(wait_ms) / 1000))
+            raise RateLimited(f"too many {what}; try again in {seconds} s", seconds)
+
+    def _log_in(self, handle: str | None, address: IPAddress | None) -> list[Bucket]:
+        s = self._settings
+        buckets = []
+        if handle is not None:
+            buckets.append(
+                Bucket("login:handle", handle, s.login_limit_per_handle, s.login_limit_window_s)
+            )
+        if address is not None:
+            buckets.append(
+                Bucket(
+                    "login:address",
+                    address_subject(address),
+                    s.login_limit_per_address,
+                    s.login_limit_window_s,
+                )
+            )
+        return buckets
+
+    async def log_in_attempt(self, handle: str | None, address: IPAddress | None) -> None:
+        """Counts an attempt before the password is checked, so a right password is refused
+        too while the handle is limited: guessing gains nothing by going on."""
+        await self._apply(self._log_in(handle, address), 1, "log-in attempts")
+
+    async def log_in_succeeded(self, handle: str, address: IPAddress | None) -> None:
+        """A successful log-in gives its attempt back: only failures use the allowance."""
+        await self._apply(self._log_in(handle, address), -1, "log-in attempts")
+
+    async def sign_up_attempt(self, address: IPAddress | None) -> None:
+        if address is None:
+            return
+        s = self._settings
+        bucket = Bucket(
+            "signup:address",
+            address_subject(address),
+            s.signup_limit_per_address,
+            s.signup_limit_window_s,
+        )
+        await self._apply([bucket], 1, "sign-ups from this address")
+
+    async def mutations(self, user_id: str, count: int) -> None:
+        """`count` mutation fields of one document: taken together or refused together."""
+        s = self._settings
+        bucket = Bucket(
+            "mutations:user", user_id, s.mutation_limit_per_user, s.mutation_limit_window_s
+        )
+        await self._apply([bucket], count, "mutations")

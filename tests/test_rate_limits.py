@@ -1,0 +1,298 @@
+"""Rate limits: logIn per handle and per address, signUp per address, mutations per user.
+
+Two app instances on one Redis stand for two API processes: the counters are Redis's, so a
+client cannot spread its attempts across them. A small ASGI layer in front of each app plays
+the network: it gives each request the peer address the test names (the in-process test
+client has none), the way a real server reports the socket's address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from conftest import GraphQLClient
+from litestar.testing import AsyncTestClient
+
+from auth.addresses import client_address
+from server import build_app
+from settings import Settings
+
+LIMITS = {
+    "login_limit_per_handle": 5,
+    "login_limit_per_address": 12,
+    "login_limit_window_s": 3600,  # long windows: nothing refills while a test runs
+    "signup_limit_per_address": 3,
+    "signup_limit_window_s": 3600,
+    "mutation_limit_per_user": 4,
+    "mutation_limit_window_s": 3600,
+    "trusted_proxies": ["10.0.0.0/8"],
+}
+PEER_HEADER = b"x-test-peer"
+_addresses = (f"198.18.{n // 250}.{n % 250 + 1}" for n in itertools.count())  # benchmark net
+
+SIGN_UP = """mutation($input: SignUpInput!) { signUp(input: $input) {
+  accessToken user { id handle } } }"""
+LOG_IN = """mutation($h: String!, $p: String!) { logIn(handle: $h, password: $p) {
+  accessToken } }"""
+FOLLOW = "mutation($id: ID!) { follow(userId: $id) { handle } }"
+UNFOLLOW = "mutation($id: ID!) { unfollow(userId: $id) { handle } }"
+COUNT = "query($h: String!) { user(handle: $h) { followerCount } }"
+PASSWORD = "correct horse battery"
+
+
+def with_peer_address(app: Any) -> Any:
+    """ASGI in front of the app: the request's peer is the address in x-test-peer."""
+
+    async def asgi(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            for name, value in scope["headers"]:
+                if name == PEER_HEADER:
+                    scope = {**scope, "client": (value.decode(), 50000)}
+        await app(scope, receive, send)
+
+    return asgi
+
+
+class Process:
+    """One API process, as a client sees it from some address."""
+
+    def __init__(self, client: AsyncTestClient) -> None:
+        self.gql = GraphQLClient(client)
+
+    async def call(
+        self,
+        query: str,
+        variables: dict,
+        *,
+        address: str,
+        token: str | None = None,
+        forwarded_for: str | None = None,
+    ) -> dict:
+        headers = {PEER_HEADER.decode(): address}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if forwarded_for:
+            headers["X-Forwarded-For"] = forwarded_for
+        response = await self.gql.client.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+        assert response.status_code in (200, 400), response.text
+        return response.json()
+
+    async def sign_up(self, address: str) -> tuple[str, str, str]:
+        """(id, handle, access token) of a new account."""
+        handle = f"rl_{secrets.token_hex(4)}"
+        body = await self.call(
+            SIGN_UP,
+            {"input": {"handle": handle, "displayName": "R", "password": PASSWORD}},
+            address=address,
+        )
+        assert not body.get("errors"), body
+        payload = body["data"]["signUp"]
+        return payload["user"]["id"], handle, payload["accessToken"]
+
+
+def code_of(body: dict) -> str | None:
+    return body["errors"][0]["extensions"]["code"] if body.get("errors") else None
+
+
+def assert_rate_limited(body: dict) -> None:
+    assert code_of(body) == "RATE_LIMITED", body
+    assert body["data"] is None or all(v is None for v in body["data"].values()), body
+    retry_after = body["errors"][0]["extensions"]["retryAfterSeconds"]
+    assert isinstance(retry_after, int) and retry_after > 0, body
+
+
+@pytest.fixture(scope="module")
+async def processes(settings: Settings) -> AsyncIterator[tuple[Process, Process]]:
+    limited = settings.model_copy(update=LIMITS)
+    first = AsyncTestClient(app=with_peer_address(build_app(limited)))
+    second = AsyncTestClient(app=with_peer_address(build_app(limited)))
+    async with first, second:
+        yield Process(first), Process(second)
+
+
+async def test_fifty_wrong_passwords_are_refused_and_then_the_right_one_too(
+    processes: tuple[Process, Process],
+) -> None:
+    api, _ = processes
+    _, handle, _ = await api.sign_up(next(_addresses))
+    _, other_handle, _ = await api.sign_up(next(_addresses))
+    attacker = next(_addresses)
+    codes = []
+    for _ in range(50):
+        body = await api.call(LOG_IN, {"h": handle, "p": "wrong guess!"}, address=attacker)
+        codes.append(code_of(body))
+        if code_of(body) == "RATE_LIMITED":
+            assert_rate_limited(body)
+    assert codes == ["UNAUTHENTICATED"] * 5 + ["RATE_LIMITED"] * 45
+    # while the handle is limited, the right password is refused as well, from anywhere
+    for address in (attacker, next(_addresses)):
+        assert_rate_limited(await api.call(LOG_IN, {"h": handle, "p": PASSWORD}, address=address))
+        assert_rate_limited(
+            await api.call(LOG_IN, {"h": handle.upper(), "p": PASSWORD}, address=address)
+        )
+    # another handle is not limited by it
+    body = await api.call(LOG_IN, {"h": other_handle, "p": PASSWORD}, address=next(_addresses))
+    assert body["data"]["logIn"]["accessToken"], body
+
+
+async def test_successful_log_ins_do_not_use_up_the_allowance(
+    processes: tuple[Process, Process],
+) -> None:
+    api, _ = processes
+    _, handle, _ = await api.sign_up(next(_addresses))
+    address = next(_addresses)
+    for _ in range(3 * LIMITS["login_limit_per_handle"]):
+        body = await api.call(LOG_IN, {"h": handle, "p": PASSWORD}, address=address)
+        assert not body.get("errors"), body
+
+
+async def test_log_in_attempts_per_address(processes: tuple[Process, Process]) -> None:
+    api, _ = processes
+    address, elsewhere = next(_addresses), next(_addresses)
+    for n in range(LIMITS["login_limit_per_address"]):  # a different handle each time
+        body = await api.call(LOG_IN, {"h": f"nobody_{n}", "p": "whatever1"}, address=address)
+        assert code_of(body) == "UNAUTHENTICATED", body
+    assert_rate_limited(await api.call(LOG_IN, {"h": "nobody_x", "p": "x"}, address=address))
+    # a malformed handle is still an attempt from this address
+    assert_rate_limited(await api.call(LOG_IN, {"h": "bad handle!", "p": "x"}, address=address))
+    body = await api.call(LOG_IN, {"h": "nobody_x", "p": "whatever1"}, address=elsewhere)
+    assert code_of(body) == "UNAUTHENTICATED", body
+
+
+async def test_forwarded_addresses_count_only_behind_a_trusted_proxy(
+    processes: tuple[Process, Process],
+) -> None:
+    api, _ = processes
+    proxy, client, spoofed = "10.1.2.3", next(_addresses), next(_addresses)
+    for n in range(LIMITS["login_limit_per_address"]):
+        body = await api.call(
+            LOG_IN, {"h": f"nobody_p{n}", "p": "whatever1"}, address=proxy, forwarded_for=client
+        )
+        assert code_of(body) == "UNAUTHENTICATED", body
+    # the client behind the proxy is limited, whichever proxy or process it comes through
+    chain = f"{spoofed}, {client}"
+    via_other_proxy = await api.call(
+        LOG_IN, {"h": "nobody_p", "p": "x"}, address="10.9.9.9", forwarded_for=chain
+    )
+    assert_rate_limited(via_other_proxy)
+    assert_rate_limited(await api.call(LOG_IN, {"h": "nobody_p", "p": "x"}, address=client))
+    # the proxy's other clients are not
+    body = await api.call(
+        LOG_IN, {"h": "nobody_p", "p": "whatever1"}, address=proxy, forwarded_for=spoofed
+    )
+    assert code_of(body) == "UNAUTHENTICATED", body
+    # an untrusted peer cannot pose as the limited client by sending the header
+    body = await api.call(
+        LOG_IN, {"h": "nobody_p", "p": "whatever1"}, address=next(_addresses), forwarded_for=client
+    )
+    assert code_of(body) == "UNAUTHENTICATED", body
+
+
+async def test_sign_ups_per_address_and_a_refused_one_writes_nothing(
+    processes: tuple[Process, Process], gql: GraphQLClient
+) -> None:
+    api, _ = processes
+    address = next(_addresses)
+    for _ in range(LIMITS["signup_limit_per_address"]):
+        await api.sign_up(address)
+    handle = f"rl_{secrets.token_hex(4)}"
+    body = await api.call(
+        SIGN_UP,
+        {"input": {"handle": handle, "displayName": "R", "password": PASSWORD}},
+        address=address,
+    )
+    assert_rate_limited(body)
+    assert (await gql.ok(COUNT, {"h": handle}))["user"] is None
+    # input a person got wrong is refused as such, and is not counted
+    body = await api.call(
+        SIGN_UP,
+        {"input": {"handle": "x", "displayName": "R", "password": PASSWORD}},
+        address=next(_addresses),
+    )
+    assert code_of(body) == "BAD_USER_INPUT"
+    await api.sign_up(next(_addresses))  # another address signs up as usual
+
+
+async def test_mutations_per_user_refuse_a_whole_document(
+    processes: tuple[Process, Process], gql: GraphQLClient
+) -> None:
+    api, _ = processes
+    _, _, token = await api.sign_up(next(_addresses))
+    targets = [await api.sign_up(next(_addresses)) for _ in range(3)]
+    (a_id, _, _), (b_id, b_handle, _), (c_id, c_handle, _) = targets
+    address = next(_addresses)
+    for query in (FOLLOW, UNFOLLOW, FOLLOW):  # 3 of 4
+        body = await api.call(query, {"id": a_id}, address=address, token=token)
+        assert not body.get("errors"), body
+    two = """mutation($b: ID!, $c: ID!) { b: follow(userId: $b) { handle }
+                                         c: follow(userId: $c) { handle } }"""
+    assert_rate_limited(await api.call(two, {"b": b_id, "c": c_id}, address=address, token=token))
+    for followed in (b_handle, c_handle):  # refused whole: neither follow happened
+        assert (await gql.ok(COUNT, {"h": followed}))["user"]["followerCount"] == 0
+    body = await api.call(FOLLOW, {"id": b_id}, address=address, token=token)
+    assert not body.get("errors"), body
+    assert_rate_limited(await api.call(FOLLOW, {"id": c_id}, address=address, token=token))
+    # reads are not mutations; other users have their own allowance
+    body = await api.call(COUNT, {"h": b_handle}, address=address, token=token)
+    assert body["data"]["user"]["followerCount"] == 1
+    other_token = targets[0][2]
+    body = await api.call(FOLLOW, {"id": c_id}, address=address, token=other_token)
+    assert not body.get("errors"), body
+
+
+async def test_two_api_processes_share_the_counters(processes: tuple[Process, Process]) -> None:
+    first, second = processes
+    _, handle, token = await first.sign_up(next(_addresses))
+    target_id, _, _ = await second.sign_up(next(_addresses))
+    address = next(_addresses)
+    # wrong passwords alternate between the processes: five in all, whichever took them
+    for n in range(LIMITS["login_limit_per_handle"]):
+        api = (first, second)[n % 2]
+        body = await api.call(LOG_IN, {"h": handle, "p": "wrong guess!"}, address=address)
+        assert code_of(body) == "UNAUTHENTICATED", body
+    for api in (first, second):
+        assert_rate_limited(await api.call(LOG_IN, {"h": handle, "p": PASSWORD}, address=address))
+    # mutations too
+    for n in range(LIMITS["mutation_limit_per_user"]):
+        api = (first, second)[n % 2]
+        body = await api.call(FOLLOW, {"id": target_id}, address=address, token=token)
+        assert not body.get("errors"), body
+    for api in (first, second):
+        body = await api.call(FOLLOW, {"id": target_id}, address=address, token=token)
+        assert_rate_limited(body)
+
+
+def _scope(peer: str | None, *forwarded: str) -> dict:
+    return {
+        "client": (peer, 1234) if peer is not None else None,
+        "headers": [(b"x-forwarded-for", value.encode()) for value in forwarded],
+    }
+
+
+@pytest.mark.parametrize(
+    ("scope", "trusted", "expected"),
+    [
+        (_scope("203.0.113.9"), [], "203.0.113.9"),
+        (_scope("203.0.113.9", "198.51.100.1"), [], "203.0.113.9"),  # untrusted peer
+        (_scope("10.0.0.5", "198.51.100.1"), ["10.0.0.0/8"], "198.51.100.1"),
+        # read from the right, past every trusted hop; the leftmost could be anything
+        (_scope("10.0.0.5", "1.2.3.4, 198.51.100.1, 10.0.0.7"), ["10.0.0.0/8"], "198.51.100.1"),
+        (_scope("10.0.0.5", "1.2.3.4", "198.51.100.1"), ["10.0.0.0/8"], "198.51.100.1"),
+        (_scope("10.0.0.5", "not-an-ip, 10.0.0.6"), ["10.0.0.0/8"], "10.0.0.6"),
+        (_scope("10.0.0.5"), ["10.0.0.0/8"], "10.0.0.5"),
+        (_scope("::ffff:203.0.113.9"), [], "203.0.113.9"),
+        (_scope("2001:db8::1"), ["2001:db8::/32"], "2001:db8::1"),
+        (_scope("testclient"), [], None),
+        (_scope(None), [], None),
+    ],
+)
+def test_client_address(scope: dict, trusted: list[str], expected: str | None) -> None:
+    address = client_address(scope, trusted)
+    assert address == (ipaddress.ip_address(expected) if expected else None)
