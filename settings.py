@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     # unset: "on" in development, "signed-in" in production
     introspection: Literal["on", "signed-in", "off"] | None = None
 
+    # websockets (graphql-transport-ws); open sockets are counted in Redis, across processes
+    max_sockets_per_user: int = 8
+    max_anonymous_sockets_per_address: int = 8  # sockets without a token, per client address
+    max_operations_per_socket: int = 50  # in flight at once; the next gets RATE_LIMITED
+    socket_lease_s: int = 60  # a socket's entry in that count, renewed while it is open
+
     # rendering
     # "preview", "diffusers", or a renderer class by import path ("package.module:Class")
     renderer: str = Field("preview", pattern=r"^(preview|diffusers|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import jwt
+import msgspec
 from strawberry.litestar import BaseContext
 
 from errors import Unauthenticated
@@ -31,16 +33,29 @@ class Context(BaseContext, kw_only=True):
     loaders: Any = None
     connection_params: Any = None  # graphql-transport-ws connection_init payload
     request_id: str | None = None  # names the request in logs and in INTERNAL errors
+    token_expires_at: int | None = None  # a socket's access token: its exp (epoch seconds)
 
     def authenticate_socket(self) -> None:
         """Subscriptions carry {"authorization": "Bearer <token>"} in connection_init; a bad
-        token raises Unauthenticated (the socket is then closed with 4403)."""
+        or expired token raises Unauthenticated (the socket is then closed with 4403)."""
         params = self.connection_params if isinstance(self.connection_params, dict) else {}
         authorization = params.get("authorization")
         token = bearer_token(authorization if isinstance(authorization, str) else None)
         self.viewer_id = self.services.tokens.verify_access(token) if token else None
+        # verify_access has just checked the signature; only the expiry is read here
+        self.token_expires_at = (
+            jwt.decode(token, options={"verify_signature": False})["exp"] if token else None
+        )
         self.auth_error = None
         self.loaders = Loaders(self.services.graph, self.viewer_id)
+
+    def for_socket_operation(self) -> Context:
+        """The context of one operation on an authenticated socket: the token checked again
+        (an expired one raises Unauthenticated) and its own DataLoaders, so nothing one
+        operation cached is served to the next."""
+        operation = msgspec.structs.replace(self, loaders=None)
+        operation.authenticate_socket()
+        return operation
 
     @classmethod
     def build(cls, services: Services, authorization: str | None) -> Context:

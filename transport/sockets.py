@@ -1,22 +1,295 @@
-"""graphql-transport-ws policy: authentication from connection_init, expiry, caps."""
+"""graphql-transport-ws policy: frames, authentication, expiry, per-operation context, caps.
+
+Close codes a client can meet, beyond the protocol's own (4401, 4408, 4409):
+- 4400: a frame that is not a graphql-transport-ws message (not an object, no string
+  `type`, a subscribe without an object payload and a string query, ...);
+- 4403: a bad token at connection_init, or the access token expired while the socket was
+  open (a timer per socket closes it at the token's `exp`; each operation is refused too);
+- 4429: a second connection_init, or too many open sockets for this user (or, without a
+  token, for this client address);
+- 4500: an unexpected server error, always logged with its traceback.
+"""
 
 from __future__ import annotations
 
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.types.unset import UNSET, UnsetType
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from typing import Any
 
-from errors import Unauthenticated
+from graphql import GraphQLError
+from litestar.exceptions import WebSocketDisconnect
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+    _OperationStreamClosed,
+)
+from strawberry.utils.aio import aclosing
+
+from errors import RateLimited, Unauthenticated
 from resolvers.context import Context
 
-__all__ = ["SocketPolicy"]
+__all__ = ["SocketPolicy", "SocketSlot", "frame_problem", "socket_count_key"]
+
+logger = logging.getLogger("reelgraph.sockets")
+
+_MAX_REASON_BYTES = 123  # RFC 6455: a close frame's reason must fit in 123 bytes
+
+_KNOWN_TYPES = frozenset({"connection_init", "ping", "pong", "subscribe", "complete"})
+
+# KEYS[1]: a sorted set of one owner's open sockets, scored by when each entry lapses (ms).
+# Lapsed entries are sockets of a process that died without saying goodbye: dropped first.
+# ARGV: socket id, lease ms, cap. Returns 1 when the socket was counted, 0 at the cap.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# ARGV: socket id, lease ms. Re-adds the entry if it lapsed meanwhile: the socket is open.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+def frame_problem(message: object) -> str | None:
+    """Why a decoded frame is not a graphql-transport-ws message; None when it is one."""
+    if not isinstance(message, dict):
+        return "invalid message: not a JSON object"
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        return "invalid message: 'type' must be a string"
+    if kind not in _KNOWN_TYPES:
+        return f"invalid message: unknown type {kind[:40]!r}"
+    payload = message.get("payload")
+    if kind in ("subscribe", "complete"):
+        op_id = message.get("id")
+        if not isinstance(op_id, str) or not op_id:
+            return f"invalid message: {kind} needs a string 'id'"
+    if kind != "subscribe":
+        if payload is not None and not isinstance(payload, dict):
+            return f"invalid message: a {kind} payload must be an object"
+        return None
+    if not isinstance(payload, dict):
+        return "invalid message: a subscribe payload must be an object"
+    if not isinstance(payload.get("query"), str):
+        return "invalid message: a subscribe payload needs a string 'query'"
+    for name, kinds in (("variables", dict), ("extensions", dict), ("operationName", str)):
+        value = payload.get(name)
+        if value is not None and not isinstance(value, kinds):
+            return f"invalid message: '{name}' has the wrong type"
+    return None
+
+
+def _reason(text: str) -> str:
+    encoded = text.encode()
+    if len(encoded) <= _MAX_REASON_BYTES:
+        return text
+    return encoded[: _MAX_REASON_BYTES - 3].decode(errors="ignore") + "..."
+
+
+def socket_count_key(viewer_id: str | None, address: str | None) -> str:
+    """The Redis key counting one owner's open sockets: a user, or an anonymous address."""
+    if viewer_id is not None:
+        return f"reelgraph:sockets:user:{viewer_id}"
+    return f"reelgraph:sockets:address:{address or 'unknown'}"
+
+
+class SocketSlot:
+    """One socket's entry in its owner's count of open sockets, shared by every API process.
+
+    The entry lapses unless renewed, so a process that crashes leaks nothing for long.
+    """
+
+    def __init__(self, redis: Redis, key: str, lease_s: int) -> None:
+        self.redis, self.key = redis, key
+        self.id = secrets.token_urlsafe(12)
+        self.lease_ms = max(1, lease_s) * 1000
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
+
+    async def acquire(self, cap: int) -> bool:
+        return bool(await self._acquire(keys=[self.key], args=[self.id, self.lease_ms, cap]))
+
+    async def renew(self) -> None:
+        await self._renew(keys=[self.key], args=[self.id, self.lease_ms])
+
+    async def release(self) -> None:
+        await self.redis.zrem(self.key, self.id)
+
+
+class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
+    """Strawberry's graphql-transport-ws handler with this API's rules for sockets."""
+
+    context: Context
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = self.context.services.settings
+        self.slot: SocketSlot | None = None
+        self.timers: list[asyncio.Task] = []
+        # each operation's own context, handed from handle_subscribe to its task
+        self.operation_contexts: dict[str, Context] = {}
+
+    async def close(self, code: int, reason: str) -> None:
+        # the socket may already be gone (the client left, or another close won the race)
+        with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected, RuntimeError):
+            await self.websocket.close(code=code, reason=_reason(reason))
+
+    async def handle_message(self, message: Any) -> None:
+        problem = frame_problem(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        try:
+            await super().handle_message(message)
+        except WebSocketDisconnected:
+            raise
+        except Exception:
+            logger.exception("unexpected error on a %r message; closing with 4500", message["type"])
+            await self.close(4500, "Internal error")
+
+    async def handle_invalid_message(self, error_message: str) -> None:
+        await self.close(4400, error_message)
+
+    async def handle_connection_init(self, message: Any) -> None:
+        if self.connection_timed_out:
+            return
+        if self.connection_init_timeout_task:
+            self.connection_init_timeout_task.cancel()
+        if self.connection_init_received:
+            await self.close(4429, "Too many initialisation requests")
+            return
+        self.connection_init_received = True
+        self.context.connection_params = message.get("payload") or {}
+        try:
+            self.context.authenticate_socket()
+        except Unauthenticated as exc:
+            await self.close(4403, f"Forbidden: {exc.message}")
+            return
+        if not await self._count_socket():
+            return
+        expires_at = self.context.token_expires_at
+        if expires_at is not None:
+            self.timers.append(asyncio.create_task(self._close_when_expired(expires_at)))
+        await self.send_message({"type": "connection_ack"})
+        self.connection_acknowledged = True
+
+    async def _count_socket(self) -> bool:
+        viewer_id = self.context.viewer_id
+        socket = self.context.websocket
+        address = socket.client.host if socket is not None and socket.client else None
+        if viewer_id is not None:
+            cap, whose = self.settings.max_sockets_per_user, "this user"
+        else:
+            cap, whose = self.settings.max_anonymous_sockets_per_address, "this address"
+        slot = SocketSlot(
+            self.context.services.redis,
+            socket_count_key(viewer_id, address),
+            self.settings.socket_lease_s,
+        )
+        if not await slot.acquire(cap):
+            await self.close(4429, f"Too many open sockets for {whose} (at most {cap})")
+            return False
+        self.slot = slot
+        self.timers.append(asyncio.create_task(self._renew_slot(slot)))
+        return True
+
+    async def _renew_slot(self, slot: SocketSlot) -> None:
+        while True:
+            await asyncio.sleep(slot.lease_ms / 3000)
+            try:
+                await slot.renew()
+            except RedisError:  # the next renewal tries again; the entry outlives a blip
+                logger.warning("could not renew a socket's entry in %s", slot.key, exc_info=True)
+
+    async def _close_when_expired(self, expires_at: int) -> None:
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        await self.close(4403, "Forbidden: the access token has expired; reconnect with a new one")
+
+    async def handle_subscribe(self, message: Any) -> None:
+        if not self.connection_acknowledged:
+            await self.close(4401, "Unauthorized")
+            return
+        if message["id"] in self.operations:
+            await self.close(4409, f"Subscriber for {message['id']} already exists")
+            return
+        cap = self.settings.max_operations_per_socket
+        if len(self.operations) >= cap:
+            # the socket stays open: the client may send it again once one of its operations
+            # has completed
+            limited = RateLimited(
+                f"at most {cap} operations may be in flight on one socket", retry_after_seconds=1
+            )
+            error = GraphQLError(limited.message, extensions=limited.extensions)
+            await self.send_message(
+                {"id": message["id"], "type": "error", "payload": [error.formatted]}
+            )
+            return
+        try:
+            # belt and braces beside the expiry timer: no operation runs on an expired token
+            context = self.context.for_socket_operation()
+        except Unauthenticated as exc:
+            await self.close(4403, f"Forbidden: {exc.message}")
+            return
+        self.operation_contexts[message["id"]] = context
+        await super().handle_subscribe(message)
+
+    async def run_operation(self, operation: Operation) -> None:
+        """strawberry 0.341's run_operation, run with the operation's own context."""
+        context = self.operation_contexts.pop(operation.id)
+        try:
+            result_source = await self.schema.stream(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=context,
+                root_value=self.root_value,
+                operation_name=operation.operation_name,
+            )
+            async with aclosing(result_source):
+                await self._send_result_stream(operation, result_source)
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        except _OperationStreamClosed:
+            return
+        except Exception as error:
+            await self.handle_task_exception(error)
+            with contextlib.suppress(Exception):
+                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+            self.operations.pop(operation.id, None)
+            raise
+
+    async def shutdown(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        for timer in self.timers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await timer
+        try:
+            await super().shutdown()
+        finally:
+            if self.slot is not None:
+                try:
+                    await self.slot.release()
+                except RedisError:  # the entry lapses on its own after the lease
+                    logger.warning("could not release a socket's entry", exc_info=True)
 
 
 class SocketPolicy:
     """Mixed into the GraphQL controller: what a websocket may do, and for how long."""
 
-    async def on_ws_connect(self, context: Context) -> UnsetType:
-        try:
-            context.authenticate_socket()
-        except Unauthenticated:
-            raise ConnectionRejectionError() from None  # closes with 4403
-        return UNSET
+    graphql_transport_ws_handler_class = PolicedTransportWSHandler
+    # the handler applies REELGRAPH_MAX_OPERATIONS_PER_SOCKET with a contract code instead
+    max_subscriptions_per_connection = None
