@@ -40,7 +40,9 @@ class Context(BaseContext, kw_only=True):
         or expired token raises Unauthenticated (the socket is then closed with 4403)."""
         params = self.connection_params if isinstance(self.connection_params, dict) else {}
         authorization = params.get("authorization")
-        token = bearer_token(authorization if isinstance(authorization, str) else None)
+        if authorization is not None and not isinstance(authorization, str):
+            raise Unauthenticated("authorization must be 'Bearer <accessToken>'")
+        token = bearer_token(authorization)
         self.viewer_id = self.services.tokens.verify_access(token) if token else None
         # verify_access has just checked the signature; only the expiry is read here
         self.token_expires_at = (

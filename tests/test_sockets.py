@@ -275,9 +275,13 @@ async def test_an_operation_after_expiry_is_refused(services: Any, gql: GraphQLC
         socket_context.for_socket_operation()
 
 
-async def test_a_bad_token_still_closes_with_4403_at_connection_init(url: str) -> None:
+@pytest.mark.parametrize("authorization", ["Bearer forged", "Basic abc", 5, ["Bearer x"]])
+async def test_a_bad_token_closes_with_4403_at_connection_init(
+    url: str, authorization: object
+) -> None:
     async with websockets.connect(url, subprotocols=[PROTOCOL]) as ws:
-        await ws.send(init_frame("forged"))
+        payload = {"authorization": authorization}
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         assert (await closed_with(ws))[0] == 4403
 
 
