@@ -139,7 +139,7 @@ def open_driver(
     if scheme in ("falkor", "falkors", "falkor+unix", "redis", "unix"):
         from graph.falkor_adapter import FalkorDriver
 
-        return FalkorDriver(url, graph_name=graph_name)
+        return FalkorDriver(url, graph_name=graph_name, timeouts=timeouts)
     raise ValueError(
         f"unsupported graph URL {url!r}: use embedded:, bolt://, neo4j://, neo4j+s:// or falkor://"
     )

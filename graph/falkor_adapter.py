@@ -11,8 +11,16 @@ import redis.asyncio as aredis
 from falkordb.asyncio import FalkorDB
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from graph.driver import ConstraintViolation, Cypher, GraphUnavailable, Row, check_statement
+from graph.driver import (
+    ConstraintViolation,
+    Cypher,
+    GraphTimeouts,
+    GraphUnavailable,
+    Row,
+    check_statement,
+)
 from graph.schema_setup import FALKOR_INDEXES, FALKOR_UNIQUE
 
 __all__ = ["FalkorDriver", "redis_url_for_falkor"]
@@ -38,9 +46,22 @@ def _plain(value: Any) -> Any:
 class FalkorDriver:
     engine = "falkordb"
 
-    def __init__(self, url: str, *, graph_name: str, max_connections: int = 32) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        graph_name: str,
+        max_connections: int = 32,
+        timeouts: GraphTimeouts | None = None,
+    ) -> None:
+        self.timeouts = timeouts or GraphTimeouts()
         self._pool = aredis.BlockingConnectionPool.from_url(
-            redis_url_for_falkor(url), max_connections=max_connections, decode_responses=True
+            redis_url_for_falkor(url),
+            max_connections=max_connections,
+            decode_responses=True,
+            socket_connect_timeout=self.timeouts.connection_s,
+            socket_timeout=self.timeouts.transaction_s,  # a frozen server costs this, no more
+            timeout=self.timeouts.acquisition_s,  # waiting for a free connection
         )
         self._db = FalkorDB(connection_pool=self._pool)
         self._graph_name = graph_name
@@ -57,8 +78,8 @@ class FalkorDriver:
                 result = await self._graph.ro_query(statement, dict(params or {}))
             else:
                 result = await self._graph.query(statement, dict(params or {}))
-        except RedisConnectionError as exc:
-            raise GraphUnavailable(str(exc)) from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise GraphUnavailable(f"the graph is unavailable: {exc}") from exc
         except ResponseError as exc:
             if "unique constraint" in str(exc).lower():
                 raise ConstraintViolation(str(exc)) from exc
@@ -89,8 +110,8 @@ class FalkorDriver:
     async def ping(self) -> None:
         try:
             await aredis.Redis(connection_pool=self._pool).ping()
-        except (RedisConnectionError, OSError) as exc:
-            raise GraphUnavailable(str(exc)) from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise GraphUnavailable(f"the graph is unavailable: {exc}") from exc
 
     async def close(self) -> None:
         await self._pool.aclose()

