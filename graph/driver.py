@@ -44,7 +44,8 @@ class ConstraintViolation(Exception):
 
 class GraphUnavailable(Exception):
     """The graph engine could not be reached, refused the configured credentials, or did not
-    answer in time; nothing is known to have been written. Worth a retry later."""
+    answer in time. The statement most likely did not run (only a connection lost during
+    COMMIT leaves that open); statements are written to be safe to run again."""
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,14 @@ from neo4j import (
 from neo4j.exceptions import (
     AuthError,
     ConfigurationError,
+    ConnectionPoolError,
     ConstraintError,
-    DriverError,
     Forbidden,
     IncompleteCommit,
     SessionExpired,
     TransientError,
 )
+from neo4j.exceptions import ClientError as Neo4jClientError
 from neo4j.exceptions import ServiceUnavailable as Neo4jServiceUnavailable
 
 from graph.driver import (
@@ -44,6 +45,8 @@ from graph.schema_setup import NEO4J_SCHEMA
 
 __all__ = ["Neo4jDriver", "translate_error"]
 
+_DATABASE_NOT_FOUND = "Neo.ClientError.Database.DatabaseNotFound"
+
 
 def translate_error(exc: BaseException) -> Exception | None:
     """The error callers see for a driver error; None for a statement's own mistake."""
@@ -51,6 +54,8 @@ def translate_error(exc: BaseException) -> Exception | None:
         return ConstraintViolation(str(exc))
     if isinstance(exc, AuthError | Forbidden):
         return GraphUnavailable(f"Neo4j refused the credentials of the graph URL: {exc}")
+    if isinstance(exc, Neo4jClientError) and exc.code == _DATABASE_NOT_FOUND:
+        return GraphUnavailable(f"no such Neo4j database (REELGRAPH_NEO4J_DATABASE): {exc}")
     if isinstance(exc, IncompleteCommit):
         # the connection broke during COMMIT: the write may or may not have happened
         return GraphUnavailable(f"the graph connection broke while committing: {exc}")
@@ -59,7 +64,7 @@ def translate_error(exc: BaseException) -> Exception | None:
         return GraphUnavailable(f"the graph is unavailable: {exc}")
     if isinstance(exc, ConfigurationError):
         return GraphUnavailable(f"the graph driver is misconfigured: {exc}")
-    if isinstance(exc, DriverError | OSError):
+    if isinstance(exc, ConnectionPoolError | OSError):  # no free connection in time, sockets
         return GraphUnavailable(f"the graph connection failed: {exc}")
     return None
 

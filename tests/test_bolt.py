@@ -320,7 +320,16 @@ def test_settings_set_the_driver_timeouts() -> None:
         (neo4j_errors.IncompleteCommit("lost during commit"), GraphUnavailable),
         (neo4j_errors.AuthError("wrong password"), GraphUnavailable),
         (neo4j_errors.AuthConfigurationError("bad auth"), GraphUnavailable),
+        (neo4j_errors.ConnectionAcquisitionTimeoutError("pool busy"), GraphUnavailable),
         (ConnectionResetError("reset"), GraphUnavailable),
+        (neo4j_errors.ResultConsumedError(None, "a programming error"), type(None)),
+        # built the way the driver builds a server's FAILURE message
+        (
+            neo4j_errors.Neo4jError._hydrate_neo4j(
+                code="Neo.ClientError.Database.DatabaseNotFound", message="Graph not found: x"
+            ),
+            GraphUnavailable,
+        ),
         (neo4j_errors.CypherSyntaxError("a statement's own mistake"), type(None)),
         (ValueError("not a driver error"), type(None)),
     ],
