@@ -132,7 +132,7 @@ RETURN b IS NOT NULL AS exists,
 # One page per parent for many parents at once (a nested connection costs one statement per
 # level). FalkorDB has no `CALL (x) { ... LIMIT }` and Neo4j's linter deprecates the importing
 # WITH form, so each parent's edges are ordered, collected as (time, node) and sliced; only the
-# kept rows are projected.
+# kept rows are projected. collect() keeps the order of the ORDER BY before it on both engines.
 FOLLOWERS_PAGES = Cypher(
     """
 UNWIND $userIds AS userId
@@ -249,9 +249,6 @@ async def follow_pages(
         },
     )
     pages: dict[str, list[Row]] = {}
-    for row in rows:
+    for row in rows:  # UNWIND keeps each user's collected order
         pages.setdefault(row["userId"], []).append({"user": row["user"], "at": row["at"]})
-    for page in pages.values():
-        # the engine collected them in order; sorting again costs little and relies on nothing
-        page.sort(key=lambda row: (row["at"], row["user"]["id"]), reverse=True)
     return pages
