@@ -19,7 +19,15 @@ from urllib.parse import parse_qs, urlsplit
 import av
 import httpx
 import pytest
-from conftest import ROOT, Account, GraphQLClient, free_port, start_worker, worker_env
+from conftest import (
+    ROOT,
+    Account,
+    GraphQLClient,
+    free_port,
+    purge_render_queue,
+    start_worker,
+    worker_env,
+)
 
 from media.store import LocalMediaStore, clip_video_key, sign_media_path
 from resolvers.ids import decode_id
@@ -58,6 +66,7 @@ class Draft:
 
 @pytest.fixture(scope="module")
 def worker(settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    purge_render_queue(settings)  # never wait behind tasks other modules left queued
     w = start_worker(settings, tmp_path_factory.mktemp("media-worker") / "worker.log")
     yield
     w.stop()

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import Account, GraphQLClient, free_port, start_worker
+from conftest import Account, GraphQLClient, free_port, purge_render_queue, start_worker
 from litestar.testing import AsyncTestClient
 from moto.server import ThreadedMotoServer
 
@@ -83,6 +83,7 @@ async def s3_gql(s3_settings) -> AsyncIterator[GraphQLClient]:
 
 @pytest.fixture(scope="module")
 def s3_worker(settings, s3: S3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    purge_render_queue(settings)  # never render other modules' leftovers into the bucket
     w = start_worker(
         settings,
         tmp_path_factory.mktemp("s3-worker") / "worker.log",
