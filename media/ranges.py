@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 __all__ = ["UNSATISFIABLE", "ByteRange", "etag_matches", "parse_range"]
 
-_SPEC = re.compile(r"(\d*)-(\d*)")
+# ASCII digits only, and few enough that int() is cheap: longer is malformed (ignored)
+_SPEC = re.compile(r"([0-9]{0,19})-([0-9]{0,19})")
 
 
 @dataclass(frozen=True)

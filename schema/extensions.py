@@ -36,7 +36,7 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from errors import BadUserInput, ClientError
 from resolvers.ids import decode_any
-from resolvers.pagination import cursor_key
+from resolvers.pagination import time_id_cursor
 
 __all__ = [
     "CheckNestedArguments",
@@ -280,6 +280,10 @@ def shape_problem(document: Any, max_fields: int, max_same_name: int) -> str | N
         for definition in document.definitions:
             if isinstance(definition, OperationDefinitionNode):
                 walk([definition.selection_set], 0)
+        # validation also compares the fields of every fragment definition, used or not
+        for fragment in fragments.values():
+            budget[0] = max_fields
+            walk([fragment.selection_set], 0)
     except _Refused as refused:
         return str(refused)
     return None
@@ -436,7 +440,7 @@ def _check_argument(name: str, argument: Any, value: Any) -> None:
             if isinstance(item, str):
                 decode_any(item)
     elif name == "after" and isinstance(value, str):
-        cursor_key(value)
+        time_id_cursor(value)  # the keyset every connection pages by
     elif name == "first" and isinstance(value, int) and value < 0:
         raise BadUserInput("`first` must not be negative")
 

@@ -217,6 +217,21 @@ async def test_a_stale_bearer_header_leaves_no_half_done_sign_up(gql: GraphQLCli
     assert data["refreshToken"]["accessToken"]
 
 
+@pytest.mark.parametrize("cursor", [[1, 2, 3], ["x", "y"], [1], ["a", 1]])
+async def test_a_nested_cursor_of_the_wrong_shape_fails_sign_up_before_it_writes(
+    gql: GraphQLClient, cursor: list
+) -> None:
+    after = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode().rstrip("=")
+    handle = f"cursor_{secrets.token_hex(3)}"
+    sign_up = {"handle": handle, "displayName": "Cursor", "password": "correct horse battery"}
+    query = """mutation($input: SignUpInput!, $after: String) { signUp(input: $input) {
+      accessToken user { followers(after: $after) { edges { cursor } } } } }"""
+    code, message = await gql.error(query, {"input": sign_up, "after": after})
+    assert code == "BAD_USER_INPUT" and "cursor" in message
+    # nothing was written: the same sign-up then succeeds
+    assert (await gql.ok(SIGN_UP, {"input": sign_up}))["signUp"]["user"]["handle"] == handle
+
+
 async def test_a_bad_token_fails_other_mutations_before_they_write(gql: GraphQLClient) -> None:
     ann, bob = await gql.sign_up("writer"), await gql.sign_up("target")
     follow = "mutation($id: ID!) { follow(userId: $id) { followerCount } }"

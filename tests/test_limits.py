@@ -108,6 +108,10 @@ async def test_repeated_fields_are_refused_before_validation(gql: GraphQLClient)
     assert "`viewer` 21 times" in message
     # within the limit: answered (and the overlap rules still apply)
     assert not (await gql.raw("{" + " viewer { id }" * 20 + " }")).get("errors")
+    # validation compares the fields of every fragment definition, used or not
+    unused = "{ __typename } fragment F on Query {" + " viewer { id }" * 480 + " }"
+    code, message = await gql.error(unused)
+    assert code == "BAD_USER_INPUT" and "`viewer` 480 times" in message
 
 
 async def test_field_selections_are_bounded_with_fragments_expanded(
