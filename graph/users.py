@@ -129,10 +129,37 @@ RETURN b IS NOT NULL AS exists,
 """
 )
 
+# One user's page (the top-level connection, the common case): the engine keeps only the top
+# $limit edges while sorting, whatever the user's follower count.
+FOLLOWERS_PAGE = Cypher(
+    """
+MATCH (:User {id: $userId})<-[f:FOLLOWS]-(x:User)
+WHERE $afterAt IS NULL OR f.at < $afterAt OR (f.at = $afterAt AND x.id < $afterId)
+WITH f.at AS at, x
+ORDER BY at DESC, x.id DESC
+LIMIT $limit
+RETURN x {.id, .handle, .displayName, .createdAt} AS user, at
+"""
+)
+
+FOLLOWING_PAGE = Cypher(
+    """
+MATCH (:User {id: $userId})-[f:FOLLOWS]->(x:User)
+WHERE $afterAt IS NULL OR f.at < $afterAt OR (f.at = $afterAt AND x.id < $afterId)
+WITH f.at AS at, x
+ORDER BY at DESC, x.id DESC
+LIMIT $limit
+RETURN x {.id, .handle, .displayName, .createdAt} AS user, at
+"""
+)
+
 # One page per parent for many parents at once (a nested connection costs one statement per
 # level). FalkorDB has no `CALL (x) { ... LIMIT }` and Neo4j's linter deprecates the importing
 # WITH form, so each parent's edges are ordered, collected as (time, node) and sliced; only the
-# kept rows are projected. collect() keeps the order of the ORDER BY before it on both engines.
+# kept rows are projected. Cost: every edge past the cursor of every parent is sorted and
+# collected, so it serves nested levels only (parents already paged, one statement per level),
+# never a lone top-level parent. It relies on collect() keeping the order of the ORDER BY
+# before it: what both engines do, though Neo4j does not formally promise it.
 FOLLOWERS_PAGES = Cypher(
     """
 UNWIND $userIds AS userId
@@ -237,17 +264,15 @@ async def follow_pages(
 ) -> dict[str, list[Row]]:
     """One keyset page of followers or following per user, newest edge first: rows of
     {user, at}, by user id (a user with no rows on the page is absent)."""
-    statement = FOLLOWERS_PAGES if direction == "followers" else FOLLOWING_PAGES
+    unique_ids = list(dict.fromkeys(user_ids))  # a repeated id would double its page
     after_at, after_id = after if after else (None, None)
-    rows = await db.read(
-        statement,
-        {
-            "userIds": list(dict.fromkeys(user_ids)),  # a repeated id would double its page
-            "afterAt": after_at,
-            "afterId": after_id,
-            "limit": limit,
-        },
-    )
+    params: dict[str, Any] = {"afterAt": after_at, "afterId": after_id, "limit": limit}
+    if len(unique_ids) == 1:  # ORDER BY ... LIMIT: only the top rows are kept, never all
+        statement = FOLLOWERS_PAGE if direction == "followers" else FOLLOWING_PAGE
+        rows = await db.read(statement, {**params, "userId": unique_ids[0]})
+        return {unique_ids[0]: rows} if rows else {}
+    statement = FOLLOWERS_PAGES if direction == "followers" else FOLLOWING_PAGES
+    rows = await db.read(statement, {**params, "userIds": unique_ids})
     pages: dict[str, list[Row]] = {}
     for row in rows:  # UNWIND keeps each user's collected order
         pages.setdefault(row["userId"], []).append({"user": row["user"], "at": row["at"]})

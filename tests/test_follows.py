@@ -209,3 +209,67 @@ async def test_nested_follower_pages_cost_one_statement_per_level(
         follows = {star.handle, *(f.handle for f in fans[max(0, i - 6) : i])}
         following = [e["node"]["handle"] for e in node["following"]["edges"]]
         assert set(following) <= follows and len(following) == min(5, len(follows))
+
+
+NESTED_FOLLOWERS = """query($h: String!, $first: Int, $after: String) { user(handle: $h) {
+  following { edges { node { handle
+    followers(first: $first, after: $after) {
+      edges { cursor node { handle viewerFollows } }
+      pageInfo { hasNextPage endCursor } } } } } } }"""
+
+
+async def test_top_level_and_nested_follower_pages_agree(gql: GraphQLClient, graph) -> None:
+    """The lone top-level parent (ORDER BY ... LIMIT) and a nested level of two parents (the
+    batched statement) page the same followers into the same edges and cursors, ties included."""
+    from graph import users as user_repo
+    from resolvers.ids import decode_id
+
+    star, other, hub = [await gql.sign_up(name) for name in ("star", "other", "hub")]
+    fans = [await gql.sign_up("fan") for _ in range(5)]
+    raw = {a.handle: decode_id(a.id, "User") for a in (star, other, hub, *fans)}
+    # fixed follow times with ties, so the id tie-break is exercised on both paths
+    for fan, at in zip(fans, (100, 100, 100, 200, 200), strict=True):
+        assert await user_repo.follow(graph, raw[fan.handle], raw[star.handle], at)
+        assert await user_repo.follow(graph, raw[fan.handle], raw[other.handle], at)
+    # the hub follows both: its following is a nested level of two parents
+    for followed in (star, other):
+        assert await user_repo.follow(graph, raw[hub.handle], raw[followed.handle], 300)
+
+    def top_level(after: str | None) -> dict:
+        return {"h": star.handle, "first": 2, "after": after}
+
+    pages_seen, after = [], None
+    while True:
+        top = (await gql.ok(FOLLOWERS, top_level(after), fans[0].token))["user"]["followers"]
+        nested_data = await gql.ok(
+            NESTED_FOLLOWERS, {"h": hub.handle, "first": 2, "after": after}, fans[0].token
+        )
+        parents = {
+            e["node"]["handle"]: e["node"] for e in nested_data["user"]["following"]["edges"]
+        }
+        assert set(parents) == {star.handle, other.handle}  # two parents: the batched path
+        assert parents[star.handle]["followers"] == top
+        pages_seen.append([e["node"]["handle"] for e in top["edges"]])
+        if not top["pageInfo"]["hasNextPage"]:
+            break
+        after = top["pageInfo"]["endCursor"]
+    by_id_desc = sorted(fans[:3], key=lambda a: raw[a.handle], reverse=True)
+    newest_first = sorted(fans[3:], key=lambda a: raw[a.handle], reverse=True) + by_id_desc
+    expected = [hub.handle, *(a.handle for a in newest_first)]  # the hub follows at 300
+    assert [h for page in pages_seen for h in page] == expected
+    assert len(pages_seen) == 3
+
+    # the repository gives the same rows for one parent as for that parent among others
+    for direction, user in (("followers", star), ("following", fans[0])):
+        for after_key in (None, (200, raw[fans[4].handle])):
+            alone = await user_repo.follow_pages(
+                graph, user_ids=[raw[user.handle]], direction=direction, after=after_key, limit=3
+            )
+            batched = await user_repo.follow_pages(
+                graph,
+                user_ids=[raw[user.handle], raw[hub.handle]],
+                direction=direction,
+                after=after_key,
+                limit=3,
+            )
+            assert alone[raw[user.handle]] == batched[raw[user.handle]], (direction, after_key)
