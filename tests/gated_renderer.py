@@ -121,7 +121,8 @@ class Gate:
     """The test's side of the gate: wait for renders to arrive, and give them orders."""
 
     def __init__(self, redis_url: str) -> None:
-        self._redis = redis.Redis.from_url(redis_url)
+        # redis-py's 5 s default read timeout would cut a long BLPOP short
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=None)
 
     def close(self) -> None:
         self._redis.close()

@@ -201,7 +201,7 @@ async def test_a_task_delivered_twice_renders_once(
 
     await services.render_queue.enqueue(raw_id, on_refused=never)  # the second delivery
     w = start_gated_worker(
-        settings, worker_log, REELGRAPH_WORKER_CONCURRENCY="2", REELGRAPH_RENDER_LEASE_S="3"
+        settings, worker_log, REELGRAPH_WORKER_CONCURRENCY="2", REELGRAPH_RENDER_LEASE_S="10"
     )
     try:
         first = await reached(gate, raw_id)
@@ -222,7 +222,9 @@ async def test_a_task_delivered_twice_renders_once(
 async def test_a_killed_worker_loses_nothing(
     gql: GraphQLClient, graph, settings, tmp_path, gate
 ) -> None:
-    fast_recovery = {"REELGRAPH_RENDER_LEASE_S": "2", "REELGRAPH_RENDER_VISIBILITY_TIMEOUT_S": "4"}
+    # short enough to recover soon, long enough that a slow machine's render never loses
+    # its lease or gets its task redelivered while it still runs
+    fast_recovery = {"REELGRAPH_RENDER_LEASE_S": "5", "REELGRAPH_RENDER_VISIBILITY_TIMEOUT_S": "10"}
     first = start_gated_worker(settings, tmp_path / "first.log", **fast_recovery)
     ann = await gql.sign_up("crash")
     clip_id, raw_id = await create(gql, ann.token, "long take")
@@ -371,9 +373,10 @@ async def test_a_claim_that_lost_its_clip_deletes_only_its_own_file(
         raise AssertionError("the broker is up")
 
     await services.render_queue.enqueue(raw_id, on_refused=never)  # a second task
-    # the lease outlasts any pause between the first render's progress reports
+    # the lease outlasts any pause between the first render's progress reports, and the
+    # tail of a render (probe, store) on a slow machine
     w = start_gated_worker(
-        settings, worker_log, REELGRAPH_WORKER_CONCURRENCY="2", REELGRAPH_RENDER_LEASE_S="3"
+        settings, worker_log, REELGRAPH_WORKER_CONCURRENCY="2", REELGRAPH_RENDER_LEASE_S="10"
     )
     try:
         first = await reached(gate, raw_id)
