@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     signup_limit_window_s: int = 3600
     mutation_limit_per_user: int = 120  # mutation fields a signed-in user may run per window
     mutation_limit_window_s: int = 60
-    # proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For names the client address
+    # proxies (IPs or CIDRs, comma-separated; "unix": a peer on a unix socket) whose
+    # X-Forwarded-For names the client address; unknown addresses share one allowance
     trusted_proxies: Annotated[list[str], NoDecode] = []
 
     # GraphQL limits

@@ -8,11 +8,11 @@ across processes and immune to their clock skew.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from auth.addresses import address_subject
 from errors import RateLimited
 
 if TYPE_CHECKING:
@@ -70,13 +70,6 @@ class Bucket:
         return f"{_PREFIX}{self.name}:{self.subject}"
 
 
-def address_subject(address: IPAddress) -> str:
-    """IPv4 per address; IPv6 per /64, the block one subscriber usually holds."""
-    if isinstance(address, ipaddress.IPv6Address):
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
-
-
 class RateLimits:
     """The API's limits (from settings) on one Redis; a limit of 0 is off."""
 
@@ -109,15 +102,15 @@ class RateLimits:
             buckets.append(
                 Bucket("login:handle", handle, s.login_limit_per_handle, s.login_limit_window_s)
             )
-        if address is not None:
-            buckets.append(
-                Bucket(
-                    "login:address",
-                    address_subject(address),
-                    s.login_limit_per_address,
-                    s.login_limit_window_s,
-                )
+        # an unknown address (None) is counted too, in one bucket that all of them share
+        buckets.append(
+            Bucket(
+                "login:address",
+                address_subject(address),
+                s.login_limit_per_address,
+                s.login_limit_window_s,
             )
+        )
         return buckets
 
     async def log_in_attempt(self, handle: str | None, address: IPAddress | None) -> None:
@@ -130,8 +123,7 @@ class RateLimits:
         await self._apply(self._log_in(handle, address), -1, "log-in attempts")
 
     async def sign_up_attempt(self, address: IPAddress | None) -> None:
-        if address is None:
-            return
+        """Per address; every unknown address shares one allowance (fails closed)."""
         s = self._settings
         bucket = Bucket(
             "signup:address",

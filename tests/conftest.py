@@ -54,7 +54,17 @@ def settings(embedded: EmbeddedServer, data_dir: Path) -> Settings:
     urls = embedded_urls(embedded.socket_path)
     if not LIVE_GRAPH_URL.startswith("embedded:"):
         urls["graph_url"] = LIVE_GRAPH_URL  # Redis stays embedded; the graph is live Neo4j
-    return Settings(_env_file=None, data_dir=data_dir, secret_key="test-secret-" + "x" * 32, **urls)
+    # the in-process test client has no IP address: every suite request shares the unknown
+    # address's allowance, so the per-address limits are raised out of the way here;
+    # tests/test_rate_limits.py tests them with its own settings
+    return Settings(
+        _env_file=None,
+        data_dir=data_dir,
+        secret_key="test-secret-" + "x" * 32,
+        login_limit_per_address=1_000_000,
+        signup_limit_per_address=1_000_000,
+        **urls,
+    )
 
 
 def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:

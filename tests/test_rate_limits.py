@@ -3,7 +3,8 @@
 Two app instances on one Redis stand for two API processes: the counters are Redis's, so a
 client cannot spread its attempts across them. A small ASGI layer in front of each app plays
 the network: it gives each request the peer address the test names (the in-process test
-client has none), the way a real server reports the socket's address.
+client has none), the way a real server reports the socket's address; "unix" stands for a
+connection over a unix socket, which has no peer address at all.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis.asyncio as aredis
 from conftest import GraphQLClient
 from litestar.testing import AsyncTestClient
 
-from auth.addresses import client_address
+from auth.addresses import address_subject, client_address
 from server import build_app
 from settings import Settings
 
@@ -30,9 +32,10 @@ LIMITS = {
     "signup_limit_window_s": 3600,
     "mutation_limit_per_user": 4,
     "mutation_limit_window_s": 3600,
-    "trusted_proxies": ["10.0.0.0/8"],
+    "trusted_proxies": ["10.0.0.0/8", "unix"],
 }
 PEER_HEADER = b"x-test-peer"
+UNIX = "unix"
 _addresses = (f"198.18.{n // 250}.{n % 250 + 1}" for n in itertools.count())  # benchmark net
 
 SIGN_UP = """mutation($input: SignUpInput!) { signUp(input: $input) {
@@ -52,7 +55,8 @@ def with_peer_address(app: Any) -> Any:
         if scope["type"] in ("http", "websocket"):
             for name, value in scope["headers"]:
                 if name == PEER_HEADER:
-                    scope = {**scope, "client": (value.decode(), 50000)}
+                    peer = value.decode()
+                    scope = {**scope, "client": None if peer == UNIX else (peer, 50000)}
         await app(scope, receive, send)
 
     return asgi
@@ -69,11 +73,12 @@ class Process:
         query: str,
         variables: dict,
         *,
-        address: str,
+        address: str | None,
         token: str | None = None,
         forwarded_for: str | None = None,
     ) -> dict:
-        headers = {PEER_HEADER.decode(): address}
+        # no address: the test client's own peer, "testclient", which is not an IP
+        headers = {PEER_HEADER.decode(): address} if address is not None else {}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if forwarded_for:
@@ -84,17 +89,23 @@ class Process:
         assert response.status_code in (200, 400), response.text
         return response.json()
 
-    async def sign_up(self, address: str) -> tuple[str, str, str]:
+    async def sign_up(
+        self, address: str | None, forwarded_for: str | None = None
+    ) -> tuple[str, str, str]:
         """(id, handle, access token) of a new account."""
+        body = await self.try_sign_up(address, forwarded_for)
+        assert not body.get("errors"), body
+        payload = body["data"]["signUp"]
+        return payload["user"]["id"], payload["user"]["handle"], payload["accessToken"]
+
+    async def try_sign_up(self, address: str | None, forwarded_for: str | None = None) -> dict:
         handle = f"rl_{secrets.token_hex(4)}"
-        body = await self.call(
+        return await self.call(
             SIGN_UP,
             {"input": {"handle": handle, "displayName": "R", "password": PASSWORD}},
             address=address,
+            forwarded_for=forwarded_for,
         )
-        assert not body.get("errors"), body
-        payload = body["data"]["signUp"]
-        return payload["user"]["id"], handle, payload["accessToken"]
 
 
 def code_of(body: dict) -> str | None:
@@ -269,6 +280,63 @@ async def test_two_api_processes_share_the_counters(processes: tuple[Process, Pr
         assert_rate_limited(body)
 
 
+UNKNOWN_KEYS = ("reelgraph:rate:signup:address:unknown", "reelgraph:rate:login:address:unknown")
+
+
+@pytest.fixture
+async def unknown_buckets(settings: Settings) -> AsyncIterator[None]:
+    """The suite's shared app counts its test client's requests in the unknown address's
+    buckets too (under a huge limit): they start empty here and are emptied again after, so
+    neither side's count spills into the other's."""
+    redis = aredis.Redis.from_url(settings.redis_url)
+    try:
+        await redis.delete(*UNKNOWN_KEYS)
+        yield
+        await redis.delete(*UNKNOWN_KEYS)
+    finally:
+        await redis.aclose()
+
+
+@pytest.mark.usefixtures("unknown_buckets")
+async def test_unknown_addresses_share_one_allowance(processes: tuple[Process, Process]) -> None:
+    """Fail closed: a connection whose client address is unknown (a unix socket with nothing
+    forwarded, a peer that is not an IP, a forwarded hop that is not one) is not let off the
+    per-address limits; all of them share one allowance."""
+    first, second = processes
+    unknown = [(UNIX, None), (None, None), (UNIX, "not-an-ip")]
+    for (address, forwarded_for), api in zip(unknown, (first, second, first), strict=True):
+        await api.sign_up(address, forwarded_for)
+    for address, forwarded_for in unknown:
+        assert_rate_limited(await second.try_sign_up(address, forwarded_for))
+    # a client a proxy on a unix socket names has its own allowance, and so has a real peer
+    client = next(_addresses)
+    await first.sign_up(UNIX, forwarded_for=client)
+    await first.sign_up(next(_addresses))
+    # log-ins too: a dozen attempts in all from unknown addresses, then none
+    for n in range(LIMITS["login_limit_per_address"]):
+        address = (UNIX, None)[n % 2]
+        body = await first.call(LOG_IN, {"h": f"nobody_u{n}", "p": "whatever1"}, address=address)
+        assert code_of(body) == "UNAUTHENTICATED", body
+    assert_rate_limited(await second.call(LOG_IN, {"h": "nobody_u", "p": "x"}, address=UNIX))
+    body = await second.call(
+        LOG_IN, {"h": "nobody_u", "p": "whatever1"}, address=UNIX, forwarded_for=client
+    )
+    assert code_of(body) == "UNAUTHENTICATED", body
+
+
+async def test_a_forwarded_port_is_not_part_of_the_address(
+    processes: tuple[Process, Process],
+) -> None:
+    """Hops written with a port are the client's address: not a stop that leaves every
+    client of the proxy in the proxy's own bucket."""
+    api, _ = processes
+    client = next(_addresses)
+    for port in (5678, 5679, 5680):
+        await api.sign_up("10.1.2.3", forwarded_for=f"{client}:{port}")
+    assert_rate_limited(await api.try_sign_up("10.1.2.4", forwarded_for=client))
+    await api.sign_up("10.1.2.3", forwarded_for=f"{next(_addresses)}:5678")  # another client
+
+
 def _scope(peer: str | None, *forwarded: str) -> dict:
     return {
         "client": (peer, 1234) if peer is not None else None,
@@ -291,8 +359,33 @@ def _scope(peer: str | None, *forwarded: str) -> dict:
         (_scope("2001:db8::1"), ["2001:db8::/32"], "2001:db8::1"),
         (_scope("testclient"), [], None),
         (_scope(None), [], None),
+        # hops with a port
+        (_scope("10.0.0.5", "198.51.100.1:5678"), ["10.0.0.0/8"], "198.51.100.1"),
+        (_scope("10.0.0.5", "198.51.100.1, 10.0.0.7:80"), ["10.0.0.0/8"], "198.51.100.1"),
+        (_scope("10.0.0.5", "[2001:db8::1]:443"), ["10.0.0.0/8"], "2001:db8::1"),
+        (_scope("10.0.0.5", "[2001:db8::1]"), ["10.0.0.0/8"], "2001:db8::1"),
+        (_scope("10.0.0.5", "[2001:db8::1"), ["10.0.0.0/8"], "10.0.0.5"),
+        # a unix socket has no peer address: X-Forwarded-For counts only if "unix" is trusted
+        (_scope(None, "198.51.100.1"), [], None),
+        (_scope(None, "198.51.100.1"), ["unix"], "198.51.100.1"),
+        (_scope(None, "1.2.3.4, 198.51.100.1, 10.0.0.7"), ["unix", "10.0.0.0/8"], "198.51.100.1"),
+        (_scope(None, "not-an-ip"), ["unix"], None),
+        (_scope(None), ["unix"], None),
+        (_scope("203.0.113.9", "198.51.100.1"), ["unix"], "203.0.113.9"),
     ],
 )
 def test_client_address(scope: dict, trusted: list[str], expected: str | None) -> None:
     address = client_address(scope, trusted)
     assert address == (ipaddress.ip_address(expected) if expected else None)
+
+
+@pytest.mark.parametrize(
+    ("address", "subject"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        (None, "unknown"),
+    ],
+)
+def test_address_subject(address: str | None, subject: str) -> None:
+    assert address_subject(ipaddress.ip_address(address) if address else None) == subject

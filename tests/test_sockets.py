@@ -40,8 +40,13 @@ _ids = itertools.count()
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings, **overrides: Any) -> AsyncIterator[str]:
-    """The app on a real uvicorn server in this event loop; yields its ws:// URL."""
+async def serving(
+    settings: Settings, *, proxy_headers: bool = False, **overrides: Any
+) -> AsyncIterator[str]:
+    """The app on a real uvicorn server in this event loop; yields its ws:// URL.
+
+    uvicorn's own X-Forwarded-For handling (which trusts 127.0.0.1) is off unless asked for:
+    the app's REELGRAPH_TRUSTED_PROXIES is what the tests exercise."""
     port = free_port()
     config = uvicorn.Config(
         build_app(settings.model_copy(update=overrides)),
@@ -49,6 +54,7 @@ async def serving(settings: Settings, **overrides: Any) -> AsyncIterator[str]:
         port=port,
         lifespan="on",
         log_level="warning",
+        proxy_headers=proxy_headers,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -120,9 +126,12 @@ def init_frame(token: str | None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def connected(url: str, token: str | None = None) -> AsyncIterator[Any]:
+async def connected(
+    url: str, token: str | None = None, forwarded_for: str | None = None
+) -> AsyncIterator[Any]:
     """A socket past connection_ack."""
-    async with websockets.connect(url, subprotocols=[PROTOCOL]) as ws:
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else None
+    async with websockets.connect(url, subprotocols=[PROTOCOL], additional_headers=headers) as ws:
         await ws.send(init_frame(token))
         assert json.loads(await ws.recv()) == {"type": "connection_ack"}
         yield ws
@@ -369,6 +378,49 @@ async def test_anonymous_sockets_are_capped_per_address(
         assert code == 4429 and "this address" in reason
 
 
+async def refused_anonymous_socket(url: str, forwarded_for: str | None) -> tuple[int, str]:
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else None
+    async with websockets.connect(url, subprotocols=[PROTOCOL], additional_headers=headers) as ws:
+        await ws.send(init_frame(None))
+        return await closed_with(ws)
+
+
+async def test_anonymous_sockets_count_the_client_behind_a_trusted_proxy(
+    settings: Settings, redis: aredis.Redis
+) -> None:
+    """The same client address as the rate limits: forwarded by a trusted proxy (here the
+    test's own 127.0.0.1), IPv6 per /64, and every unknown address in one shared count."""
+    async with serving(
+        settings, max_anonymous_sockets_per_address=1, trusted_proxies=["127.0.0.1"]
+    ) as capped:
+        async with (
+            connected(capped, forwarded_for="198.51.100.7"),
+            connected(capped, forwarded_for="198.51.100.8:4321"),  # a client of its own
+            connected(capped, forwarded_for="2001:db8:5:6::1"),
+            connected(capped, forwarded_for="not-an-ip"),  # the proxy's own address
+        ):
+            assert await redis.zcard(socket_count_key(None, "198.51.100.7")) == 1
+            assert await redis.zcard(socket_count_key(None, "2001:db8:5:6::/64")) == 1
+            for forwarded_for in ("198.51.100.7", "2001:db8:5:6::2", "127.0.0.1"):
+                code, reason = await refused_anonymous_socket(capped, forwarded_for)
+                assert code == 4429 and "this address" in reason, forwarded_for
+
+
+async def test_anonymous_sockets_of_unknown_addresses_share_one_count(
+    settings: Settings, redis: aredis.Redis
+) -> None:
+    """A peer that is not an IP (a proxy header the server believed, a test client) gives no
+    address: those sockets are capped together, not let off."""
+    key = socket_count_key(None, "unknown")
+    await wait_until(lambda: _equals(redis.zcard(key), 0))
+    # uvicorn's proxy headers, trusting 127.0.0.1, make a forwarded "x" the peer ("x", 0)
+    async with serving(settings, proxy_headers=True, max_anonymous_sockets_per_address=1) as capped:
+        async with connected(capped, forwarded_for="x"):
+            assert await redis.zcard(key) == 1
+            code, reason = await refused_anonymous_socket(capped, "y")
+            assert code == 4429 and "this address" in reason
+
+
 async def test_operations_in_flight_per_socket_are_capped(
     settings: Settings, gql: GraphQLClient, redis: aredis.Redis
 ) -> None:
@@ -403,3 +455,56 @@ async def _equals(value: Awaitable[Any], expected: Any) -> bool:
 
 async def _later(rows: Awaitable[list], score: float) -> bool:
     return any(s > score for _, s in await rows)
+
+
+# -- close reasons and error codes ----------------------------------------------------------
+
+
+async def test_a_duplicate_id_with_a_lone_surrogate_closes_with_4409(
+    url: str, gql: GraphQLClient, redis: aredis.Redis, socket_log: list[logging.LogRecord]
+) -> None:
+    """The close reason quotes the id; one no encoding can write is replaced, not an error.
+
+    Redis writes are paused so the first operation stays in flight when its id comes again.
+    """
+    ann = await gql.sign_up("ann")
+    op_id = "dup-\ud800-" + "x" * 200  # a lone surrogate, as JSON may carry one
+    payload = {"query": REFRESH, "variables": {"t": ann.refresh_token}}
+    frame = json.dumps({"type": "subscribe", "id": op_id, "payload": payload})
+    async with connected(url, ann.token) as ws:
+        await redis.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+        try:
+            await ws.send(frame)
+            await ws.send(frame)
+            code, reason = await closed_with(ws)
+        finally:
+            await redis.execute_command("CLIENT", "UNPAUSE")
+    assert code == 4409 and reason.startswith("Subscriber for dup-?-x"), (code, reason)
+    assert len(reason.encode()) <= 123
+    assert not [r for r in socket_log if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("query", "operation_name"),
+    [
+        ("query A { viewer { id } }", "Nope"),
+        ("query A { viewer { id } } query B { viewer { id } }", "C"),
+        ("{ viewer { nope } }", None),
+        ("subscription S { viewer { id } }", None),
+    ],
+    ids=["unknown-operation-name", "unknown-among-several", "invalid-field", "no-subscriptions"],
+)
+async def test_an_operation_refused_before_it_runs_has_a_code(
+    url: str, query: str, operation_name: str | None
+) -> None:
+    """An `error` message coded BAD_USER_INPUT, like HTTP's answer; the socket stays open."""
+    async with connected(url) as ws:
+        op_id = f"op{next(_ids)}"
+        payload: dict[str, Any] = {"query": query}
+        if operation_name is not None:
+            payload["operationName"] = operation_name
+        await ws.send(json.dumps({"type": "subscribe", "id": op_id, "payload": payload}))
+        refused = await outcome(ws, op_id)
+        assert refused["type"] == "error", refused
+        assert [e["extensions"]["code"] for e in refused["payload"]] == ["BAD_USER_INPUT"]
+        assert (await run(ws, "{ viewer { id } }")) == {"viewer": None}

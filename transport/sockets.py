@@ -2,7 +2,9 @@
 
 Close codes a client can meet, beyond the protocol's own (4401, 4408, 4409):
 - 4400: a frame that is not a graphql-transport-ws message (not an object, no string
-  `type`, a subscribe without an object payload and a string query, ...);
+  `type`, a subscribe without an object payload and a string query, ...), or a document
+  that does not parse (one that parses but is refused, say for an unknown operationName,
+  gets an `error` message with a contract code instead, and the socket stays open);
 - 4403: a bad token at connection_init, or the access token expired while the socket was
   open (a timer per socket closes it at the token's `exp`; each operation is refused too);
 - 4429: a second connection_init, or too many open sockets for this user (or, without a
@@ -19,20 +21,24 @@ import secrets
 import time
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
 from litestar.exceptions import WebSocketDisconnect
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
     _OperationStreamClosed,
 )
+from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
-from errors import RateLimited, Unauthenticated
+from auth.addresses import address_subject, client_address
+from errors import BadUserInput, RateLimited, Unauthenticated
 from resolvers.context import Context
+from schema.extensions import ErrorCodes, classify, introspection_allowed
 
 __all__ = ["SocketPolicy", "SocketSlot", "frame_problem", "socket_count_key"]
 
@@ -95,10 +101,13 @@ def frame_problem(message: object) -> str | None:
 
 
 def _reason(text: str) -> str:
-    encoded = text.encode()
-    if len(encoded) <= _MAX_REASON_BYTES:
-        return text
-    return encoded[: _MAX_REASON_BYTES - 3].decode(errors="ignore") + "..."
+    # the text may quote the client (an operation id), lone surrogates included: those
+    # become "?" rather than an error while closing
+    encoded = text.encode(errors="replace")
+    if len(encoded) > _MAX_REASON_BYTES:
+        encoded = encoded[: _MAX_REASON_BYTES - 3]
+        return encoded.decode(errors="ignore") + "..."
+    return encoded.decode()
 
 
 def socket_count_key(viewer_id: str | None, address: str | None) -> str:
@@ -143,6 +152,8 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         self.timers: list[asyncio.Task] = []
         # each operation's own context, handed from handle_subscribe to its task
         self.operation_contexts: dict[str, Context] = {}
+        codes = [e for e in self.schema.extensions if isinstance(e, type)]
+        self.error_codes = next((e for e in codes if issubclass(e, ErrorCodes)), ErrorCodes)
 
     async def close(self, code: int, reason: str) -> None:
         # the socket may already be gone (the client left, or another close won the race)
@@ -191,7 +202,11 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
     async def _count_socket(self) -> bool:
         viewer_id = self.context.viewer_id
         socket = self.context.websocket
-        address = socket.client.host if socket is not None and socket.client else None
+        # the same client address as the rate limits: forwarded by a trusted proxy, IPv6 per
+        # /64, and every unknown one in one shared count
+        address = address_subject(
+            client_address(socket.scope, self.settings.trusted_proxies) if socket else None
+        )
         if viewer_id is not None:
             cap, whose = self.settings.max_sockets_per_user, "this user"
         else:
@@ -260,7 +275,7 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
                 operation_name=operation.operation_name,
             )
             async with aclosing(result_source):
-                await self._send_result_stream(operation, result_source)
+                await self._send_results(operation, result_source, context)
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
         except _OperationStreamClosed:
             return
@@ -270,6 +285,45 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
                 await operation.send_operation_message({"id": operation.id, "type": "complete"})
             self.operations.pop(operation.id, None)
             raise
+
+    async def _send_results(self, operation: Operation, results: Any, context: Context) -> None:
+        """strawberry 0.341's _send_result_stream, with a contract code on every error.
+
+        Errors found before execution (validation, an unknown operationName) come out of
+        schema.stream before the ErrorCodes extension has coded them: they are coded here.
+        """
+        first = True
+        async for result in results:
+            if first and isinstance(result, PreExecutionError):
+                assert result.errors
+                if isinstance(result.errors[0], GraphQLSyntaxError):
+                    # as strawberry does: a document that does not parse closes the socket
+                    await self.close(4400, result.errors[0].message)
+                    self.operations.pop(operation.id, None)
+                    raise _OperationStreamClosed
+                await operation.send_initial_errors(self._coded(result.errors, context))
+                return
+            if not isinstance(result, ExecutionResult):  # @defer / @stream
+                refused = GraphQLError(
+                    "incremental delivery (@defer, @stream) is not supported over websockets"
+                )
+                await operation.send_initial_errors(self._coded([refused], context))
+                return
+            await operation.send_next(result)
+            first = False
+
+    def _coded(self, errors: list[GraphQLError], context: Context) -> list[GraphQLError]:
+        codes = self.error_codes
+        hide = not introspection_allowed(codes.introspection, context)
+        coded = []
+        for error in errors:
+            if isinstance(
+                error.original_error, CannotGetOperationTypeError | InvalidOperationTypeError
+            ):
+                # no such operationName, or several operations and none named: the client's
+                error = GraphQLError(error.message, original_error=BadUserInput(error.message))
+            coded.append(classify(error, codes.mask, context, hide))
+        return coded
 
     async def shutdown(self) -> None:
         for timer in self.timers:
