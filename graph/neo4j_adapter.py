@@ -10,7 +10,8 @@ ConstraintViolation; only a statement's own mistakes (syntax, types) stay Neo4j 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from neo4j import (
@@ -111,20 +112,24 @@ class Neo4jDriver:
     ) -> list[Row]:
         check_statement(statement)
         self.round_trips += 1
+        async with self._bounded():
+            # bookmarks as execute_query keeps them: a read sees the writes before it
+            async with self._driver.session(
+                database=self._database,
+                default_access_mode=access_mode,
+                bookmark_manager=self._driver.execute_query_bookmark_manager,
+            ) as session:
+                execute = (
+                    session.execute_read if access_mode == READ_ACCESS else session.execute_write
+                )
+                return await execute(self._work, statement, dict(params or {}))
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self) -> AsyncIterator[None]:
+        """Within the whole-call deadline, with every driver error translated."""
         try:
             async with asyncio.timeout(self._deadline_s):
-                # bookmarks as execute_query keeps them: a read sees the writes before it
-                async with self._driver.session(
-                    database=self._database,
-                    default_access_mode=access_mode,
-                    bookmark_manager=self._driver.execute_query_bookmark_manager,
-                ) as session:
-                    execute = (
-                        session.execute_read
-                        if access_mode == READ_ACCESS
-                        else session.execute_write
-                    )
-                    return await execute(self._work, statement, dict(params or {}))
+                yield
         except TimeoutError:
             raise GraphUnavailable(
                 f"the graph did not answer within {self._deadline_s:g} s"
@@ -146,18 +151,8 @@ class Neo4jDriver:
             await self.write(statement)
 
     async def ping(self) -> None:
-        try:
-            async with asyncio.timeout(self._deadline_s):
-                await self._driver.verify_connectivity()
-        except TimeoutError:
-            raise GraphUnavailable(
-                f"the graph did not answer within {self._deadline_s:g} s"
-            ) from None
-        except Exception as exc:
-            translated = translate_error(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+        async with self._bounded():
+            await self._driver.verify_connectivity()
 
     async def close(self) -> None:
         await self._driver.close()
