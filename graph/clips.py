@@ -24,6 +24,7 @@ __all__ = [
     "finish_render",
     "keys_in_use",
     "publish",
+    "published_pages",
     "remove",
     "report_progress",
 ]
@@ -229,6 +230,27 @@ LIMIT $limit
 """
 )
 
+# One page per author for many authors at once: a nested User.clips level costs one statement.
+# The same collect-and-slice shape as graph.users FOLLOWERS_PAGES, and for the same reasons
+# (no `CALL (a) { ... LIMIT }` in FalkorDB; collect() keeps the ORDER BY before it): it sorts
+# every published clip past the cursor of every author, so it serves nested levels only, and a
+# lone author is paged by PUBLISHED_BY_AUTHOR_PAGE. Its filter and keyset are that statement's.
+PUBLISHED_BY_AUTHORS_PAGES = Cypher(
+    """
+UNWIND $authorIds AS authorId
+MATCH (:User {id: authorId})-[:POSTED]->(c:Clip)
+WHERE c.state = 'PUBLISHED'
+  AND ($afterAt IS NULL OR c.publishedAt < $afterAt
+       OR (c.publishedAt = $afterAt AND c.id < $afterId))
+WITH authorId, c.publishedAt AS at, c
+ORDER BY at DESC, c.id DESC
+WITH authorId, collect({at: at, c: c})[..$limit] AS kept
+UNWIND kept AS row
+WITH authorId, row.at AS at, row.c AS c
+RETURN authorId, c {.*, authorId: authorId} AS clip, at
+"""
+)
+
 
 def _clip(rows: list[Row]) -> Row | None:
     """Outcome of a guarded write: the clip row when it happened, else None."""
@@ -341,9 +363,23 @@ async def drafts_page(
     return await db.read(DRAFTS_PAGE, params)
 
 
-async def published_by_author_page(
-    db: GraphDriver, author_id: str, after: tuple[Any, ...] | None, limit: int
-) -> list[Row]:
+async def published_pages(
+    db: GraphDriver,
+    *,
+    author_ids: list[str],
+    after: tuple[Any, str] | None,
+    limit: int,
+) -> dict[str, list[Row]]:
+    """One keyset page of published clips per author, newest first: rows of {clip, at}, by
+    author id (an author with no rows on the page is absent). Blocks are the caller's check."""
+    unique_ids = list(dict.fromkeys(author_ids))  # a repeated id would double its page
     after_at, after_id = after if after else (None, None)
-    params = {"authorId": author_id, "afterAt": after_at, "afterId": after_id, "limit": limit}
-    return await db.read(PUBLISHED_BY_AUTHOR_PAGE, params)
+    params: dict[str, Any] = {"afterAt": after_at, "afterId": after_id, "limit": limit}
+    if len(unique_ids) == 1:  # ORDER BY ... LIMIT: only the top rows are kept, never all
+        rows = await db.read(PUBLISHED_BY_AUTHOR_PAGE, {**params, "authorId": unique_ids[0]})
+        return {unique_ids[0]: rows} if rows else {}
+    rows = await db.read(PUBLISHED_BY_AUTHORS_PAGES, {**params, "authorIds": unique_ids})
+    pages: dict[str, list[Row]] = {}
+    for row in rows:  # UNWIND keeps each author's collected order
+        pages.setdefault(row["authorId"], []).append({"clip": row["clip"], "at": row["at"]})
+    return pages

@@ -14,6 +14,7 @@ from consent import require_cameo_consent
 from errors import BadUserInput, Conflict, Forbidden, NotFound
 from graph import clips as clip_repo
 from resolvers.ids import decode_id
+from resolvers.loaders import ClipPageKey
 from resolvers.moods import infer_moods, normalize_moods
 from resolvers.pagination import Page, make_page, page_size, time_id_cursor
 from resolvers.users import now_ms
@@ -141,6 +142,7 @@ async def publish_clip(ctx: Context, clip_id: str) -> dict:
     if clip is None:
         current = await _own_clip_or_explain(ctx, viewer_id, raw_id)
         raise Conflict(f"only a DRAFT can be published; this clip is {current['state']}")
+    _forget_clip_pages(ctx)
     return clip
 
 
@@ -150,9 +152,16 @@ async def delete_clip(ctx: Context, clip_id: str) -> dict:
     clip = await clip_repo.remove(ctx.services.graph, viewer_id, raw_id, now_ms(), "author")
     if clip is None:
         return await _own_clip_or_explain(ctx, viewer_id, raw_id)  # already REMOVED
+    _forget_clip_pages(ctx)
     if clip.get("videoKey"):
         await _delete_media(ctx, clip["videoKey"])
     return clip
+
+
+def _forget_clip_pages(ctx: Context) -> None:
+    """A clip was published or removed: later fields in the same document must not be served
+    a page cached before it (pages are keyed by more than the author)."""
+    ctx.loaders.clip_page_by_author.clear_all()
 
 
 async def _delete_media(ctx: Context, key: str) -> None:
@@ -163,12 +172,7 @@ async def _delete_media(ctx: Context, key: str) -> None:
         logger.exception("could not delete %s of a removed clip; the media sweep will", key)
 
 
-async def _page(
-    ctx: Context, fetch, owner_id: str, first: int | None, after: str | None
-) -> Page[dict]:
-    limit = page_size(first, ctx.settings.max_page_size)
-    cursor = time_id_cursor(after)
-    rows = await fetch(ctx.services.graph, owner_id, cursor, limit + 1)
+def _clip_page(rows: list[dict], limit: int) -> Page[dict]:
     page = make_page(rows, limit, key=lambda row: (row["at"], row["clip"]["id"]))
     return Page([(c, row["clip"]) for c, row in page.items], page.has_next_page)
 
@@ -176,14 +180,22 @@ async def _page(
 async def drafts(ctx: Context, first: int | None, after: str | None) -> Page[dict]:
     """The viewer's own unpublished clips, newest first."""
     viewer_id = ctx.require_viewer()
-    return await _page(ctx, clip_repo.drafts_page, viewer_id, first, after)
+    limit = page_size(first, ctx.settings.max_page_size)
+    cursor = time_id_cursor(after)
+    rows = await clip_repo.drafts_page(ctx.services.graph, viewer_id, cursor, limit + 1)
+    return _clip_page(rows, limit)
 
 
 async def published_by_author(
     ctx: Context, author_id: str, first: int | None, after: str | None
 ) -> Page[dict]:
+    """An author's published clips, newest first; none for a viewer the author blocked."""
+    limit = page_size(first, ctx.settings.max_page_size)  # bad arguments fail before any read
+    cursor = time_id_cursor(after)
     viewer_id = ctx.optional_viewer()
     if viewer_id is not None and viewer_id != author_id:
         if await ctx.loaders.author_blocks_viewer.load(author_id):
             return Page([], False)  # blocked viewers do not see the blocker's clips
-    return await _page(ctx, clip_repo.published_by_author_page, author_id, first, after)
+    # through a DataLoader: a nested User.clips level is one statement for all its authors
+    key = ClipPageKey(author_id, limit + 1, cursor)
+    return _clip_page(await ctx.loaders.clip_page_by_author.load(key), limit)

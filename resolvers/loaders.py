@@ -12,7 +12,7 @@ from graph import clips as clip_repo
 from graph import users as user_repo
 from graph.driver import GraphDriver
 
-__all__ = ["FollowPageKey", "Loaders"]
+__all__ = ["ClipPageKey", "FollowPageKey", "Loaders"]
 
 
 def _loader(batch: Any) -> DataLoader:
@@ -28,6 +28,14 @@ class FollowPageKey(NamedTuple):
     after: tuple[int, str] | None
 
 
+class ClipPageKey(NamedTuple):
+    """One author's page of published clips: the rows asked for (page size + 1)."""
+
+    author_id: str
+    limit: int
+    after: tuple[int, str] | None
+
+
 @dataclass
 class Loaders:
     db: GraphDriver
@@ -38,6 +46,7 @@ class Loaders:
     viewer_follows_by_user: DataLoader = field(init=False)
     clip_by_id: DataLoader = field(init=False)
     author_blocks_viewer: DataLoader = field(init=False)
+    clip_page_by_author: DataLoader = field(init=False)
 
     def __post_init__(self) -> None:
         self.user_by_id = _loader(self._users_by_ids)
@@ -46,6 +55,7 @@ class Loaders:
         self.viewer_follows_by_user = _loader(self._viewer_follows)
         self.clip_by_id = _loader(self._clips_by_ids)
         self.author_blocks_viewer = _loader(self._authors_blocking_viewer)
+        self.clip_page_by_author = _loader(self._clip_pages)
 
     async def _users_by_ids(self, ids: list[str]) -> list[dict | None]:
         found = await user_repo.users_by_ids(self.db, ids)
@@ -84,3 +94,17 @@ class Loaders:
             return [False] * len(author_ids)
         found = await clip_repo.authors_blocking_viewer(self.db, self.viewer_id, author_ids)
         return [found.get(i, False) for i in author_ids]
+
+    async def _clip_pages(self, keys: list[ClipPageKey]) -> list[list[dict]]:
+        # as _follow_pages: the parents of one nested connection share its arguments
+        groups: dict[tuple, list[str]] = defaultdict(list)
+        for key in keys:
+            groups[key.limit, key.after].append(key.author_id)
+        pages: dict[ClipPageKey, list[dict]] = {}
+        for (limit, after), author_ids in groups.items():
+            found = await clip_repo.published_pages(
+                self.db, author_ids=author_ids, after=after, limit=limit
+            )
+            for author_id in author_ids:
+                pages[ClipPageKey(author_id, limit, after)] = found.get(author_id, [])
+        return [pages[key] for key in keys]
