@@ -117,9 +117,7 @@ def main() -> None:
     port = _port()
     env = dict(os.environ, PYTHONPATH=str(args.code_dir), REELGRAPH_ENVIRONMENT="development")
     # the benchmark signs up 21 users from one address: lift the sign-up limit if there is one
-    env.update(
-        REELGRAPH_RATE_SIGNUP_PER_ADDRESS="100000", REELGRAPH_RATE_MUTATIONS_PER_USER="100000"
-    )
+    env.update(REELGRAPH_SIGNUP_LIMIT_PER_ADDRESS="0", REELGRAPH_MUTATION_LIMIT_PER_USER="0")
     env.update(dict(item.split("=", 1) for item in args.env))
     server = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", "--port", str(port), "--data-dir", str(tmp / "d")],

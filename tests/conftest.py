@@ -6,6 +6,7 @@ processes, videos are real files. REELGRAPH_GRAPH_URL switches the suite to a li
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import secrets
@@ -187,6 +188,19 @@ class GraphQLClient:
         assert body.get("errors"), body
         error = body["errors"][0]
         return error["extensions"]["code"], error["message"]
+
+    async def wait_clip(
+        self, query: str, token: str, clip_id: str, states: set[str], within_s: float = 90
+    ) -> dict:
+        """The clip (as `query` selects it) once its state is one of `states`; within_s only
+        bounds a stuck test, it is no measure of speed."""
+        deadline = time.monotonic() + within_s
+        while True:
+            clip = (await self.ok(query, {"id": clip_id}, token))["clip"]
+            if clip["state"] in states:
+                return clip
+            assert time.monotonic() < deadline, f"clip stuck in {clip['state']}"
+            await asyncio.sleep(0.05)
 
     async def sign_up(self, prefix: str = "user", display_name: str = "Test User") -> Account:
         handle = f"{prefix[:12]}_{secrets.token_hex(3)}_{next(_handles)}"

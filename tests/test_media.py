@@ -4,7 +4,6 @@ against a real `reelgraph serve` process. Also the local store's keys() and dele
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -42,13 +41,7 @@ DELETE = "mutation($id: ID!) { deleteClip(clipId: $id) { id state } }"
 async def wait_state(
     gql: GraphQLClient, token: str, clip_id: str, states: set[str], within_s: float = 90
 ) -> dict:
-    deadline = time.monotonic() + within_s
-    while True:
-        clip = (await gql.ok(CLIP, {"id": clip_id}, token))["clip"]
-        if clip["state"] in states:
-            return clip
-        assert time.monotonic() < deadline, f"clip stuck in {clip['state']}"
-        await asyncio.sleep(0.1)
+    return await gql.wait_clip(CLIP, token, clip_id, states, within_s)
 
 
 @dataclass

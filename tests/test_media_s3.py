@@ -6,8 +6,6 @@ keys() do what they say."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,13 +108,7 @@ class Published:
 async def wait_state(
     gql: GraphQLClient, token: str, clip_id: str, states: set[str], within_s: float = 90
 ) -> dict:
-    deadline = time.monotonic() + within_s
-    while True:
-        clip = (await gql.ok(CLIP, {"id": clip_id}, token))["clip"]
-        if clip["state"] in states:
-            return clip
-        assert time.monotonic() < deadline, f"clip stuck in {clip['state']}"
-        await asyncio.sleep(0.1)
+    return await gql.wait_clip(CLIP, token, clip_id, states, within_s)
 
 
 @pytest.fixture(scope="module")

@@ -45,13 +45,7 @@ def _no_leftover_tasks(settings) -> None:
 async def wait_state(
     gql: GraphQLClient, token: str, clip_id: str, states: set[str], within_s: float = 90
 ) -> dict:
-    deadline = time.monotonic() + within_s
-    while True:
-        clip = (await gql.ok(CLIP, {"id": clip_id}, token))["clip"]
-        if clip["state"] in states:
-            return clip
-        assert time.monotonic() < deadline, f"clip stuck in {clip['state']}"
-        await asyncio.sleep(POLL_S)
+    return await gql.wait_clip(CLIP, token, clip_id, states, within_s)
 
 
 def read_log(log: Path) -> str:
