@@ -217,6 +217,12 @@ class DocumentGate(SchemaExtension):
                 if cacheable:
                     self.validated.put(key, errors)
             ec.pre_execution_errors = list(errors)
+            if not errors:
+                # the name the client sent: `operation_name` falls back to the first one
+                sent = getattr(ec, "_provided_operation_name", ec.operation_name)
+                problem = operation_problem(ec.graphql_document, sent)
+                if problem is not None:
+                    ec.pre_execution_errors = [_refusal(problem)]
         yield
 
     def _validate(self, ec: Any, hide: bool) -> list[GraphQLError]:
@@ -227,6 +233,19 @@ class DocumentGate(SchemaExtension):
         if hide:
             rules = (*rules, NoSchemaIntrospectionCustomRule)
         return validate(ec.schema._schema, ec.graphql_document, rules, hide_suggestions=hide)
+
+
+def operation_problem(document: Any, operation_name: str | None) -> str | None:
+    """Why no single operation of the document can run, or None (GraphQL spec 6.1:
+    a document of several operations runs only the one operationName names)."""
+    names = [
+        d.name.value if d.name else None
+        for d in getattr(document, "definitions", ())
+        if isinstance(d, OperationDefinitionNode)
+    ]
+    if operation_name is None and len(names) > 1:
+        return "the document holds several operations: name the one to run in operationName"
+    return None  # an unknown name is refused earlier, by Strawberry
 
 
 class _Refused(Exception):

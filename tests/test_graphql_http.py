@@ -258,3 +258,25 @@ async def test_validation_results_are_not_shared_between_policies() -> None:
 
 async def test_graphql_client_in_suite_still_speaks_plain_json(gql: GraphQLClient) -> None:
     assert await gql.ok("{ __typename }") == {"__typename": "Query"}
+
+
+@pytest.mark.parametrize(
+    ("operation_name", "message"),
+    [
+        (None, "the document holds several operations: name the one to run in operationName"),
+        ("C", 'Unknown operation named "C".'),
+    ],
+)
+async def test_an_operation_the_document_cannot_pick_is_a_request_error(
+    gql: GraphQLClient, operation_name: str | None, message: str
+) -> None:
+    body = {"query": "query A { viewer { id } } query B { __typename }"}
+    if operation_name is not None:
+        body["operationName"] = operation_name
+    response = await gql.client.post("/graphql", json=body)
+    errors = response.json()["errors"]
+    assert [(e["message"], e["extensions"]["code"]) for e in errors] == [
+        (message, "BAD_USER_INPUT")
+    ]
+    named = await gql.client.post("/graphql", json={**body, "operationName": "B"})
+    assert named.json() == {"data": {"__typename": "Query"}}
