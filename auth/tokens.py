@@ -2,6 +2,9 @@
 
 Refresh tokens belong to a family (one per log-in). Redis keeps the one live token id of each
 family; using it rotates it, and presenting any older token of the family revokes the family.
+Access tokens name their family (`fam`) so that a revoked session can be refused before its
+access tokens expire: the family is live while its key exists (`family_is_live`). Access tokens
+minted before they carried `fam` are valid until they expire, unchecked.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from redis.asyncio import Redis
 
 from errors import Unauthenticated
 
-__all__ = ["TokenPair", "TokenService"]
+__all__ = ["REVOKED", "AccessClaims", "TokenPair", "TokenService"]
 
 _ALGORITHM = "HS256"
 _ISSUER = "reelgraph"
+
+REVOKED = "the session was revoked; sign in again"
 
 # returns 1 rotated, 0 unknown/expired family, -1 reuse detected (family revoked)
 _ROTATE = """
@@ -31,6 +36,13 @@ end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
 """
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    expires_at: int  # epoch seconds
+    family: str | None  # None: minted before access tokens named their refresh family
 
 
 @dataclass(frozen=True)
@@ -70,18 +82,40 @@ class TokenService:
             raise Unauthenticated(f"expected an {expected_type} token") from None
         return claims
 
-    def access_token(self, user_id: str) -> str:
-        return self._sign({"sub": user_id, "typ": "access"}, self._access_ttl)
+    def access_token(self, user_id: str, family: str | None = None) -> str:
+        claims = {"sub": user_id, "typ": "access"}
+        if family is not None:
+            claims["fam"] = family
+        return self._sign(claims, self._access_ttl)
 
     def verify_access(self, token: str) -> str:
         """The user id an access token was issued to; UNAUTHENTICATED if it is not valid."""
-        return self._decode(token, "access")["sub"]
+        return self.read_access(token).user_id
+
+    def read_access(self, token: str) -> AccessClaims:
+        """A valid access token's claims; UNAUTHENTICATED if it is not valid. Whether its
+        family is still live is a separate, async question: `family_is_live`."""
+        claims = self._decode(token, "access")
+        family = claims.get("fam")
+        if family is not None and (not isinstance(family, str) or not family):
+            raise Unauthenticated("the token is invalid")
+        return AccessClaims(claims["sub"], int(claims["exp"]), family)
+
+    async def family_is_live(self, family: str) -> bool:
+        """False once the family was revoked (refresh-token reuse) or its refresh token lapsed.
+
+        One EXISTS: cheap enough for every request. The key outlives every access token of
+        the family as long as the access TTL is not longer than the refresh TTL (each
+        rotation mints the access token and renews the key together)."""
+        return bool(await self._redis.exists(self._family_key(family)))
 
     async def issue(self, user_id: str) -> TokenPair:
         """A new family: one log-in or sign-up."""
         family, jti = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
         await self._redis.set(self._family_key(family), jti, ex=self._refresh_ttl)
-        return TokenPair(self.access_token(user_id), self._refresh(user_id, family, jti), user_id)
+        return TokenPair(
+            self.access_token(user_id, family), self._refresh(user_id, family, jti), user_id
+        )
 
     async def rotate(self, refresh_token: str) -> TokenPair:
         claims = self._decode(refresh_token, "refresh")
@@ -97,7 +131,7 @@ class TokenService:
         if outcome != 1:
             raise Unauthenticated("the session has ended; log in again")
         return TokenPair(
-            self.access_token(user_id), self._refresh(user_id, family, new_jti), user_id
+            self.access_token(user_id, family), self._refresh(user_id, family, new_jti), user_id
         )
 
     def _refresh(self, user_id: str, family: str, jti: str) -> str:

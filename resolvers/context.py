@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
-import jwt
 import msgspec
+from redis.exceptions import RedisError
 from strawberry.litestar import BaseContext
 
+from auth.tokens import REVOKED
 from errors import Unauthenticated
 from resolvers.loaders import Loaders
 
@@ -15,6 +17,8 @@ if TYPE_CHECKING:
     from server import Services
 
 __all__ = ["Context", "bearer_token"]
+
+logger = logging.getLogger("reelgraph.auth")
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -34,46 +38,82 @@ class Context(BaseContext, kw_only=True):
     connection_params: Any = None  # graphql-transport-ws connection_init payload
     request_id: str | None = None  # names the request in logs and in INTERNAL errors
     token_expires_at: int | None = None  # a socket's access token: its exp (epoch seconds)
+    # the access token's refresh family; None without a token or for one minted before
+    # access tokens named it (those are valid until they expire)
+    session_family: str | None = None
 
     def authenticate_socket(self) -> None:
         """Subscriptions carry {"authorization": "Bearer <token>"} in connection_init; a bad
-        or expired token raises Unauthenticated (the socket is then closed with 4403)."""
+        or expired token raises Unauthenticated (the socket is then closed with 4403). The
+        session's family is checked apart, by the async `check_session`."""
         params = self.connection_params if isinstance(self.connection_params, dict) else {}
         authorization = params.get("authorization")
         if authorization is not None and not isinstance(authorization, str):
             raise Unauthenticated("authorization must be 'Bearer <accessToken>'")
         token = bearer_token(authorization)
-        self.viewer_id = self.services.tokens.verify_access(token) if token else None
-        # verify_access has just checked the signature; only the expiry is read here
-        self.token_expires_at = (
-            jwt.decode(token, options={"verify_signature": False})["exp"] if token else None
-        )
+        claims = self.services.tokens.read_access(token) if token else None
+        self.viewer_id = claims.user_id if claims else None
+        self.token_expires_at = claims.expires_at if claims else None
+        self.session_family = claims.family if claims else None
         self.auth_error = None
         self.loaders = Loaders(self.services.graph, self.viewer_id)
 
-    def for_socket_operation(self) -> Context:
+    async def check_session(self) -> None:
+        """Unauthenticated when the token's refresh family was revoked (one Redis EXISTS).
+
+        A Redis outage does not sign every client out: the check is skipped, logged, and
+        applies again once Redis answers (the token's own expiry still holds meanwhile)."""
+        if self.session_family is None:
+            return
+        try:
+            live = await self.services.tokens.family_is_live(self.session_family)
+        except RedisError:
+            logger.warning("could not check a session's refresh family", exc_info=True)
+            return
+        if not live:
+            raise Unauthenticated(REVOKED)
+
+    async def for_socket_operation(self) -> Context:
         """The context of one operation on an authenticated socket: the token checked again
-        (an expired one raises Unauthenticated) and its own DataLoaders, so nothing one
-        operation cached is served to the next."""
+        (expired, or its session revoked: Unauthenticated) and its own DataLoaders, so
+        nothing one operation cached is served to the next."""
         operation = msgspec.structs.replace(self, loaders=None)
         operation.authenticate_socket()
+        await operation.check_session()
         return operation
 
     @classmethod
     def build(cls, services: Services, authorization: str | None) -> Context:
-        viewer_id, auth_error = None, None
+        """A request's context from its Authorization header, without the session check:
+        `for_request` adds it."""
+        viewer_id, family, auth_error = None, None, None
         try:
             token = bearer_token(authorization)
             if token is not None:
-                viewer_id = services.tokens.verify_access(token)
+                claims = services.tokens.read_access(token)
+                viewer_id, family = claims.user_id, claims.family
         except Unauthenticated as exc:
             auth_error = exc
         return cls(
             services=services,
             viewer_id=viewer_id,
+            session_family=family,
             auth_error=auth_error,
             loaders=Loaders(services.graph, viewer_id),
         )
+
+    @classmethod
+    async def for_request(cls, services: Services, authorization: str | None) -> Context:
+        """`build` and, once per request, the session check: an unexpired access token of a
+        revoked family fails the operation with UNAUTHENTICATED like any bad token (and, like
+        one, is no error for the token-issuing mutations that run anonymous)."""
+        context = cls.build(services, authorization)
+        try:
+            await context.check_session()
+        except Unauthenticated as exc:
+            context.viewer_id, context.auth_error = None, exc
+            context.loaders = Loaders(services.graph, None)
+        return context
 
     @classmethod
     def for_viewer(cls, services: Services, viewer_id: str | None) -> Context:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
 
 import jwt
 import pytest
+import redis.asyncio as aredis
 from conftest import GraphQLClient
+
+from auth.tokens import TokenService
+from errors import Unauthenticated
+from resolvers.context import Context
+from settings import Settings
 
 SIGN_UP = """mutation($input: SignUpInput!) { signUp(input: $input) {
   accessToken refreshToken user { id handle displayName followerCount followingCount } } }"""
@@ -140,3 +149,60 @@ async def test_a_bad_token_fails_public_fields_too(gql: GraphQLClient) -> None:
     # the token-issuing mutations still work with a stale header, so a client can recover
     refreshed = await gql.ok(REFRESH, {"t": account.refresh_token}, token="expired.or.broken")
     assert refreshed["refreshToken"]["user"]["handle"] == account.handle
+
+
+# -- the access token's refresh family ------------------------------------------------------
+
+
+@pytest.fixture
+async def tokens(settings: Settings, services: Any) -> AsyncIterator[TokenService]:
+    """The app's token service, on a Redis client of the test's own event loop (the app's
+    client lives on the test client's loop)."""
+    client = aredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield TokenService(
+        client, services.secret, settings.access_token_ttl_s, settings.refresh_token_ttl_s
+    )
+    await client.aclose()
+
+
+def claims_of(token: str) -> dict:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+async def test_access_tokens_name_their_refresh_family(gql: GraphQLClient) -> None:
+    account = await gql.sign_up("family")
+    family = claims_of(account.refresh_token)["fam"]
+    assert claims_of(account.token)["fam"] == family
+    rotated = (await gql.ok(REFRESH, {"t": account.refresh_token}))["refreshToken"]
+    assert claims_of(rotated["accessToken"])["fam"] == family
+    logged_in = (await gql.ok(LOG_IN, {"h": account.handle, "p": account.password}))["logIn"]
+    assert claims_of(logged_in["accessToken"])["fam"] not in (None, family)
+
+
+async def test_a_request_with_a_revoked_sessions_access_token_is_unauthenticated(
+    gql: GraphQLClient, tokens: TokenService
+) -> None:
+    """Once per request, when the token names its family: one EXISTS in Redis."""
+    account = await gql.sign_up("revoked")
+    other = (await gql.ok(LOG_IN, {"h": account.handle, "p": account.password}))["logIn"]
+    legacy = tokens.access_token(claims_of(account.token)["sub"])  # names no family
+    services = SimpleNamespace(tokens=tokens, graph=None)
+
+    async def viewer_of(token: str) -> str:
+        context = await Context.for_request(services, f"Bearer {token}")
+        return context.require_viewer()
+
+    user_id = await viewer_of(account.token)
+    await gql.ok(REFRESH, {"t": account.refresh_token})
+    code, message = await gql.error(REFRESH, {"t": account.refresh_token})  # reuse: revoked
+    assert code == "UNAUTHENTICATED" and "reuse" in message
+
+    with pytest.raises(Unauthenticated, match="session was revoked; sign in again"):
+        await viewer_of(account.token)
+    refused = await Context.for_request(services, f"Bearer {account.token}")
+    assert refused.viewer_id is None  # never a silent fall-back to anonymous either:
+    with pytest.raises(Unauthenticated):
+        refused.optional_viewer()
+    # another log-in of the same user, and a token minted before tokens named their family
+    assert await viewer_of(other["accessToken"]) == user_id
+    assert await viewer_of(legacy) == user_id

@@ -36,6 +36,8 @@ PROTOCOL = "graphql-transport-ws"
 FOLLOWER_COUNT = "query($h: String!) { user(handle: $h) { followerCount } }"
 FOLLOW = "mutation($id: ID!) { follow(userId: $id) { followerCount } }"
 REFRESH = "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }"
+LOG_IN = """mutation($h: String!, $p: String!) {
+  logIn(handle: $h, password: $p) { accessToken } }"""
 _ids = itertools.count()
 
 
@@ -270,18 +272,90 @@ async def test_a_socket_closes_with_4403_when_its_token_expires(
 
 
 async def test_an_operation_after_expiry_is_refused(services: Any, gql: GraphQLClient) -> None:
-    """Belt and braces beside the timer: each operation checks the socket's token again."""
+    """Belt and braces beside the timer: each operation checks the socket's token again.
+
+    The tokens here name no refresh family (as those minted before access tokens did), so
+    no session check reaches the app's Redis, which lives on the test client's loop."""
     ann = await gql.sign_up("ann")
+    legacy = short_lived_token(services, raw_id(ann), 60)
     socket_context = Context(
-        services=services, connection_params={"authorization": f"Bearer {ann.token}"}
+        services=services, connection_params={"authorization": f"Bearer {legacy}"}
     )
     socket_context.authenticate_socket()
-    assert socket_context.for_socket_operation().viewer_id == raw_id(ann)
+    assert (await socket_context.for_socket_operation()).viewer_id == raw_id(ann)
     socket_context.connection_params = {
         "authorization": f"Bearer {short_lived_token(services, raw_id(ann), -5)}"
     }
     with pytest.raises(Unauthenticated, match="expired"):
-        socket_context.for_socket_operation()
+        await socket_context.for_socket_operation()
+
+
+# -- a revoked session ---------------------------------------------------------------------
+
+
+async def revoke(gql: GraphQLClient, refresh_token: str) -> None:
+    """Refresh-token reuse: a token presented again after it was rotated revokes its family."""
+    await gql.ok(REFRESH, {"t": refresh_token})
+    code, message = await gql.error(REFRESH, {"t": refresh_token})
+    assert code == "UNAUTHENTICATED" and "reuse" in message
+
+
+async def renewed(redis: aredis.Redis, key: str) -> None:
+    """Waits for the one socket counted under key to renew its lease once more."""
+    [(_, score)] = await redis.zrange(key, 0, -1, withscores=True)
+    await wait_until(lambda: _later(redis.zrange(key, 0, -1, withscores=True), score))
+
+
+async def test_a_revoked_session_closes_its_idle_sockets_and_no_other(
+    settings: Settings, gql: GraphQLClient, redis: aredis.Redis
+) -> None:
+    """A socket that sends no operation (one that only holds subscriptions) is closed on the
+    beat of its lease renewal; a socket of another log-in of the same user stays open."""
+    ann = await gql.sign_up("ann")
+    other = (await gql.ok(LOG_IN, {"h": ann.handle, "p": ann.password}))["logIn"]
+    key = socket_count_key(raw_id(ann), None)
+    async with (
+        serving(settings, socket_lease_s=1) as leased,
+        connected(leased, ann.token) as revoked,
+        connected(leased, other["accessToken"]) as kept,
+    ):
+        await revoke(gql, ann.refresh_token)
+        code, reason = await closed_with(revoked)
+        assert code == 4403 and "session was revoked" in reason, (code, reason)
+        # the other socket alone is counted now; two renewals later its session has been
+        # checked at least once after the revocation, and it is still open
+        await wait_until(lambda: _equals(redis.zcard(key), 1))
+        await renewed(redis, key)
+        await renewed(redis, key)
+        assert (await run(kept, "{ viewer { handle } }"))["viewer"]["handle"] == ann.handle
+
+
+async def test_an_operation_after_revocation_is_refused(
+    settings: Settings, gql: GraphQLClient
+) -> None:
+    """The operation's own check, not the lease's beat: the lease is an hour here."""
+    ann = await gql.sign_up("ann")
+    async with serving(settings, socket_lease_s=3600) as unleased:
+        async with connected(unleased, ann.token) as ws:
+            assert (await run(ws, "{ viewer { handle } }"))["viewer"]["handle"] == ann.handle
+            await revoke(gql, ann.refresh_token)
+            await subscribe(ws, "{ viewer { handle } }")
+            code, reason = await closed_with(ws)
+        assert code == 4403 and "session was revoked" in reason, (code, reason)
+        # and a new socket with the same unexpired token is refused at connection_init
+        async with websockets.connect(unleased, subprotocols=[PROTOCOL]) as ws:
+            await ws.send(init_frame(ann.token))
+            code, reason = await closed_with(ws)
+        assert code == 4403 and "session was revoked" in reason, (code, reason)
+
+
+async def test_a_token_that_names_no_family_still_works_on_a_socket(
+    url: str, gql: GraphQLClient, services: Any
+) -> None:
+    """Access tokens minted before they named their refresh family hold until they expire."""
+    ann = await gql.sign_up("ann")
+    async with connected(url, short_lived_token(services, raw_id(ann), 60)) as ws:
+        assert (await run(ws, "{ viewer { handle } }"))["viewer"]["handle"] == ann.handle
 
 
 @pytest.mark.parametrize("authorization", ["Bearer forged", "Basic abc", 5, ["Bearer x"]])

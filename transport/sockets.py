@@ -6,7 +6,12 @@ Close codes a client can meet, beyond the protocol's own (4401, 4408, 4409):
   that does not parse (one that parses but is refused, say for an unknown operationName,
   gets an `error` message with a contract code instead, and the socket stays open);
 - 4403: a bad token at connection_init, or the access token expired while the socket was
-  open (a timer per socket closes it at the token's `exp`; each operation is refused too);
+  open (a timer per socket closes it at the token's `exp`; each operation is refused too),
+  or the token's session (its refresh family) was revoked: checked at connection_init, at
+  each operation, and with each renewal of the socket's lease (every third of
+  REELGRAPH_SOCKET_LEASE_S), so a socket that only holds subscriptions is closed too
+  (a deleted user is not checked: the schema has no deletion yet; when it comes, deleting
+  the user's refresh families closes their sockets on this same path);
 - 4429: a second connection_init, or too many open sockets for this user (or, without a
   token, for this client address);
 - 4500: an unexpected server error, always logged with its traceback.
@@ -188,6 +193,7 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         self.context.connection_params = message.get("payload") or {}
         try:
             self.context.authenticate_socket()
+            await self.context.check_session()
         except Unauthenticated as exc:
             await self.close(4403, f"Forbidden: {exc.message}")
             return
@@ -224,12 +230,20 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         return True
 
     async def _renew_slot(self, slot: SocketSlot) -> None:
+        """Keeps the socket counted and, on the same beat, closes it once its session was
+        revoked: a socket that only holds subscriptions sends no operation to check, and
+        is closed within a third of the lease of the revocation."""
         while True:
             await asyncio.sleep(slot.lease_ms / 3000)
             try:
                 await slot.renew()
             except RedisError:  # the next renewal tries again; the entry outlives a blip
                 logger.warning("could not renew a socket's entry in %s", slot.key, exc_info=True)
+            try:
+                await self.context.check_session()
+            except Unauthenticated as exc:
+                await self.close(4403, f"Forbidden: {exc.message}")
+                return
 
     async def _close_when_expired(self, expires_at: int) -> None:
         await asyncio.sleep(max(0.0, expires_at - time.time()))
@@ -255,8 +269,9 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
             )
             return
         try:
-            # belt and braces beside the expiry timer: no operation runs on an expired token
-            context = self.context.for_socket_operation()
+            # belt and braces beside the expiry timer and the lease's session check: no
+            # operation runs on an expired token or a revoked session
+            context = await self.context.for_socket_operation()
         except Unauthenticated as exc:
             await self.close(4403, f"Forbidden: {exc.message}")
             return
