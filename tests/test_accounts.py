@@ -99,9 +99,15 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(gql: GraphQLClient) 
     code, _ = await gql.error(REFRESH, {"t": second["refreshToken"]})
     assert code == "UNAUTHENTICATED"
 
+    # the revoked family's access tokens, still unexpired, fail every request at once
+    for token in (account.token, first["accessToken"], second["accessToken"]):
+        code, message = await gql.error(VIEWER, token=token)
+        assert (code, message) == ("UNAUTHENTICATED", "the session was revoked; sign in again")
+
     # another log-in is another family, untouched
     other = (await gql.ok(LOG_IN, {"h": account.handle, "p": account.password}))["logIn"]
     await gql.ok(REFRESH, {"t": other["refreshToken"]})
+    await gql.ok(VIEWER, token=other["accessToken"])
 
 
 async def test_tokens_of_the_wrong_type_are_refused(gql: GraphQLClient) -> None:

@@ -115,7 +115,7 @@ def _error_body(message: str, code: str, request_id: str | None = None) -> bytes
 
 
 async def graphql_context(state: State, scope: Scope) -> Context:
-    context = Context.build(state.services, _header(scope, b"authorization"))
+    context = await Context.for_request(state.services, _header(scope, b"authorization"))
     context.request_id = request_id_from(_header(scope, b"x-request-id"))
     return context
 
