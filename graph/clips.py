@@ -92,7 +92,9 @@ RETURN id, size([(b:User {id: id})-[:BLOCKS]->(v) | b.id]) > 0 AS blocks
 )
 
 # the worker's claim: a queued clip, one whose worker stopped renewing its lease, or a
-# redelivery of the very task (the owner is the task id) whose worker died
+# redelivery of the very task (the owner is the task id) whose worker died. renderWorker names
+# the worker process (host:pid) that made the claim: the one thing a worker's parent process,
+# failing a render its hard time limit killed, knows of the claim besides the task id
 CLAIM_RENDER = Cypher(
     """
 MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
@@ -101,7 +103,8 @@ WITH a, c
 WHERE c.state = 'QUEUED'
    OR (c.state = 'RENDERING' AND (c.renderLeaseUntil < $now OR c.renderOwner = $owner))
 SET c.state = 'RENDERING', c.renderOwner = $owner, c.renderLeaseUntil = $leaseUntil,
-    c.renderAttempts = c.renderAttempts + 1, c.renderProgress = 0.0, c.updatedAt = $now
+    c.renderAttempts = c.renderAttempts + 1, c.renderProgress = 0.0, c.updatedAt = $now,
+    c.renderWorker = $worker
 RETURN c {.*, authorId: a.id} AS clip
 """
 )
@@ -155,20 +158,27 @@ SET c.state = 'DRAFT', c.renderProgress = 1.0, c.renderedAt = $now, c.updatedAt 
     c.videoKey = $video.key, c.sha256 = $video.sha256, c.videoDurationMs = $video.durationMs,
     c.width = $video.width, c.height = $video.height, c.fps = $video.fps,
     c.hasAudio = $video.hasAudio, c.sizeBytes = $video.sizeBytes, c.mimeType = $video.mimeType,
-    c.renderOwner = null, c.renderLeaseUntil = null
+    c.renderOwner = null, c.renderLeaseUntil = null, c.renderWorker = null
 RETURN c {.*, authorId: a.id} AS clip
 """
 )
 
+# Only the claim that holds the render may fail it, as for REPORT_PROGRESS: a stale claim of
+# the same task (its soft time limit or retry budget running out after a redelivery took the
+# clip back) must not fail the newer claim's render. A claim is its attempt; the parent of a
+# worker process its hard time limit killed knows only the task id and that process, so it
+# names the process instead ($attempt null): a prefork process runs one task at a time, so
+# a newer claim made while it lived came from another process and never matches, and a clip left with no claim of this task is not touched
 FAIL_RENDER = Cypher(
     """
 MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
 SET c._lock = true REMOVE c._lock
 WITH a, c
 WHERE (c.state = 'QUEUED' AND c.renderOwner IS NULL)
-   OR (c.state = 'RENDERING' AND c.renderOwner = $owner)
+   OR (c.state = 'RENDERING' AND c.renderOwner = $owner
+       AND (c.renderAttempts = $attempt OR ($attempt IS NULL AND c.renderWorker = $worker)))
 SET c.state = 'FAILED', c.failureReason = $reason, c.updatedAt = $now,
-    c.renderOwner = null, c.renderLeaseUntil = null
+    c.renderOwner = null, c.renderLeaseUntil = null, c.renderWorker = null
 RETURN c {.*, authorId: a.id} AS clip
 """
 )
@@ -191,7 +201,7 @@ SET c._lock = true REMOVE c._lock
 WITH a, c
 WHERE c.state <> 'REMOVED'
 SET c.state = 'REMOVED', c.removedAt = $now, c.removedBy = $removedBy, c.updatedAt = $now,
-    c.renderOwner = null
+    c.renderOwner = null, c.renderWorker = null
 RETURN c {.*, authorId: a.id} AS clip
 """
 )
@@ -278,12 +288,17 @@ async def authors_blocking_viewer(db: GraphDriver, viewer_id: str, ids: list[str
 
 
 async def claim_render(
-    db: GraphDriver, clip_id: str, owner: str, now: int, lease_until: int
+    db: GraphDriver,
+    clip_id: str,
+    owner: str,
+    now: int,
+    lease_until: int,
+    *,
+    worker: str | None = None,
 ) -> Row | None:
-    rows = await db.write(
-        CLAIM_RENDER, {"id": clip_id, "owner": owner, "now": now, "leaseUntil": lease_until}
-    )
-    return _clip(rows)
+    """The clip, claimed by task owner in worker process worker (host:pid); None if held."""
+    params = {"id": clip_id, "owner": owner, "now": now, "leaseUntil": lease_until}
+    return _clip(await db.write(CLAIM_RENDER, {**params, "worker": worker}))
 
 
 async def stale_renders(
@@ -331,9 +346,26 @@ async def keys_in_use(db: GraphDriver, files: list[tuple[str, str]]) -> set[str]
 
 
 async def fail_render(
-    db: GraphDriver, clip_id: str, owner: str | None, reason: str, now: int
+    db: GraphDriver,
+    clip_id: str,
+    owner: str | None,
+    reason: str,
+    now: int,
+    *,
+    attempt: int | None = None,
+    worker: str | None = None,
 ) -> Row | None:
-    params = {"id": clip_id, "owner": owner or "", "reason": reason, "now": now}
+    """The FAILED clip; None when this claim (owner and attempt, or owner and worker when
+    the attempt is unknown) does not hold the render. With neither, only a clip no claim
+    ever took (QUEUED) fails."""
+    params = {
+        "id": clip_id,
+        "owner": owner or "",
+        "attempt": attempt,
+        "worker": worker,
+        "reason": reason,
+        "now": now,
+    }
     return _clip(await db.write(FAIL_RENDER, params))
 
 

@@ -454,3 +454,85 @@ async def test_a_render_that_finishes_after_its_clip_was_removed_leaves_no_file(
     row = (await clip_repo.clips_by_ids(graph, [raw_id]))[raw_id]
     assert row["state"] == "REMOVED" and row.get("videoKey") is None
     assert stored_files(settings, raw_id) == []
+
+
+def _send_render(settings, clip_id: str, task_id: str) -> None:
+    """Publish a render task with a chosen id: a second send is a redelivery of the first."""
+    from workers.celery_app import make_celery
+    from workers.queue import RENDER_TASK
+
+    celery_app = make_celery(settings)
+    try:
+        celery_app.send_task(RENDER_TASK, args=[clip_id], task_id=task_id)
+    finally:
+        celery_app.close()
+
+
+async def test_a_stale_claim_of_the_same_task_cannot_fail_the_newer_claims_render(
+    gql: GraphQLClient, graph, settings, worker_log, gate
+) -> None:
+    """Two deliveries of one task claim one clip; the older one fails last, and is refused."""
+    ann = await gql.sign_up("stale")
+    clip_id, raw_id = await create(gql, ann.token, "redelivered while rendering")
+    purge_render_queue(settings)  # the deliveries are the test's, with one task id
+    task_id = f"render-{raw_id}"
+    w = start_gated_worker(
+        settings, worker_log, REELGRAPH_WORKER_CONCURRENCY="2", REELGRAPH_RENDER_LEASE_S="10"
+    )
+    try:
+        await asyncio.to_thread(_send_render, settings, raw_id, task_id)
+        first = await reached(gate, raw_id)
+        # the first delivery renders, then holds without renewing its lease, so it never
+        # learns before it fails that the redelivery took the clip back
+        gate.order(raw_id, first["arrival"], "render-and-hold")
+        assert (await reached(gate, raw_id))["point"] == "rendered"
+        await asyncio.to_thread(_send_render, settings, raw_id, task_id)
+        second = await reached(gate, raw_id)  # the owner matched: claimed again at once
+        assert second == {"arrival": 2, "point": "started"}
+        row = (await clip_repo.clips_by_ids(graph, [raw_id]))[raw_id]
+        assert (row["state"], row["renderAttempts"]) == ("RENDERING", 2)
+
+        # the first delivery's renderer breaks: it fails as its own claim (attempt 1)
+        gate.order(raw_id, first["arrival"], "break")
+        await wait_log(worker_log, f"clip {raw_id}: not failed; claim {task_id} attempt 1")
+        row = (await clip_repo.clips_by_ids(graph, [raw_id]))[raw_id]
+        assert (row["state"], row["renderAttempts"]) == ("RENDERING", 2)
+        assert row.get("failureReason") is None
+
+        gate.order(raw_id, second["arrival"], "render")
+        draft = await wait_state(gql, ann.token, clip_id, {"DRAFT", "FAILED"})
+    finally:
+        w.stop()
+    assert draft["state"] == "DRAFT", draft["failureReason"]
+    row = (await clip_repo.clips_by_ids(graph, [raw_id]))[raw_id]
+    assert row["renderAttempts"] == 2 and row.get("failureReason") is None
+    assert stored_files(settings, raw_id) == [Path(row["videoKey"]).name]
+
+
+async def test_only_the_claim_holding_a_render_fails_it(gql: GraphQLClient, graph) -> None:
+    """FAIL_RENDER's guard: the claim's attempt, or (for a hard time limit's parent, which
+    knows no attempt) the worker process that made the claim; the newest claim wins."""
+    ann = await gql.sign_up("guard")
+    author, raw_id, now = decode_id(ann.id, "User"), f"guard-{time.time_ns()}", 1_000
+    params = {"authorId": author, "id": raw_id, "prompt": "guarded", "moods": []}
+    assert await clip_repo.create_clip(graph, {**params, "durationS": 5, "seed": 1, "now": now})
+    lease = now + 60_000
+    for worker in ("host:1", "host:2"):  # a redelivery of task-1, from another process
+        claimed = await clip_repo.claim_render(graph, raw_id, "task-1", now, lease, worker=worker)
+        assert claimed is not None
+    assert claimed["renderAttempts"] == 2
+
+    refused = [
+        {"attempt": 1},  # the stale claim
+        {"attempt": None, "worker": "host:1"},  # the stale claim's process, killed
+        {"attempt": None},  # neither known: only a clip nothing claimed may fail
+    ]
+    for claim in refused:
+        assert await clip_repo.fail_render(graph, raw_id, "task-1", "no", now, **claim) is None
+    assert await clip_repo.fail_render(graph, raw_id, "task-2", "no", now, attempt=2) is None
+    row = (await clip_repo.clips_by_ids(graph, [raw_id]))[raw_id]
+    assert row["state"] == "RENDERING"
+
+    failed = await clip_repo.fail_render(graph, raw_id, "task-1", "late", now, worker="host:2")
+    assert failed is not None and failed["failureReason"] == "late"
+    assert failed["state"] == "FAILED" and failed.get("renderWorker") is None

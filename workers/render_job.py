@@ -27,7 +27,7 @@ from media.store import MediaStore, clip_video_key
 from workers.failures import too_many_attempts_reason
 from workers.renderers import RenderCancelled, Renderer, RenderSpec
 
-__all__ = ["Busy", "RenderRuntime", "fail", "render_video_key", "run_render"]
+__all__ = ["Busy", "Claim", "RenderRuntime", "fail", "render_video_key", "run_render"]
 
 logger = logging.getLogger(__name__)
 _PROGRESS_INTERVAL_S = 0.5
@@ -56,6 +56,20 @@ class RenderRuntime:
         return self.loop.run_until_complete(coro)
 
 
+@dataclass
+class Claim:
+    """One try of a render task at the clip: the task id (owner), the worker process making
+    the try (host:pid), and the attempt its claim got, None until the claim succeeds.
+
+    Only the claim with the clip's current attempt may report, finish or fail the render: a
+    redelivery of the same task takes the clip back at once and bumps the attempt.
+    """
+
+    owner: str
+    worker: str | None = None
+    attempt: int | None = None
+
+
 def _now() -> int:
     return int(time.time() * 1000)
 
@@ -66,13 +80,21 @@ def render_video_key(clip_id: str, sha256: str, owner: str, attempt: int) -> str
     return clip_video_key(clip_id, claim)
 
 
-def run_render(rt: RenderRuntime, clip_id: str, owner: str) -> str:
+def run_render(rt: RenderRuntime, clip_id: str, claim: Claim | str) -> str:
     """Render a clip to DRAFT. Returns what happened; raises Busy or transient errors.
 
-    owner is the task id: the same across retries and redeliveries of one task.
+    claim.owner (or claim itself, a bare task id) is the task id: the same across retries and
+    redeliveries of one task. claim.attempt is set once the clip is claimed, so a caller that
+    catches an error from here fails the render as this claim, never as a newer one.
     """
+    claim = Claim(claim) if isinstance(claim, str) else claim
+    owner = claim.owner
     now = _now()
-    clip = rt.run(clip_repo.claim_render(rt.graph, clip_id, owner, now, now + rt.lease_s * 1000))
+    clip = rt.run(
+        clip_repo.claim_render(
+            rt.graph, clip_id, owner, now, now + rt.lease_s * 1000, worker=claim.worker
+        )
+    )
     if clip is None:
         state = rt.run(clip_repo.render_state(rt.graph, clip_id))
         if state is None:
@@ -81,9 +103,9 @@ def run_render(rt: RenderRuntime, clip_id: str, owner: str) -> str:
             # the holder renews its lease while it renders: look again when it may have lapsed
             raise Busy(retry_in_s=(state["leaseUntil"] - now) / 1000 + _PROGRESS_INTERVAL_S)
         return f"skipped:{state['state']}"
-    attempt = int(clip["renderAttempts"])
+    attempt = claim.attempt = int(clip["renderAttempts"])
     if attempt > rt.max_attempts:
-        fail(rt, clip_id, owner, too_many_attempts_reason(rt.max_attempts))
+        fail(rt, clip_id, claim, too_many_attempts_reason(rt.max_attempts))
         return "failed"
 
     spec = RenderSpec(
@@ -149,5 +171,25 @@ def _store(rt: RenderRuntime, clip_id: str, owner: str, attempt: int, path: Path
     return "rendered"
 
 
-def fail(rt: RenderRuntime, clip_id: str, owner: str | None, reason: str) -> None:
-    rt.run(clip_repo.fail_render(rt.graph, clip_id, owner, reason[:500], _now()))
+def fail(rt: RenderRuntime, clip_id: str, claim: Claim, reason: str) -> bool:
+    """Fail the render as this claim; False (and the clip untouched) when it no longer holds
+    it: removed, finished, or taken over by a newer claim, of this task or another."""
+    failed = rt.run(
+        clip_repo.fail_render(
+            rt.graph,
+            clip_id,
+            claim.owner,
+            reason[:500],
+            _now(),
+            attempt=claim.attempt,
+            worker=claim.worker,
+        )
+    )
+    if failed is None:
+        logger.info(
+            "clip %s: not failed; claim %s attempt %s no longer holds it",
+            clip_id,
+            claim.owner,
+            claim.attempt,
+        )
+    return failed is not None

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from celery import Celery, Task
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import (
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
     worker_shutting_down,
 )
+from celery.worker import state as worker_state
+from celery.worker.request import Request
 
 from graph.driver import driver_for
 from media.store import open_media_store
@@ -20,7 +23,7 @@ from settings import Settings
 from workers.failures import failure_reason, retry_delay_s, time_limit_reason, transient_reason
 from workers.queue import RENDER_TASK
 from workers.reaper import start_reaper
-from workers.render_job import Busy, RenderRuntime, fail, run_render
+from workers.render_job import Busy, Claim, RenderRuntime, fail, run_render
 from workers.renderers import get_renderer
 
 __all__ = ["register_tasks"]
@@ -83,13 +86,23 @@ def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
         if _runtime is not None:
             _runtime.run(_runtime.graph.close())
 
-    class RenderTask(Task):
-        def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+    class RenderRequest(Request):
+        """The parent's view of a render task: it alone outlives a hard time limit."""
+
+        def on_timeout(self, soft: bool, timeout: float) -> None:
+            super().on_timeout(soft, timeout)
+            if soft or worker_state.should_terminate or not self.args:
+                return
             # the hard time limit killed the child: the parent records why, or the clip
-            # would wait in RENDERING for a task that no longer exists
-            if isinstance(exc, TimeLimitExceeded) and args:
-                reason = time_limit_reason(settings.render_time_limit_s)
-                _fail_quietly(runtime(with_renderer=False), args[0], task_id, reason)
+            # would wait in RENDERING for a task that no longer exists. It knows the task id
+            # and the killed process, not the attempt: it fails the claim that process made
+            # (a redelivery of this task running elsewhere claimed from another process)
+            reason = time_limit_reason(settings.render_time_limit_s)
+            claim = Claim(self.id, worker=_worker_name(self.hostname, self.worker_pid))
+            _fail_quietly(runtime(with_renderer=False), self.args[0], claim, reason)
+
+    class RenderTask(Task):
+        Request = RenderRequest
 
     @app.task(
         bind=True,
@@ -101,9 +114,9 @@ def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
     )
     def render_clip(self: Task, clip_id: str, transient_failures: int = 0) -> str:
         rt = runtime()
-        owner = self.request.id
+        claim = Claim(self.request.id, worker=_worker_name(self.request.hostname, os.getpid()))
         try:
-            outcome = run_render(rt, clip_id, owner)
+            outcome = run_render(rt, clip_id, claim)
         except Busy as busy:
             logger.info(
                 "clip %s is being rendered elsewhere; retry in %.1f s", clip_id, busy.retry_in_s
@@ -112,14 +125,14 @@ def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
                 countdown=busy.retry_in_s, kwargs={"transient_failures": transient_failures}
             ) from None
         except SoftTimeLimitExceeded:
-            fail(rt, clip_id, owner, time_limit_reason(settings.render_soft_time_limit_s))
+            fail(rt, clip_id, claim, time_limit_reason(settings.render_soft_time_limit_s))
             return "failed"
         except Exception as exc:
             reason = transient_reason(exc)
             if reason is None:
                 # the details are for operators; the clip gets a sentence without them
                 logger.exception("render of %s failed", clip_id)
-                _fail_quietly(rt, clip_id, owner, failure_reason(exc))
+                _fail_quietly(rt, clip_id, claim, failure_reason(exc))
                 return "failed"
             if transient_failures >= settings.render_max_retries:
                 logger.error(
@@ -129,7 +142,7 @@ def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
                     exc,
                     exc_info=True,
                 )
-                _fail_quietly(rt, clip_id, owner, reason)
+                _fail_quietly(rt, clip_id, claim, reason)
                 return "failed"
             delay = retry_delay_s(transient_failures, settings.render_retry_backoff_s)
             logger.warning(
@@ -146,9 +159,14 @@ def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
         return outcome
 
 
-def _fail_quietly(rt: RenderRuntime, clip_id: str, owner: str, reason: str) -> None:
+def _worker_name(hostname: str | None, pid: int | None) -> str | None:
+    """The worker process a claim was made from, as the child and its parent both name it."""
+    return f"{hostname}:{pid}" if hostname and pid else None
+
+
+def _fail_quietly(rt: RenderRuntime, clip_id: str, claim: Claim, reason: str) -> None:
     """Mark the clip failed if the graph answers; if not, the reaper finds it later."""
     try:
-        fail(rt, clip_id, owner, reason)
+        fail(rt, clip_id, claim, reason)
     except Exception as exc:  # the graph or its connection is down too
         logger.warning("could not mark clip %s failed: %r", clip_id, exc)
