@@ -168,7 +168,7 @@ RETURN c {.*, authorId: a.id} AS clip
 # clip back) must not fail the newer claim's render. A claim is its attempt; the parent of a
 # worker process its hard time limit killed knows only the task id and that process, so it
 # names the process instead ($attempt null): a prefork process runs one task at a time, so
-# a newer claim made while it lived came from another process and never matches, and a clip left with no claim of this task is not touched
+# a newer claim made while it lived came from another process and never matches
 FAIL_RENDER = Cypher(
     """
 MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
