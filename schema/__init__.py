@@ -11,6 +11,7 @@ from resolvers import users as user_resolvers
 from resolvers.ids import decode_any, decode_id
 from schema.base import Node
 from schema.clips import Clip, ClipConnection, ClipState, CreateClipInput, clip_connection
+from schema.engagement import EngagementMutations
 from schema.extensions import (
     CheckNestedArguments,
     MaxNodes,
@@ -19,6 +20,8 @@ from schema.extensions import (
     error_extension,
     limit_extensions,
 )
+from schema.feeds import FeedQueries
+from schema.lineage import LineageQueries
 from schema.rate_limits import MutationRateLimit
 from schema.users import AuthPayload, SignUpInput, User
 
@@ -41,7 +44,7 @@ async def _user(info: Info, user_id: str) -> dict:
 
 
 @strawberry.type
-class Query:
+class Query(FeedQueries, LineageQueries):
     @strawberry.field
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, raw_id = decode_any(id)
@@ -79,7 +82,7 @@ class Query:
 
 
 @strawberry.type
-class Mutation:
+class Mutation(EngagementMutations):
     @strawberry.mutation
     async def sign_up(self, info: Info, input: SignUpInput) -> AuthPayload:
         pair = await user_resolvers.sign_up(

@@ -13,6 +13,8 @@ from resolvers import clips as clip_resolvers
 from resolvers.ids import encode_id
 from resolvers.pagination import Page
 from schema.base import Connection, Node, connection, from_epoch_ms
+from schema.engagement import ClipEngagementFields
+from schema.lineage import ClipLineageFields
 
 if TYPE_CHECKING:
     from schema.users import User
@@ -51,7 +53,7 @@ class VideoAsset:
 
 
 @strawberry.type
-class Clip(Node):
+class Clip(Node, ClipEngagementFields, ClipLineageFields):
     row: strawberry.Private[dict]
     prompt: str
     state: ClipState
