@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from strawberry.dataloader import DataLoader
 
 from graph import clips as clip_repo
+from graph import engagement as engagement_repo
 from graph import users as user_repo
 from graph.driver import GraphDriver
 
@@ -47,6 +48,8 @@ class Loaders:
     clip_by_id: DataLoader = field(init=False)
     author_blocks_viewer: DataLoader = field(init=False)
     clip_page_by_author: DataLoader = field(init=False)
+    viewer_likes_clip: DataLoader = field(init=False)
+    published_remix_count_by_clip: DataLoader = field(init=False)
 
     def __post_init__(self) -> None:
         self.user_by_id = _loader(self._users_by_ids)
@@ -56,6 +59,8 @@ class Loaders:
         self.clip_by_id = _loader(self._clips_by_ids)
         self.author_blocks_viewer = _loader(self._authors_blocking_viewer)
         self.clip_page_by_author = _loader(self._clip_pages)
+        self.viewer_likes_clip = _loader(self._viewer_likes)
+        self.published_remix_count_by_clip = _loader(self._published_remix_counts)
 
     async def _users_by_ids(self, ids: list[str]) -> list[dict | None]:
         found = await user_repo.users_by_ids(self.db, ids)
@@ -108,3 +113,13 @@ class Loaders:
             for author_id in author_ids:
                 pages[ClipPageKey(author_id, limit, after)] = found.get(author_id, [])
         return [pages[key] for key in keys]
+
+    async def _viewer_likes(self, ids: list[str]) -> list[bool]:
+        if self.viewer_id is None:
+            return [False] * len(ids)
+        found = await engagement_repo.viewer_likes(self.db, self.viewer_id, ids)
+        return [found.get(i, False) for i in ids]
+
+    async def _published_remix_counts(self, ids: list[str]) -> list[int]:
+        found = await engagement_repo.published_remix_counts(self.db, self.viewer_id, ids)
+        return [found.get(i, 0) for i in ids]
