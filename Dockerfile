@@ -8,6 +8,7 @@ COPY *.py ./
 COPY api ./api
 COPY auth ./auth
 COPY consent ./consent
+COPY events ./events
 COPY graph ./graph
 COPY media ./media
 COPY resolvers ./resolvers

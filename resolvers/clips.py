@@ -115,6 +115,10 @@ async def create_clip(
     # the clip exists before its task does; if the queue refuses, the clip is taken back
     await ctx.services.render_queue.enqueue(clip["id"], on_refused=_discard(ctx, clip["id"]))
     ctx.loaders.clip_by_id.prime(clip["id"], clip)
+    if parent_id is not None:
+        from resolvers.lineage import notify_remixed  # lineage builds on this module
+
+        await notify_remixed(ctx, clip)
     return clip
 
 

@@ -10,10 +10,11 @@ from strawberry.dataloader import DataLoader
 
 from graph import clips as clip_repo
 from graph import engagement as engagement_repo
+from graph import lineage as lineage_repo
 from graph import users as user_repo
 from graph.driver import GraphDriver
 
-__all__ = ["ClipPageKey", "FollowPageKey", "Loaders"]
+__all__ = ["ClipPageKey", "FollowPageKey", "Loaders", "RemixPageKey"]
 
 
 def _loader(batch: Any) -> DataLoader:
@@ -37,6 +38,14 @@ class ClipPageKey(NamedTuple):
     after: tuple[int, str] | None
 
 
+class RemixPageKey(NamedTuple):
+    """One clip's page of direct remixes: the rows asked for (page size + 1)."""
+
+    parent_id: str
+    limit: int
+    after: tuple[int, str] | None
+
+
 @dataclass
 class Loaders:
     db: GraphDriver
@@ -48,6 +57,10 @@ class Loaders:
     clip_by_id: DataLoader = field(init=False)
     author_blocks_viewer: DataLoader = field(init=False)
     clip_page_by_author: DataLoader = field(init=False)
+    ancestors_by_clip: DataLoader = field(init=False)
+    descendants_by_clip: DataLoader = field(init=False)
+    remix_page_by_parent: DataLoader = field(init=False)
+    blockers_of_user: DataLoader = field(init=False)
     viewer_likes_clip: DataLoader = field(init=False)
     published_remix_count_by_clip: DataLoader = field(init=False)
 
@@ -59,6 +72,10 @@ class Loaders:
         self.clip_by_id = _loader(self._clips_by_ids)
         self.author_blocks_viewer = _loader(self._authors_blocking_viewer)
         self.clip_page_by_author = _loader(self._clip_pages)
+        self.ancestors_by_clip = _loader(self._ancestors)
+        self.descendants_by_clip = _loader(self._descendants)
+        self.remix_page_by_parent = _loader(self._remix_pages)
+        self.blockers_of_user = _loader(self._blockers_of)
         self.viewer_likes_clip = _loader(self._viewer_likes)
         self.published_remix_count_by_clip = _loader(self._published_remix_counts)
 
@@ -123,3 +140,31 @@ class Loaders:
     async def _published_remix_counts(self, ids: list[str]) -> list[int]:
         found = await engagement_repo.published_remix_counts(self.db, self.viewer_id, ids)
         return [found.get(i, 0) for i in ids]
+
+    # --- remix lineage: one statement per level of a document, for every clip in it
+
+    async def _ancestors(self, ids: list[str]) -> list[list[dict]]:
+        found = await lineage_repo.ancestors(self.db, ids)
+        return [found[i] for i in ids]
+
+    async def _descendants(self, ids: list[str]) -> list[list[dict]]:
+        found = await lineage_repo.descendants(self.db, ids)
+        return [found[i] for i in ids]
+
+    async def _blockers_of(self, user_ids: list[str]) -> list[frozenset[str]]:
+        return [await lineage_repo.blockers_of(self.db, user_id) for user_id in user_ids]
+
+    async def _remix_pages(self, keys: list[RemixPageKey]) -> list[list[dict]]:
+        # as _follow_pages: the parents of one nested connection share its arguments
+        hidden = sorted(await self.blockers_of_user.load(self.viewer_id)) if self.viewer_id else []
+        groups: dict[tuple, list[str]] = defaultdict(list)
+        for key in keys:
+            groups[key.limit, key.after].append(key.parent_id)
+        pages: dict[RemixPageKey, list[dict]] = {}
+        for (limit, after), parent_ids in groups.items():
+            found = await lineage_repo.remix_pages(
+                self.db, parent_ids=parent_ids, hidden=hidden, after=after, limit=limit
+            )
+            for parent_id in parent_ids:
+                pages[RemixPageKey(parent_id, limit, after)] = found.get(parent_id, [])
+        return [pages[key] for key in keys]

@@ -1,0 +1,1 @@
+"""Events for users: notification records now, live delivery with the subscriptions issue."""

@@ -1,0 +1,136 @@
+"""Remix lineage: ancestors, descendants and direct remixes of clips.
+
+`(:Clip)-[:REMIX_OF]->(:Clip)` points from a remix to its parent and is written once, by
+CREATE_REMIX, when the remix is created: a clip has at most one parent and never changes it,
+so the remix graph is a forest (a new clip can only become a leaf, so no cycle can form) and a
+variable-length walk from a clip meets each ancestor or descendant exactly once. The walks are
+unbounded (`*1..`): up is one chain, down is one tree, so a walk touches each node once, and
+both engines run a single traversal instead of one statement per level.
+
+Who may see which clip is decided by the caller (resolvers/lineage.py): these statements
+return every state, with the author, so one read serves every viewer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graph.driver import Cypher, GraphDriver, Row
+
+__all__ = [
+    "ancestors",
+    "blocked_either_way",
+    "blockers_of",
+    "descendants",
+    "remix_pages",
+]
+
+# every ancestor of each clip, with its distance (1 = the parent)
+ANCESTORS = Cypher(
+    """
+UNWIND $ids AS id
+MATCH path = (:Clip {id: id})-[:REMIX_OF*1..]->(p:Clip)
+MATCH (a:User)-[:POSTED]->(p)
+RETURN id, length(path) AS depth, p {.*, authorId: a.id} AS clip
+"""
+)
+
+# every descendant of each clip, with its parent; two MATCH clauses, not one pattern: within
+# one pattern a relationship is used once, and d's own REMIX_OF is also the walk's first step
+DESCENDANTS = Cypher(
+    """
+UNWIND $ids AS rootId
+MATCH (:Clip {id: rootId})<-[:REMIX_OF*1..]-(d:Clip)
+MATCH (d)-[:REMIX_OF]->(p:Clip)
+MATCH (a:User)-[:POSTED]->(d)
+RETURN rootId, d {.*, authorId: a.id, parentId: p.id} AS clip
+"""
+)
+
+# one page of published direct remixes per parent, newest first, leaving out the clips of
+# $hidden authors (those who block the viewer); the collect-and-slice shape of
+# graph.clips PUBLISHED_BY_AUTHORS_PAGES, for the same reasons
+REMIX_PAGES = Cypher(
+    """
+UNWIND $parentIds AS parentId
+MATCH (:Clip {id: parentId})<-[:REMIX_OF]-(c:Clip)
+MATCH (a:User)-[:POSTED]->(c)
+WHERE c.state = 'PUBLISHED' AND NOT a.id IN $hidden
+  AND ($afterAt IS NULL OR c.publishedAt < $afterAt
+       OR (c.publishedAt = $afterAt AND c.id < $afterId))
+WITH parentId, c.publishedAt AS at, c, a.id AS authorId
+ORDER BY at DESC, c.id DESC
+WITH parentId, collect({at: at, c: c, authorId: authorId})[..$limit] AS kept
+UNWIND kept AS row
+WITH parentId, row.at AS at, row.c AS c, row.authorId AS authorId
+RETURN parentId, c {.*, authorId: authorId, parentId: parentId} AS clip, at
+"""
+)
+
+# the users who block this one: their clips are hidden from it in every lineage field
+BLOCKERS_OF = Cypher(
+    """
+MATCH (b:User)-[:BLOCKS]->(:User {id: $userId})
+RETURN b.id AS id
+"""
+)
+
+BLOCKED_EITHER_WAY = Cypher(
+    """
+MATCH (a:User {id: $a})
+OPTIONAL MATCH (a)-[k:BLOCKS]-(:User {id: $b})
+RETURN count(k) > 0 AS blocked
+"""
+)
+
+
+async def ancestors(db: GraphDriver, ids: list[str]) -> dict[str, list[Row]]:
+    """Per clip id, its ancestors, parent first, each row with `parentId` filled in."""
+    found: dict[str, list[Row]] = {i: [] for i in ids}
+    rows = await db.read(ANCESTORS, {"ids": ids})
+    for row in sorted(rows, key=lambda r: r["depth"]):  # the parent first
+        found[row["id"]].append(row["clip"])
+    for chain in found.values():
+        for depth, clip in enumerate(chain):  # the walk is whole: the last one has no parent
+            clip["parentId"] = chain[depth + 1]["id"] if depth + 1 < len(chain) else None
+    return found
+
+
+async def descendants(db: GraphDriver, ids: list[str]) -> dict[str, list[Row]]:
+    """Per clip id, every descendant clip row (any state), each with its `parentId`."""
+    found: dict[str, list[Row]] = {i: [] for i in ids}
+    for row in await db.read(DESCENDANTS, {"ids": ids}):
+        found[row["rootId"]].append(row["clip"])
+    return found
+
+
+async def remix_pages(
+    db: GraphDriver,
+    *,
+    parent_ids: list[str],
+    hidden: list[str],
+    after: tuple[Any, ...] | None,
+    limit: int,
+) -> dict[str, list[Row]]:
+    """Per parent, up to `limit` rows {clip, at} of its published remixes, newest first."""
+    after_at, after_id = after if after else (None, None)
+    params = {
+        "parentIds": parent_ids,
+        "hidden": hidden,
+        "afterAt": after_at,
+        "afterId": after_id,
+        "limit": limit,
+    }
+    found: dict[str, list[Row]] = {}
+    for row in await db.read(REMIX_PAGES, params):
+        found.setdefault(row["parentId"], []).append(row)
+    return found
+
+
+async def blockers_of(db: GraphDriver, user_id: str) -> frozenset[str]:
+    return frozenset(row["id"] for row in await db.read(BLOCKERS_OF, {"userId": user_id}))
+
+
+async def blocked_either_way(db: GraphDriver, a: str, b: str) -> bool:
+    rows = await db.read(BLOCKED_EITHER_WAY, {"a": a, "b": b})
+    return bool(rows and rows[0]["blocked"])

@@ -1,0 +1,175 @@
+"""Remix lineage as one viewer sees it: root, lineage, remixes, counts, fork depth, trees.
+
+What a viewer sees of a lineage: a lineage is a chain of clips the viewer may see. A clip is
+in it when it is PUBLISHED and its author does not block the viewer; the viewer's own drafts
+are listed by `drafts`, not here. A hidden clip (removed, or by someone who blocks the viewer)
+cuts the chain where it stands, both ways:
+- up: `lineage` stops before the first hidden ancestor and `root` is the last ancestor
+  before it (the clip itself when its parent is hidden);
+- down: a hidden clip leaves `remixes`, `remixCount`, `forkDepth` and `remixTree`, and so
+  do the remixes below it (they are reached only through it).
+So a clip is in remixTree(R) exactly when R is in its lineage: every field tells one story.
+
+Cycles: REMIX_OF is written only when a clip is created (graph.clips CREATE_REMIX), from the
+new clip to an existing parent, and never changed; a new clip has no remixes, so it can only
+become a leaf. A remix of one's own descendant is one more new leaf under that descendant.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+
+from errors import BadUserInput, NotFound
+from events.notifications import record_notification
+from graph import lineage as lineage_repo
+from resolvers.clips import visible_clip
+from resolvers.ids import decode_id
+from resolvers.loaders import RemixPageKey
+from resolvers.pagination import Page, make_page, page_size, time_id_cursor
+
+if TYPE_CHECKING:
+    from resolvers.context import Context
+
+__all__ = [
+    "DEFAULT_TREE_NODES",
+    "MAX_TREE_NODES",
+    "TreeNode",
+    "VisibleTree",
+    "fork_depth",
+    "lineage",
+    "notify_remixed",
+    "remix_count",
+    "remix_tree",
+    "remixes",
+    "root",
+    "visible_tree",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TREE_NODES = 500
+MAX_TREE_NODES = 10_000
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    clip: dict
+    depth: int
+    parent_id: str | None
+
+
+@dataclass(frozen=True)
+class VisibleTree:
+    """A clip and every descendant the viewer may see, breadth-first."""
+
+    nodes: list[TreeNode]  # the root first, then by depth, siblings newest first
+    max_depth: int
+
+    @property
+    def size(self) -> int:
+        return len(self.nodes)
+
+
+async def _hidden_authors(ctx: Context) -> frozenset[str]:
+    viewer_id = ctx.optional_viewer()
+    if viewer_id is None:
+        return frozenset()
+    return await ctx.loaders.blockers_of_user.load(viewer_id)
+
+
+def _in_lineage(clip: dict, hidden: frozenset[str]) -> bool:
+    return clip["state"] == "PUBLISHED" and clip["authorId"] not in hidden
+
+
+async def lineage(ctx: Context, clip: dict) -> list[dict]:
+    """The ancestors the viewer may see, parent first, up to the first hidden one."""
+    hidden = await _hidden_authors(ctx)
+    shown: list[dict] = []
+    for ancestor in await ctx.loaders.ancestors_by_clip.load(clip["id"]):
+        if not _in_lineage(ancestor, hidden):
+            break
+        shown.append(ancestor)
+    return shown
+
+
+async def root(ctx: Context, clip: dict) -> dict:
+    """The first ancestor of the chain the viewer sees (the clip itself for an original)."""
+    chain = await lineage(ctx, clip)
+    return chain[-1] if chain else clip
+
+
+def _newest_first(clip: dict) -> tuple[int, str]:
+    return (clip.get("publishedAt") or 0, clip["id"])
+
+
+async def visible_tree(ctx: Context, clip: dict) -> VisibleTree:
+    hidden = await _hidden_authors(ctx)
+    children: dict[str, list[dict]] = defaultdict(list)
+    for row in await ctx.loaders.descendants_by_clip.load(clip["id"]):
+        if _in_lineage(row, hidden):
+            children[row["parentId"]].append(row)
+    nodes = [TreeNode(clip, 0, None)]
+    queue = deque(nodes)
+    while queue:  # breadth-first; a hidden clip is never queued, so its subtree is cut
+        node = queue.popleft()
+        below = sorted(children.get(node.clip["id"], ()), key=_newest_first, reverse=True)
+        for child in below:
+            child_node = TreeNode(child, node.depth + 1, node.clip["id"])
+            nodes.append(child_node)
+            queue.append(child_node)
+    return VisibleTree(nodes, max(node.depth for node in nodes))
+
+
+async def remix_count(ctx: Context, clip: dict) -> int:
+    return (await visible_tree(ctx, clip)).size - 1
+
+
+async def fork_depth(ctx: Context, clip: dict) -> int:
+    return (await visible_tree(ctx, clip)).max_depth
+
+
+async def remixes(ctx: Context, clip: dict, first: int | None, after: str | None) -> Page[dict]:
+    """Direct published remixes the viewer may see, newest first."""
+    limit = page_size(first, ctx.settings.max_page_size)
+    cursor = time_id_cursor(after)
+    rows = await ctx.loaders.remix_page_by_parent.load(RemixPageKey(clip["id"], limit + 1, cursor))
+    page = make_page(rows, limit, key=lambda row: (row["at"], row["clip"]["id"]))
+    return Page([(c, row["clip"]) for c, row in page.items], page.has_next_page)
+
+
+async def remix_tree(
+    ctx: Context, clip_id: str, max_nodes: int | None
+) -> tuple[VisibleTree, bool, int]:
+    """(the tree cut to max_nodes, truncated, size of the whole visible tree)."""
+    max_nodes = DEFAULT_TREE_NODES if max_nodes is None else max_nodes
+    if not 1 <= max_nodes <= MAX_TREE_NODES:  # before any read
+        raise BadUserInput(f"maxNodes must be between 1 and {MAX_TREE_NODES}")
+    clip = await visible_clip(ctx, decode_id(clip_id, "Clip"))
+    if clip is None:
+        raise NotFound("no such clip")
+    tree = await visible_tree(ctx, clip)
+    shown = VisibleTree(tree.nodes[:max_nodes], tree.max_depth)
+    return shown, tree.size > max_nodes, tree.size
+
+
+async def notify_remixed(ctx: Context, clip: dict) -> None:
+    """Tell the parent's author that clip (a new remix) was made: a CLIP_REMIXED record.
+
+    Never for a self-remix nor between users where either blocks the other. The remix exists
+    already, so a Redis failure here is logged and the mutation still succeeds."""
+    parent = await ctx.loaders.clip_by_id.load(clip["parentId"])
+    actor_id = clip["authorId"]
+    if parent is None or parent["authorId"] == actor_id:
+        return
+    if await lineage_repo.blocked_either_way(ctx.services.graph, actor_id, parent["authorId"]):
+        return
+    payload = {"clipId": clip["id"], "actorId": actor_id, "at": clip["createdAt"]}
+    try:
+        await record_notification(ctx.services.redis, parent["authorId"], "CLIP_REMIXED", payload)
+    except (RedisError, OSError):
+        logger.exception("could not record CLIP_REMIXED for remix %s", clip["id"])

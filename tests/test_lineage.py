@@ -1,0 +1,273 @@
+"""Remix lineage: root, lineage, remixes, remixCount, forkDepth, remixTree, who sees what,
+why no cycle can be made, and the CLIP_REMIXED notification record.
+
+Clips are made PUBLISHED through the repository at fixed times (no worker renders here);
+createClip's remixes wait in the broker and are dropped when the module ends.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis.asyncio as aredis
+from conftest import GraphQLClient, purge_render_queue
+from ulid import ULID
+
+from events.notifications import stream_key
+from graph import clips as clip_repo
+from resolvers.ids import decode_id, encode_id
+
+LINEAGE = """query($id: ID!) { clip(id: $id) { id
+  root { id } lineage { id } remixCount forkDepth
+  remixes(first: 10) { edges { node { id } } } } }"""
+REMIXES = """query($id: ID!, $first: Int, $after: String) { clip(id: $id) {
+  remixes(first: $first, after: $after) {
+    edges { cursor node { id } } pageInfo { hasNextPage endCursor } } } }"""
+TREE = """query($id: ID!, $max: Int) { remixTree(clipId: $id, maxNodes: $max) {
+  root { id } nodes { clip { id } depth parentId } truncated maxDepth size } }"""
+CREATE = """mutation($input: CreateClipInput!) { createClip(input: $input) {
+  id state remixOf { id } lineage { id } } }"""
+BLOCK = "mutation($id: ID!) { blockUser(userId: $id) { id } }"
+DELETE = "mutation($id: ID!) { deleteClip(clipId: $id) { id state } }"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_queued_tasks(settings):
+    yield
+    purge_render_queue(settings)
+
+
+def _raw(account) -> str:
+    return decode_id(account.id, "User")
+
+
+def _gid(raw: str) -> str:
+    return encode_id("Clip", raw)
+
+
+async def _published(graph, author, at: int, parent: str | None = None, publish=True) -> str:
+    """A clip (a remix of parent's raw id when given) rendered and published at a fixed time."""
+    clip_id = str(ULID())
+    params = {
+        "authorId": _raw(author),
+        "id": clip_id,
+        "prompt": "a clip in a lineage",
+        "moods": [],
+        "durationS": 1,
+        "seed": 1,
+        "now": at,
+        "parentId": parent,
+    }
+    assert await clip_repo.create_clip(graph, params)
+    assert await clip_repo.claim_render(graph, clip_id, "test-owner", at, at + 60_000)
+    video = {
+        "key": f"clips/{clip_id}.mp4",
+        "sha256": "0" * 64,
+        "durationMs": 1000,
+        "width": 64,
+        "height": 64,
+        "fps": 8.0,
+        "hasAudio": False,
+        "sizeBytes": 1,
+        "mimeType": "video/mp4",
+    }
+    assert await clip_repo.finish_render(graph, clip_id, "test-owner", 1, video, at)
+    if publish:
+        assert await clip_repo.publish(graph, _raw(author), clip_id, at)
+    return clip_id
+
+
+def _ids(items: list[dict]) -> list[str]:
+    return [decode_id(item["id"], "Clip") for item in items]
+
+
+def _edge_ids(connection: dict) -> list[str]:
+    return [decode_id(edge["node"]["id"], "Clip") for edge in connection["edges"]]
+
+
+@pytest.fixture
+async def family(gql: GraphQLClient, graph) -> dict:
+    """O (by u1) <- A (u2) <- B (u3); O <- C (u2, newest); A <- D (u3, an unpublished draft)."""
+    u1, u2, u3 = [await gql.sign_up(name) for name in ("orig", "remixer", "deep")]
+    o = await _published(graph, u1, 100)
+    a = await _published(graph, u2, 200, o)
+    b = await _published(graph, u3, 300, a)
+    c = await _published(graph, u2, 400, o)
+    d = await _published(graph, u3, 500, a, publish=False)
+    return {"u1": u1, "u2": u2, "u3": u3, "O": o, "A": a, "B": b, "C": c, "D": d}
+
+
+async def test_lineage_fields_of_a_small_family(gql: GraphQLClient, family) -> None:
+    f = family
+    o = (await gql.ok(LINEAGE, {"id": _gid(f["O"])}))["clip"]
+    assert decode_id(o["root"]["id"], "Clip") == f["O"]  # an original is its own root
+    assert o["lineage"] == []
+    assert _edge_ids(o["remixes"]) == [f["C"], f["A"]]  # newest first, the draft left out
+    assert o["remixCount"] == 3 and o["forkDepth"] == 2
+    b = (await gql.ok(LINEAGE, {"id": _gid(f["B"])}))["clip"]
+    assert _ids(b["lineage"]) == [f["A"], f["O"]]  # parent first, up to the root
+    assert decode_id(b["root"]["id"], "Clip") == f["O"]
+    assert b["remixCount"] == 0 and b["forkDepth"] == 0 and b["remixes"]["edges"] == []
+    a = (await gql.ok(LINEAGE, {"id": _gid(f["A"])}, f["u3"].token))["clip"]
+    # even its author's own draft remix is not in the lineage fields (drafts lists it)
+    assert a["remixCount"] == 1 and _edge_ids(a["remixes"]) == [f["B"]]
+
+
+async def test_remix_tree_is_breadth_first_and_bounded(gql: GraphQLClient, family) -> None:
+    f = family
+    tree = (await gql.ok(TREE, {"id": _gid(f["O"])}))["remixTree"]
+    got = [(decode_id(n["clip"]["id"], "Clip"), n["depth"], n["parentId"]) for n in tree["nodes"]]
+    assert got == [
+        (f["O"], 0, None),
+        (f["C"], 1, _gid(f["O"])),
+        (f["A"], 1, _gid(f["O"])),
+        (f["B"], 2, _gid(f["A"])),
+    ]
+    assert (tree["size"], tree["maxDepth"], tree["truncated"]) == (4, 2, False)
+    assert decode_id(tree["root"]["id"], "Clip") == f["O"]
+    cut = (await gql.ok(TREE, {"id": _gid(f["O"]), "max": 2}))["remixTree"]
+    assert [decode_id(n["clip"]["id"], "Clip") for n in cut["nodes"]] == [f["O"], f["C"]]
+    # size and maxDepth describe the whole visible tree, not the nodes returned
+    assert (cut["size"], cut["maxDepth"], cut["truncated"]) == (4, 2, True)
+    sub = (await gql.ok(TREE, {"id": _gid(f["A"]), "max": 1}))["remixTree"]
+    assert (sub["size"], sub["maxDepth"], sub["truncated"]) == (2, 1, True)
+
+
+async def test_bad_arguments_are_client_errors(gql: GraphQLClient, family) -> None:
+    for bad in (0, -1, 10_001):
+        code, message = await gql.error(TREE, {"id": _gid(family["O"]), "max": bad})
+        assert code == "BAD_USER_INPUT" and "maxNodes" in message
+    code, _ = await gql.error(REMIXES, {"id": _gid(family["O"]), "after": "not-a-cursor"})
+    assert code == "BAD_USER_INPUT"
+    code, _ = await gql.error(REMIXES, {"id": _gid(family["O"]), "first": -1})
+    assert code == "BAD_USER_INPUT"
+    draft = _gid(family["D"])  # someone else's draft is no tree root for anyone else
+    code, _ = await gql.error(TREE, {"id": draft}, family["u1"].token)
+    assert code == "NOT_FOUND"
+
+
+async def test_remixes_page_with_keyset_cursors(gql: GraphQLClient, graph) -> None:
+    author, fan = await gql.sign_up("paged"), await gql.sign_up("pagefan")
+    parent = await _published(graph, author, 1000)
+    times = (1100, 1100, 1200, 1300, 1300)  # ties in publishedAt: the id breaks them
+    kids = [await _published(graph, fan, at, parent) for at in times]
+    expected = [k for _, k in sorted(zip(times, kids, strict=True), reverse=True)]
+    seen, after = [], None
+    while True:
+        data = await gql.ok(REMIXES, {"id": _gid(parent), "first": 2, "after": after})
+        page = data["clip"]["remixes"]
+        seen += _edge_ids(page)
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == expected
+    # a remix published between pages lands on the first page, not in the middle
+    first = (await gql.ok(REMIXES, {"id": _gid(parent), "first": 2}))["clip"]["remixes"]
+    newer = await _published(graph, fan, 2000, parent)
+    rest = await gql.ok(
+        REMIXES, {"id": _gid(parent), "first": 10, "after": first["pageInfo"]["endCursor"]}
+    )
+    assert _edge_ids(rest["clip"]["remixes"]) == expected[2:]
+    assert newer not in expected
+
+
+async def test_a_removed_clip_cuts_its_branch(gql: GraphQLClient, family) -> None:
+    f = family
+    await gql.ok(DELETE, {"id": _gid(f["A"])}, f["u2"].token)
+    o = (await gql.ok(LINEAGE, {"id": _gid(f["O"])}))["clip"]
+    assert _edge_ids(o["remixes"]) == [f["C"]]
+    assert o["remixCount"] == 1 and o["forkDepth"] == 1
+    tree = (await gql.ok(TREE, {"id": _gid(f["O"])}))["remixTree"]
+    assert [decode_id(n["clip"]["id"], "Clip") for n in tree["nodes"]] == [f["O"], f["C"]]
+    assert (tree["size"], tree["maxDepth"]) == (2, 1)
+    b = (await gql.ok(LINEAGE, {"id": _gid(f["B"])}))["clip"]
+    # the chain stops before the removed parent: B is the root of what remains visible
+    assert b["lineage"] == [] and decode_id(b["root"]["id"], "Clip") == f["B"]
+
+
+async def test_a_block_hides_the_blockers_clips_in_every_lineage_field(
+    gql: GraphQLClient, family
+) -> None:
+    f = family
+    viewer = await gql.sign_up("blocked")
+    await gql.ok(BLOCK, {"id": viewer.id}, f["u2"].token)  # u2 (A and C) blocks the viewer
+    o = (await gql.ok(LINEAGE, {"id": _gid(f["O"])}, viewer.token))["clip"]
+    assert o["remixes"]["edges"] == [] and o["remixCount"] == 0 and o["forkDepth"] == 0
+    tree = (await gql.ok(TREE, {"id": _gid(f["O"])}, viewer.token))["remixTree"]
+    assert len(tree["nodes"]) == 1 and (tree["size"], tree["maxDepth"]) == (1, 0)
+    b = (await gql.ok(LINEAGE, {"id": _gid(f["B"])}, viewer.token))["clip"]
+    assert b["lineage"] == [] and decode_id(b["root"]["id"], "Clip") == f["B"]
+    code, _ = await gql.error(TREE, {"id": _gid(f["A"])}, viewer.token)
+    assert code == "NOT_FOUND"
+    # everyone else still sees the whole family
+    other = (await gql.ok(LINEAGE, {"id": _gid(f["B"])}, f["u1"].token))["clip"]
+    assert _ids(other["lineage"]) == [f["A"], f["O"]]
+
+
+async def test_remixing_a_descendant_makes_a_new_leaf_never_a_cycle(
+    gql: GraphQLClient, family, graph
+) -> None:
+    f = family
+    made = await gql.ok(
+        CREATE, {"input": {"prompt": "back to the start", "remixOf": _gid(f["B"])}}, f["u1"].token
+    )
+    leaf = made["createClip"]
+    assert leaf["remixOf"]["id"] == _gid(f["B"])
+    assert _ids(leaf["lineage"]) == [f["B"], f["A"], f["O"]]
+    # O keeps its place as the root; the leaf (not published yet) is in no one's count
+    o = (await gql.ok(LINEAGE, {"id": _gid(f["O"])}))["clip"]
+    assert o["lineage"] == [] and o["remixCount"] == 3
+    leaf_id = decode_id(leaf["id"], "Clip")
+    rows = await clip_repo.clips_by_ids(graph, [f["O"], leaf_id])
+    assert rows[f["O"]]["parentId"] is None and rows[leaf_id]["parentId"] == f["B"]
+
+
+async def test_a_chain_of_depth_50(gql: GraphQLClient, graph) -> None:
+    author = await gql.sign_up("chain")
+    chain = [await _published(graph, author, 10_000)]
+    for n in range(50):
+        chain.append(await _published(graph, author, 10_001 + n, chain[-1]))
+    top = (await gql.ok(LINEAGE, {"id": _gid(chain[0])}))["clip"]
+    assert top["forkDepth"] == 50 and top["remixCount"] == 50
+    bottom = (await gql.ok(LINEAGE, {"id": _gid(chain[-1])}))["clip"]
+    assert _ids(bottom["lineage"]) == chain[-2::-1]
+    assert decode_id(bottom["root"]["id"], "Clip") == chain[0]
+    # several clips in one document: one read of ancestors and one of descendants for all
+    query = """query($a: ID!, $b: ID!) { a: clip(id: $a) { forkDepth lineage { id } }
+      b: clip(id: $b) { forkDepth lineage { id } } }"""
+    both = await gql.ok(query, {"a": _gid(chain[1]), "b": _gid(chain[2])})
+    assert (both["a"]["forkDepth"], both["b"]["forkDepth"]) == (49, 48)
+    assert _ids(both["b"]["lineage"]) == [chain[1], chain[0]]
+
+
+async def _notifications(settings, user) -> list[tuple[str, dict]]:
+    """The user's notification stream, read by a client on the tests' own loop."""
+    client = aredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        entries = await client.xrange(stream_key(_raw(user)))
+    finally:
+        await client.aclose()
+    return [(fields["kind"], json.loads(fields["payload"])) for _, fields in entries]
+
+
+async def test_a_remix_records_clip_remixed_for_the_parents_author(
+    gql: GraphQLClient, graph, settings
+) -> None:
+    owner, fan, loner = [await gql.sign_up(n) for n in ("notified", "notifier", "loner")]
+    parent = await _published(graph, owner, 100)
+    remix = {"input": {"prompt": "my take", "remixOf": _gid(parent)}}
+    made = await gql.ok(CREATE, remix, fan.token)
+    records = await _notifications(settings, owner)
+    assert len(records) == 1
+    kind, payload = records[0]
+    assert kind == "CLIP_REMIXED"
+    assert payload["clipId"] == decode_id(made["createClip"]["id"], "Clip")
+    assert payload["actorId"] == _raw(fan) and isinstance(payload["at"], int)
+    # never for a self-remix
+    await gql.ok(CREATE, {"input": {"prompt": "mine again", "remixOf": _gid(parent)}}, owner.token)
+    # never between a blocked pair (the remixer blocked the parent's author here; the other
+    # way round the remix itself is refused)
+    await gql.ok(BLOCK, {"id": owner.id}, loner.token)
+    await gql.ok(CREATE, {"input": {"prompt": "a quiet one", "remixOf": _gid(parent)}}, loner.token)
+    assert len(await _notifications(settings, owner)) == 1
