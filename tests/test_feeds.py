@@ -1,0 +1,378 @@
+"""The feeds: FOLLOWING and FOR_YOU pages, their cursors, ranking, diversity and visibility.
+
+Clips are made PUBLISHED through the repository at fixed times (no worker, no file), as
+tests/test_clips.py does. The graph is shared with every other module, so FOR_YOU checks
+look at the clips made here (and at rules that hold for every clip), never at exact lists.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from conftest import Account, GraphQLClient
+from ulid import ULID
+
+from graph import clips as clip_repo
+from resolvers.feeds import diversify
+from resolvers.ids import decode_id, encode_id
+from resolvers.users import now_ms
+
+FEED = """query($kind: FeedKind!, $mood: String, $first: Int, $after: String) {
+  feed(kind: $kind, mood: $mood, first: $first, after: $after) {
+    edges { cursor node { id moods author { id handle } } }
+    pageInfo { hasNextPage endCursor } } }"""
+FOLLOW = "mutation($id: ID!) { follow(userId: $id) { id } }"
+BLOCK = "mutation($id: ID!) { blockUser(userId: $id) { id } }"
+MINUTE, HOUR = 60_000, 3_600_000
+
+
+def _raw(account: Account) -> str:
+    return decode_id(account.id, "User")
+
+
+async def _clip(
+    graph,
+    author: Account,
+    at: int,
+    *,
+    moods: list[str] | None = None,
+    parent: str | None = None,
+    publish: bool = True,
+) -> str:
+    """A clip rendered (and published) at a fixed time; its global id."""
+    clip_id = str(ULID())
+    params = {
+        "authorId": _raw(author),
+        "id": clip_id,
+        "prompt": "a clip for feeds",
+        "moods": moods or [],
+        "durationS": 1,
+        "seed": 1,
+        "now": at,
+        "parentId": decode_id(parent, "Clip") if parent else None,
+    }
+    assert await clip_repo.create_clip(graph, params)
+    assert await clip_repo.claim_render(graph, clip_id, "test-owner", at, at + MINUTE)
+    video = {
+        "key": f"clips/{clip_id}.mp4",
+        "sha256": "0" * 64,
+        "durationMs": 1000,
+        "width": 64,
+        "height": 64,
+        "fps": 8.0,
+        "hasAudio": False,
+        "sizeBytes": 1,
+        "mimeType": "video/mp4",
+    }
+    assert await clip_repo.finish_render(graph, clip_id, "test-owner", 1, video, at)
+    if publish:
+        assert await clip_repo.publish(graph, _raw(author), clip_id, at)
+    return encode_id("Clip", clip_id)
+
+
+async def _page(
+    gql: GraphQLClient,
+    kind: str,
+    token: str | None = None,
+    *,
+    first: int | None = None,
+    after: str | None = None,
+    mood: str | None = None,
+) -> dict:
+    variables = {"kind": kind, "first": first, "after": after, "mood": mood}
+    return (await gql.ok(FEED, variables, token))["feed"]
+
+
+async def _all(
+    gql: GraphQLClient, kind: str, token: str | None = None, *, first: int = 100, **kw
+) -> list[dict]:
+    """Every node of the feed, page after page."""
+    nodes, after = [], None
+    while True:
+        page = await _page(gql, kind, token, first=first, after=after, **kw)
+        nodes += [edge["node"] for edge in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            return nodes
+        after = page["pageInfo"]["endCursor"]
+
+
+def _ids(nodes: list[dict]) -> list[str]:
+    return [node["id"] for node in nodes]
+
+
+def _cursor(*key) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+# ---------- FOLLOWING ----------
+
+
+async def test_following_is_newest_first_and_stable_while_clips_are_published(
+    gql: GraphQLClient, graph
+) -> None:
+    viewer, ann, bob, stranger = [await gql.sign_up(p) for p in ("v", "ann", "bob", "str")]
+    for author in (ann, bob):
+        await gql.ok(FOLLOW, {"id": author.id}, viewer.token)
+    base = now_ms() - 10 * HOUR
+    older = [await _clip(graph, (ann, bob)[i % 2], base + i * MINUTE) for i in range(9)]
+    await _clip(graph, stranger, base + 30 * MINUTE)  # not followed: never shown
+    expected = list(reversed(older))
+
+    first = await _page(gql, "FOLLOWING", viewer.token, first=4)
+    assert _ids(e["node"] for e in first["edges"]) == expected[:4]
+    # published between pages: newer than any cursor, so later pages neither repeat nor skip
+    newer = [await _clip(graph, ann, base + (40 + i) * MINUTE) for i in range(3)]
+    rest, after = [], first["pageInfo"]["endCursor"]
+    while after:
+        page = await _page(gql, "FOLLOWING", viewer.token, first=2, after=after)
+        rest += _ids(e["node"] for e in page["edges"])
+        after = page["pageInfo"]["endCursor"] if page["pageInfo"]["hasNextPage"] else None
+    assert rest == expected[4:]
+    # a fresh first page shows them
+    assert _ids(await _all(gql, "FOLLOWING", viewer.token)) == list(reversed(newer)) + expected
+
+
+async def test_following_needs_a_viewer(gql: GraphQLClient) -> None:
+    code, message = await gql.error(FEED, {"kind": "FOLLOWING"})
+    assert code == "UNAUTHENTICATED" and message
+
+
+async def test_following_never_shows_drafts_removed_or_blocked_clips(
+    gql: GraphQLClient, graph
+) -> None:
+    viewer, ann, bob, cat = [await gql.sign_up(p) for p in ("v", "ann", "bob", "cat")]
+    for author in (ann, bob, cat):
+        await gql.ok(FOLLOW, {"id": author.id}, viewer.token)
+    at = now_ms() - HOUR
+    shown = await _clip(graph, ann, at)
+    await _clip(graph, ann, at + 1, publish=False)  # a draft
+    removed = await _clip(graph, ann, at + 2)
+    assert await clip_repo.remove(graph, _raw(ann), decode_id(removed, "Clip"), at + 3, "author")
+    await _clip(graph, bob, at + 4)
+    await _clip(graph, cat, at + 5)
+    await gql.ok(BLOCK, {"id": viewer.id}, bob.token)  # bob blocks the viewer
+    await gql.ok(BLOCK, {"id": cat.id}, viewer.token)  # the viewer blocks cat
+    assert _ids(await _all(gql, "FOLLOWING", viewer.token)) == [shown]
+
+
+async def test_first_is_capped_at_100_and_defaults_to_20(gql: GraphQLClient, graph) -> None:
+    viewer, ann = await gql.sign_up("v"), await gql.sign_up("prolific")
+    await gql.ok(FOLLOW, {"id": ann.id}, viewer.token)
+    base = now_ms() - 20 * HOUR
+    for i in range(101):
+        await _clip(graph, ann, base + i)
+    page = await _page(gql, "FOLLOWING", viewer.token, first=1000)
+    assert len(page["edges"]) == 100 and page["pageInfo"]["hasNextPage"]
+    assert len((await _page(gql, "FOLLOWING", viewer.token))["edges"]) == 20
+    rest = await _page(gql, "FOLLOWING", viewer.token, after=page["pageInfo"]["endCursor"])
+    assert len(rest["edges"]) == 1 and not rest["pageInfo"]["hasNextPage"]
+
+
+# ---------- FOR_YOU ----------
+
+
+async def test_for_you_ranks_connected_clips_first(gql: GraphQLClient, graph) -> None:
+    viewer, ann, remixer, friend, stranger = [
+        await gql.sign_up(p) for p in ("v", "ann", "remixer", "fof", "stranger")
+    ]
+    await gql.ok(FOLLOW, {"id": ann.id}, viewer.token)
+    await gql.ok(FOLLOW, {"id": friend.id}, ann.token)  # a friend of a friend
+    now = now_ms()
+    # the unconnected clip is the newest: connection outranks freshness
+    by_ann = await _clip(graph, ann, now - 5 * HOUR)
+    remix = await _clip(graph, remixer, now - 4 * HOUR, parent=by_ann)
+    by_friend = await _clip(graph, friend, now - 2 * HOUR)
+    by_stranger = await _clip(graph, stranger, now - MINUTE)
+    own = await _clip(graph, viewer, now - MINUTE)
+
+    ids = _ids(await _all(gql, "FOR_YOU", viewer.token))
+    assert set(ids[:2]) == {by_ann, remix}  # followed people and remixes of their clips
+    assert ids[2] == by_friend
+    assert by_stranger in ids and ids.index(by_stranger) > 2
+    assert own not in ids  # not the viewer's own clips
+
+
+async def test_for_you_prefers_fresher_clips_among_strangers(gql: GraphQLClient, graph) -> None:
+    old_author, new_author = await gql.sign_up("old"), await gql.sign_up("new")
+    now = now_ms()
+    old = await _clip(graph, old_author, now - 30 * HOUR, moods=["gaming"])
+    new = await _clip(graph, new_author, now - 2 * MINUTE, moods=["gaming"])
+    for token in (None, (await gql.sign_up("nofollows")).token):  # anonymous, and no follows
+        ids = _ids(await _all(gql, "FOR_YOU", token, mood="gaming"))
+        assert new in ids and old in ids and ids.index(new) < ids.index(old)
+
+
+async def test_for_you_is_stable_while_clips_are_published(gql: GraphQLClient, graph) -> None:
+    viewer = await gql.sign_up("v")
+    authors = [await gql.sign_up(f"a{i}") for i in range(5)]
+    for author in authors:
+        await gql.ok(FOLLOW, {"id": author.id}, viewer.token)
+    base = now_ms() - 3 * HOUR
+    older = {
+        await _clip(graph, a, base + i * MINUTE + j)
+        for i in range(3)
+        for j, a in enumerate(authors)
+    }
+    first = await _page(gql, "FOR_YOU", viewer.token, first=5)
+    seen = _ids(e["node"] for e in first["edges"])
+    # new clips by followed people would rank at the very top of a fresh ranking
+    newer = {await _clip(graph, a, now_ms() - 1) for a in authors}
+    after = first["pageInfo"]["endCursor"]
+    while after:
+        page = await _page(gql, "FOR_YOU", viewer.token, first=7, after=after)
+        seen += _ids(e["node"] for e in page["edges"])
+        after = page["pageInfo"]["endCursor"] if page["pageInfo"]["hasNextPage"] else None
+    assert len(seen) == len(set(seen)), "a clip was shown twice"
+    assert older <= set(seen), "an older clip was skipped"
+    assert not newer & set(seen)
+    assert seen[:15] and set(seen[:15]) == older  # connected first
+    fresh = _ids(await _all(gql, "FOR_YOU", viewer.token))
+    assert newer <= set(fresh[:20])
+
+
+def test_diversify_keeps_two_per_author_in_any_ten() -> None:
+    rows = [{"id": f"a{i}", "authorId": "a"} for i in range(5)]
+    rows += [{"id": f"o{i}", "authorId": f"o{i}"} for i in range(8)]
+    out = [row["id"] for row in diversify(rows)]
+    assert out == ["a0", "a1", "o0", "o1", "o2", "o3", "o4", "o5", "o6", "o7", "a2", "a3"]
+    # too few other authors: what cannot be placed is left out
+    assert [r["id"] for r in diversify(rows[:5])] == ["a0", "a1"]
+    assert diversify(rows) == diversify(list(rows))  # deterministic
+
+
+def _assert_diverse(nodes: list[dict]) -> None:
+    authors = [node["author"]["id"] for node in nodes]
+    for start in range(max(1, len(authors) - 9)):
+        window = authors[start : start + 10]
+        assert max(window.count(a) for a in window) <= 2, (start, window)
+
+
+async def test_for_you_shows_at_most_two_clips_per_author_in_any_ten(
+    gql: GraphQLClient, graph
+) -> None:
+    viewer, ann, bob = await gql.sign_up("v"), await gql.sign_up("ann"), await gql.sign_up("bob")
+    await gql.ok(FOLLOW, {"id": ann.id}, viewer.token)
+    await gql.ok(FOLLOW, {"id": bob.id}, viewer.token)
+    now = now_ms()
+    prolific = {await _clip(graph, a, now - i * MINUTE) for i in range(6) for a in (ann, bob)}
+    friends = [await gql.sign_up(f"f{i}") for i in range(18)]
+    for friend in friends:  # friends of friends fill the windows between them
+        await gql.ok(FOLLOW, {"id": friend.id}, ann.token)
+        await _clip(graph, friend, now - 2 * HOUR)
+    for first in (3, 10, 100):  # the rule holds across page boundaries, whatever the size
+        nodes = await _all(gql, "FOR_YOU", viewer.token, first=first)
+        _assert_diverse(nodes)
+        assert prolific <= set(_ids(nodes))
+    _assert_diverse(await _all(gql, "FOR_YOU"))
+
+
+async def test_for_you_never_shows_drafts_removed_or_blocked_clips(
+    gql: GraphQLClient, graph
+) -> None:
+    viewer, ann, blocker, blocked, late = [
+        await gql.sign_up(p) for p in ("v", "ann", "blocker", "blocked", "late")
+    ]
+    for author in (ann, blocker, blocked, late):
+        await gql.ok(FOLLOW, {"id": author.id}, viewer.token)
+    now = now_ms()
+    shown = await _clip(graph, ann, now - MINUTE)
+    draft = await _clip(graph, ann, now - 2 * MINUTE, publish=False)
+    removed = await _clip(graph, ann, now - 3 * MINUTE)
+    assert await clip_repo.remove(graph, _raw(ann), decode_id(removed, "Clip"), now, "author")
+    by_blocker = await _clip(graph, blocker, now - 4 * MINUTE)
+    by_blocked = await _clip(graph, blocked, now - 5 * MINUTE)
+    by_late = await _clip(graph, late, now - 6 * HOUR)  # ranked last of the connected clips
+    await gql.ok(BLOCK, {"id": viewer.id}, blocker.token)
+    await gql.ok(BLOCK, {"id": blocked.id}, viewer.token)
+
+    first = await _page(gql, "FOR_YOU", viewer.token, first=1)
+    assert _ids(e["node"] for e in first["edges"]) == [shown]
+    # a block made after the ranking still hides the blocker's clips on later pages
+    await gql.ok(BLOCK, {"id": viewer.id}, late.token)
+    rest, after = [], first["pageInfo"]["endCursor"]
+    while after:
+        page = await _page(gql, "FOR_YOU", viewer.token, after=after, first=100)
+        rest += _ids(e["node"] for e in page["edges"])
+        after = page["pageInfo"]["endCursor"] if page["pageInfo"]["hasNextPage"] else None
+    hidden = {draft, removed, by_blocker, by_blocked, by_late}
+    assert not hidden & set(rest)
+    everyone = set(_ids(await _all(gql, "FOR_YOU")))  # anonymous: published clips only
+    assert shown in everyone and not {draft, removed} & everyone
+
+
+# ---------- both ----------
+
+
+async def test_mood_filters_either_feed(gql: GraphQLClient, graph) -> None:
+    viewer, ann = await gql.sign_up("v"), await gql.sign_up("ann")
+    await gql.ok(FOLLOW, {"id": ann.id}, viewer.token)
+    now = now_ms()
+    funny = await _clip(graph, ann, now - MINUTE, moods=["funny", "animals"])
+    calm = await _clip(graph, ann, now - 2 * MINUTE, moods=["relaxing"])
+    for kind in ("FOLLOWING", "FOR_YOU"):
+        nodes = await _all(gql, kind, viewer.token, mood="Funny")
+        assert funny in _ids(nodes) and calm not in _ids(nodes)
+        assert all("funny" in node["moods"] for node in nodes)
+        code, message = await gql.error(FEED, {"kind": kind, "mood": "grumpy"}, viewer.token)
+        assert code == "BAD_USER_INPUT" and "unknown mood" in message
+
+
+@pytest.mark.parametrize("kind", ["FOLLOWING", "FOR_YOU"])
+async def test_bad_arguments_are_bad_user_input(gql: GraphQLClient, graph, kind: str) -> None:
+    viewer, other, ann = [await gql.sign_up(p) for p in ("v", "other", "ann")]
+    await gql.ok(FOLLOW, {"id": ann.id}, viewer.token)
+    for i in range(3):
+        await _clip(graph, ann, now_ms() - HOUR + i)
+    following = await _page(gql, "FOLLOWING", viewer.token, first=1)
+    for_you = await _page(gql, "FOR_YOU", viewer.token, first=1)
+    own, foreign = (following, for_you) if kind == "FOLLOWING" else (for_you, following)
+    bad = [
+        "%%%",
+        _cursor(1, "x"),
+        _cursor("F", "x", 1),
+        _cursor("Y", 1, "x"),
+        _cursor("Y", "token", -1),
+        _cursor("Q", 1, "x"),
+        foreign["pageInfo"]["endCursor"],
+    ]
+    for after in bad:
+        code, message = await gql.error(FEED, {"kind": kind, "after": after}, viewer.token)
+        assert code == "BAD_USER_INPUT", (after, message)
+    code, message = await gql.error(FEED, {"kind": kind, "first": -1}, viewer.token)
+    assert code == "BAD_USER_INPUT" and "first" in message
+    if kind == "FOR_YOU":
+        mine = own["pageInfo"]["endCursor"]
+        for variables, token, fragment in [
+            ({"after": mine}, other.token, "another viewer"),
+            ({"after": mine, "mood": "funny"}, viewer.token, "mood"),
+            ({"after": _cursor("Y", "gone", 3)}, viewer.token, "expired"),
+        ]:
+            code, message = await gql.error(FEED, {"kind": kind, **variables}, token)
+            assert code == "BAD_USER_INPUT" and fragment in message
+
+
+@pytest.mark.parametrize("kind", ["FOLLOWING", "FOR_YOU"])
+async def test_a_feed_page_costs_constant_statements(
+    gql: GraphQLClient, graph, services, kind: str
+) -> None:
+    query = """query($kind: FeedKind!, $first: Int) { feed(kind: $kind, first: $first) {
+      edges { node { id prompt moods publishedAt remixOf { id } author { handle followerCount
+      viewerFollows } } } } }"""
+    viewer = await gql.sign_up("v")
+    authors = [await gql.sign_up(f"a{i}") for i in range(10)]
+    now = now_ms()
+    for author in authors:
+        await gql.ok(FOLLOW, {"id": author.id}, viewer.token)
+        parent = await _clip(graph, author, now - HOUR)
+        await _clip(graph, author, now - MINUTE, parent=parent)
+    costs = {}
+    for first in (2, 20):
+        before = services.graph.round_trips
+        data = await gql.ok(query, {"kind": kind, "first": first}, viewer.token)
+        costs[first] = services.graph.round_trips - before
+        assert len(data["feed"]["edges"]) == first
+    # the ranking (FOR_YOU) and the page, the parents (when not on the page) and their
+    # authors' blocks, the authors, their counts, viewerFollows: never one per clip
+    assert max(costs.values()) <= (6 if kind == "FOLLOWING" else 7), costs
