@@ -204,6 +204,29 @@ async def test_for_you_prefers_fresher_clips_among_strangers(gql: GraphQLClient,
         assert new in ids and old in ids and ids.index(new) < ids.index(old)
 
 
+async def test_for_you_ranks_strangers_by_likes_completions_and_remixes(
+    gql: GraphQLClient, graph
+) -> None:
+    like = "mutation($id: ID!) { likeClip(clipId: $id) { likeCount } }"
+    view = """mutation($id: ID!, $done: Boolean!) {
+      recordView(clipId: $id, watchedMs: 1000, completed: $done) { id } }"""
+    authors = [await gql.sign_up(f"pop{i}") for i in range(4)]
+    fans = [await gql.sign_up("fan") for _ in range(3)]
+    at = now_ms() - HOUR  # one age for all: only engagement tells them apart
+    plain, liked, watched, remixed = [
+        await _clip(graph, author, at, moods=["gaming"]) for author in authors
+    ]
+    for fan in fans:
+        await gql.ok(like, {"id": liked}, fan.token)  # 1 + 3 likes = 4
+        await gql.ok(view, {"id": watched, "done": True}, fan.token)  # 1 + 10 x 1.0 = 11
+        await gql.ok(view, {"id": remixed, "done": False}, fan.token)
+    for fan in fans[:2]:  # 1 + 20 x 2/3 remix rate (no completions) = 14.3
+        await _clip(graph, fan, at, parent=remixed, moods=["art"])
+    ids = _ids(await _all(gql, "FOR_YOU", mood="gaming"))
+    ranks = [ids.index(clip) for clip in (remixed, watched, liked, plain)]
+    assert ranks == sorted(ranks), ranks
+
+
 async def test_for_you_is_stable_while_clips_are_published(gql: GraphQLClient, graph) -> None:
     viewer = await gql.sign_up("v")
     authors = [await gql.sign_up(f"a{i}") for i in range(5)]
