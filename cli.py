@@ -146,6 +146,69 @@ def export_schema(path: Path) -> int:
     return 0
 
 
+def _raw_clip_id(value: str) -> str:
+    """A GraphQL Clip ID or the raw id the graph stores."""
+    from errors import BadUserInput, NotFound
+    from resolvers.ids import decode_id
+
+    try:
+        return decode_id(value, "Clip")
+    except (BadUserInput, NotFound):
+        return value
+
+
+def export_lineage(settings: Settings, clip_id: str, fmt: str, out: Path | None) -> int:
+    """Write the remix tree below a published clip (as a signed-out viewer sees it), from a
+    running server's engine on the data folder, or from the folder itself when none runs."""
+    import asyncio
+    import json
+
+    from graph.driver import driver_for
+    from graph.embedded import DataDirInUse, EmbeddedServer
+    from resolvers.lineage import public_tree, tree_graphml, tree_node_link
+    from server import embedded_urls
+
+    async def read():
+        db = driver_for(settings)
+        try:
+            if embedded is not None:  # a folder no server ran on yet may hold no graph at all
+                await db.ensure_schema()
+            return await public_tree(db, clip_id)
+        finally:
+            await db.close()
+
+    embedded = None
+    if settings.is_embedded:
+        socket_path = EmbeddedServer.locate(settings.data_dir)
+        if socket_path is None:  # no server owns the folder: open its engine for this export
+            embedded = EmbeddedServer(settings.data_dir)
+            try:
+                embedded.start()
+            except DataDirInUse as exc:
+                print(f"reelgraph: {exc}", file=sys.stderr)
+                return 1
+            socket_path = embedded.socket_path
+        settings = settings.model_copy(update=embedded_urls(socket_path))
+    try:
+        tree = asyncio.run(read())
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    if tree is None:
+        print(f"reelgraph: no published clip {clip_id!r}", file=sys.stderr)
+        return 1
+    if fmt == "graphml":
+        data = tree_graphml(tree)
+    else:
+        data = (json.dumps(tree_node_link(tree), indent=1) + "\n").encode()
+    if out is None:
+        sys.stdout.buffer.write(data)
+    else:
+        out.write_bytes(data)
+        print(f"wrote {out} ({tree.size} clips, depth {tree.max_depth})", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -164,11 +227,18 @@ def main(argv: list[str] | None = None) -> int:
     wk.add_argument("--data-dir", dest="data_dir")
     ex = sub.add_parser("export-schema", help="write the GraphQL schema (SDL)")
     ex.add_argument("path", nargs="?", default="schema.graphql", type=Path)
+    el = sub.add_parser("export-lineage", help="write a clip's remix tree (GraphML or JSON)")
+    el.add_argument("clip_id", help="the clip's id (raw or a GraphQL Clip ID)")
+    el.add_argument("--format", choices=("graphml", "json"), default="graphml")
+    el.add_argument("--data-dir", dest="data_dir")
+    el.add_argument("--out", type=Path, help="a file to write (default: standard output)")
     args = parser.parse_args(argv)
 
     if args.command == "export-schema":
         return export_schema(args.path)
     settings = _settings(args)
+    if args.command == "export-lineage":
+        return export_lineage(settings, _raw_clip_id(args.clip_id), args.format, args.out)
     if args.command == "worker":
         return worker(settings)
     return serve(settings, with_worker=args.command == "run" and settings.with_worker)

@@ -18,6 +18,7 @@ become a leaf. A remix of one's own descendant is one more new leaf under that d
 from __future__ import annotations
 
 import logging
+import xml.etree.ElementTree as ET
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ from redis.exceptions import RedisError
 
 from errors import BadUserInput, NotFound
 from events.notifications import record_notification
+from graph import clips as clip_repo
 from graph import lineage as lineage_repo
 from resolvers.clips import visible_clip
 from resolvers.ids import decode_id
@@ -33,6 +35,7 @@ from resolvers.loaders import RemixPageKey
 from resolvers.pagination import Page, make_page, page_size, time_id_cursor
 
 if TYPE_CHECKING:
+    from graph.driver import GraphDriver
     from resolvers.context import Context
 
 __all__ = [
@@ -40,13 +43,17 @@ __all__ = [
     "MAX_TREE_NODES",
     "TreeNode",
     "VisibleTree",
+    "build_tree",
     "fork_depth",
     "lineage",
     "notify_remixed",
+    "public_tree",
     "remix_count",
     "remix_tree",
     "remixes",
     "root",
+    "tree_graphml",
+    "tree_node_link",
     "visible_tree",
 ]
 
@@ -109,8 +116,14 @@ def _newest_first(clip: dict) -> tuple[int, str]:
 
 async def visible_tree(ctx: Context, clip: dict) -> VisibleTree:
     hidden = await _hidden_authors(ctx)
+    return build_tree(clip, await ctx.loaders.descendants_by_clip.load(clip["id"]), hidden)
+
+
+def build_tree(clip: dict, descendants: list[dict], hidden: frozenset[str]) -> VisibleTree:
+    """The tree below clip made of descendants (graph.lineage rows) in the lineage, cut
+    below every hidden one."""
     children: dict[str, list[dict]] = defaultdict(list)
-    for row in await ctx.loaders.descendants_by_clip.load(clip["id"]):
+    for row in descendants:
         if _in_lineage(row, hidden):
             children[row["parentId"]].append(row)
     nodes = [TreeNode(clip, 0, None)]
@@ -173,3 +186,67 @@ async def notify_remixed(ctx: Context, clip: dict) -> None:
         await record_notification(ctx.services.redis, parent["authorId"], "CLIP_REMIXED", payload)
     except (RedisError, OSError):
         logger.exception("could not record CLIP_REMIXED for remix %s", clip["id"])
+
+
+# --- export for analysts (`reelgraph export-lineage`): networkx, Gephi, notebooks
+
+
+async def public_tree(db: GraphDriver, clip_id: str) -> VisibleTree | None:
+    """The whole tree below a published clip as a signed-out viewer sees it; None when
+    there is no such published clip."""
+    clip = (await clip_repo.clips_by_ids(db, [clip_id])).get(clip_id)
+    if clip is None or clip["state"] != "PUBLISHED":
+        return None
+    found = await lineage_repo.descendants(db, [clip_id])
+    return build_tree(clip, found[clip_id], frozenset())
+
+
+_NODE_ATTRS = (
+    ("prompt", "string"),
+    ("authorId", "string"),
+    ("publishedAt", "long"),
+    ("depth", "int"),
+)
+
+
+def _node_attrs(node: TreeNode) -> dict:
+    clip = node.clip
+    return {
+        "prompt": clip.get("prompt", ""),
+        "authorId": clip["authorId"],
+        "publishedAt": clip.get("publishedAt") or 0,
+        "depth": node.depth,
+    }
+
+
+def tree_node_link(tree: VisibleTree) -> dict:
+    """Node-link JSON (`networkx.node_link_graph(data, edges="edges")`), parent -> remix."""
+    return {
+        "directed": True,
+        "multigraph": False,
+        "graph": {"root": tree.nodes[0].clip["id"], "maxDepth": tree.max_depth},
+        "nodes": [{"id": node.clip["id"], **_node_attrs(node)} for node in tree.nodes],
+        "edges": [
+            {"source": node.parent_id, "target": node.clip["id"]}
+            for node in tree.nodes
+            if node.parent_id is not None
+        ],
+    }
+
+
+def tree_graphml(tree: VisibleTree) -> bytes:
+    """GraphML (`networkx.read_graphml`, Gephi): a directed graph, parent -> remix."""
+    ns = "http://graphml.graphdrawing.org/xmlns"
+    root = ET.Element("graphml", {"xmlns": ns})
+    for name, kind in _NODE_ATTRS:
+        key = {"id": name, "for": "node", "attr.name": name, "attr.type": kind}
+        ET.SubElement(root, "key", key)
+    graph = ET.SubElement(root, "graph", {"id": "remixes", "edgedefault": "directed"})
+    for node in tree.nodes:
+        element = ET.SubElement(graph, "node", {"id": node.clip["id"]})
+        for name, value in _node_attrs(node).items():
+            ET.SubElement(element, "data", {"key": name}).text = str(value)
+    for node in tree.nodes:
+        if node.parent_id is not None:
+            ET.SubElement(graph, "edge", {"source": node.parent_id, "target": node.clip["id"]})
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)

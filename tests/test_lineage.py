@@ -7,15 +7,21 @@ createClip's remixes wait in the broker and are dropped when the module ends.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aredis
-from conftest import GraphQLClient, purge_render_queue
+from conftest import GraphQLClient, purge_render_queue, worker_env
 from ulid import ULID
 
 from events.notifications import stream_key
 from graph import clips as clip_repo
+from graph.embedded import EmbeddedServer
 from resolvers.ids import decode_id, encode_id
 
 LINEAGE = """query($id: ID!) { clip(id: $id) { id
@@ -271,3 +277,60 @@ async def test_a_remix_records_clip_remixed_for_the_parents_author(
     await gql.ok(BLOCK, {"id": owner.id}, loner.token)
     await gql.ok(CREATE, {"input": {"prompt": "a quiet one", "remixOf": _gid(parent)}}, loner.token)
     assert len(await _notifications(settings, owner)) == 1
+
+
+# --- reelgraph export-lineage
+
+
+def _export(settings, *args: str) -> subprocess.CompletedProcess:
+    """The CLI in its own process; on the embedded engine it finds the suite's running server
+    through --data-dir, as it would a `reelgraph serve` on that folder."""
+    env = worker_env(settings)
+    extra: list[str] = []
+    if settings.graph_url.startswith("falkor+unix"):
+        env["REELGRAPH_GRAPH_URL"] = "embedded:"
+        extra = ["--data-dir", str(settings.data_dir)]
+    return subprocess.run(
+        [sys.executable, "-m", "cli", "export-lineage", *args, *extra],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+async def test_export_lineage_writes_graphml_and_json_that_networkx_reads(
+    gql: GraphQLClient, family, settings, tmp_path: Path
+) -> None:
+    nx = pytest.importorskip("networkx")
+    f = family
+    graphml = tmp_path / "tree.graphml"
+    done = await asyncio.to_thread(
+        _export, settings, _gid(f["O"]), "--format", "graphml", "--out", str(graphml)
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    tree = nx.read_graphml(graphml)
+    assert tree.is_directed()
+    assert set(tree.nodes) == {f["O"], f["A"], f["B"], f["C"]}  # the draft D is not public
+    assert set(tree.edges) == {(f["O"], f["A"]), (f["A"], f["B"]), (f["O"], f["C"])}
+    assert tree.nodes[f["B"]]["depth"] == 2 and tree.nodes[f["B"]]["authorId"] == _raw(f["u3"])
+
+    done = await asyncio.to_thread(_export, settings, f["O"], "--format", "json")
+    assert done.returncode == 0, done.stderr.decode()
+    data = json.loads(done.stdout)
+    linked = nx.node_link_graph(data, edges="edges")
+    assert nx.is_isomorphic(linked, tree) and data["graph"]["maxDepth"] == 2
+
+    done = await asyncio.to_thread(_export, settings, f["D"], "--format", "json")
+    assert done.returncode == 1 and b"no published clip" in done.stderr
+
+
+def test_export_lineage_opens_a_data_folder_no_server_runs_on(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REELGRAPH_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "export-lineage", str(ULID()), "--data-dir", str(tmp_path)],
+        env={**env, "REELGRAPH_SECRET_KEY": "x" * 40},
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and b"no published clip" in done.stderr, done.stderr
+    assert EmbeddedServer.locate(tmp_path) is None  # and it stopped the engine it started
