@@ -190,17 +190,18 @@ def export_lineage(settings: Settings, clip_id: str, fmt: str, out: Path | None)
             socket_path = embedded.socket_path
         settings = settings.model_copy(update=embedded_urls(socket_path))
     try:
-        tree = asyncio.run(read())
+        found = asyncio.run(read())
     finally:
         if embedded is not None:
             embedded.stop()
-    if tree is None:
+    if found is None:
         print(f"reelgraph: no published clip {clip_id!r}", file=sys.stderr)
         return 1
+    tree, rows = found
     if fmt == "graphml":
-        data = tree_graphml(tree)
+        data = tree_graphml(tree, rows)
     else:
-        data = (json.dumps(tree_node_link(tree), indent=1) + "\n").encode()
+        data = (json.dumps(tree_node_link(tree, rows), indent=1) + "\n").encode()
     if out is None:
         sys.stdout.buffer.write(data)
     else:

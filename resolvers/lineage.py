@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import xml.etree.ElementTree as ET
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from operator import itemgetter
+from typing import TYPE_CHECKING, NamedTuple
 
 from redis.exceptions import RedisError
 
@@ -63,9 +64,8 @@ DEFAULT_TREE_NODES = 500
 MAX_TREE_NODES = 10_000
 
 
-@dataclass(frozen=True)
-class TreeNode:
-    clip: dict
+class TreeNode(NamedTuple):  # a tuple: a 10k-node tree builds 10k of them
+    id: str
     depth: int
     parent_id: str | None
 
@@ -110,32 +110,27 @@ async def root(ctx: Context, clip: dict) -> dict:
     return chain[-1] if chain else clip
 
 
-def _newest_first(clip: dict) -> tuple[int, str]:
-    return (clip.get("publishedAt") or 0, clip["id"])
-
-
 async def visible_tree(ctx: Context, clip: dict) -> VisibleTree:
-    hidden = await _hidden_authors(ctx)
-    return build_tree(clip, await ctx.loaders.descendants_by_clip.load(clip["id"]), hidden)
+    rows = await ctx.loaders.descendants_by_clip.load(clip["id"])
+    hidden: set[str] = set()
+    if await _hidden_authors(ctx):  # someone blocks the viewer: their clips cut the tree
+        hidden = await ctx.loaders.hidden_descendants_by_clip.load(clip["id"])
+    return build_tree(clip["id"], rows, hidden)
 
 
-def build_tree(clip: dict, descendants: list[dict], hidden: frozenset[str]) -> VisibleTree:
-    """The tree below clip made of descendants (graph.lineage rows) in the lineage, cut
-    below every hidden one."""
-    children: dict[str, list[dict]] = defaultdict(list)
-    for row in descendants:
-        if _in_lineage(row, hidden):
-            children[row["parentId"]].append(row)
-    nodes = [TreeNode(clip, 0, None)]
-    queue = deque(nodes)
-    while queue:  # breadth-first; a hidden clip is never queued, so its subtree is cut
-        node = queue.popleft()
-        below = sorted(children.get(node.clip["id"], ()), key=_newest_first, reverse=True)
-        for child in below:
-            child_node = TreeNode(child, node.depth + 1, node.clip["id"])
-            nodes.append(child_node)
-            queue.append(child_node)
-    return VisibleTree(nodes, max(node.depth for node in nodes))
+def build_tree(root_id: str, descendants: list[dict], hidden: set[str]) -> VisibleTree:
+    """The tree below root_id made of its published descendants (graph.lineage rows) less
+    the hidden ones; a hidden clip is never reached, so what hangs below it is cut too."""
+    children: dict[str, list[str]] = defaultdict(list)
+    # newest first: ids are time-ordered (ULIDs), so one sort orders every sibling list
+    for row in sorted(descendants, key=itemgetter("id"), reverse=True):
+        if row["id"] not in hidden:
+            children[row["parentId"]].append(row["id"])
+    nodes = [TreeNode(root_id, 0, None)]
+    for node in nodes:  # breadth-first: the list is its own queue
+        depth = node.depth + 1
+        nodes.extend(TreeNode(child, depth, node.id) for child in children.get(node.id, ()))
+    return VisibleTree(nodes, nodes[-1].depth)  # breadth-first: the last is the deepest
 
 
 async def remix_count(ctx: Context, clip: dict) -> int:
@@ -157,8 +152,9 @@ async def remixes(ctx: Context, clip: dict, first: int | None, after: str | None
 
 async def remix_tree(
     ctx: Context, clip_id: str, max_nodes: int | None
-) -> tuple[VisibleTree, bool, int]:
-    """(the tree cut to max_nodes, truncated, size of the whole visible tree)."""
+) -> tuple[VisibleTree, bool, int, dict[str, dict]]:
+    """(the tree cut to max_nodes, truncated, size of the whole visible tree, the shown
+    clips' rows by id)."""
     max_nodes = DEFAULT_TREE_NODES if max_nodes is None else max_nodes
     if not 1 <= max_nodes <= MAX_TREE_NODES:  # before any read
         raise BadUserInput(f"maxNodes must be between 1 and {MAX_TREE_NODES}")
@@ -167,7 +163,14 @@ async def remix_tree(
         raise NotFound("no such clip")
     tree = await visible_tree(ctx, clip)
     shown = VisibleTree(tree.nodes[:max_nodes], tree.max_depth)
-    return shown, tree.size > max_nodes, tree.size
+    # the full rows of the shown nodes only: one read by id (the walk read three columns)
+    ids = [node.id for node in shown.nodes[1:]]
+    rows = {clip["id"]: clip, **{row["id"]: row for row in await _rows(ctx, ids)}}
+    return shown, tree.size > max_nodes, tree.size, rows
+
+
+async def _rows(ctx: Context, ids: list[str]) -> list[dict]:
+    return [row for row in await ctx.loaders.clip_by_id.load_many(ids) if row is not None]
 
 
 async def notify_remixed(ctx: Context, clip: dict) -> None:
@@ -191,14 +194,15 @@ async def notify_remixed(ctx: Context, clip: dict) -> None:
 # --- export for analysts (`reelgraph export-lineage`): networkx, Gephi, notebooks
 
 
-async def public_tree(db: GraphDriver, clip_id: str) -> VisibleTree | None:
-    """The whole tree below a published clip as a signed-out viewer sees it; None when
-    there is no such published clip."""
-    clip = (await clip_repo.clips_by_ids(db, [clip_id])).get(clip_id)
-    if clip is None or clip["state"] != "PUBLISHED":
+async def public_tree(db: GraphDriver, clip_id: str) -> tuple[VisibleTree, dict] | None:
+    """The whole tree below a published clip as a signed-out viewer sees it, and its clips'
+    rows by id; None when there is no such published clip."""
+    root = (await clip_repo.clips_by_ids(db, [clip_id])).get(clip_id)
+    if root is None or root["state"] != "PUBLISHED":
         return None
     found = await lineage_repo.descendants(db, [clip_id])
-    return build_tree(clip, found[clip_id], frozenset())
+    tree = build_tree(clip_id, found[clip_id], set())
+    return tree, await clip_repo.clips_by_ids(db, [node.id for node in tree.nodes])
 
 
 _NODE_ATTRS = (
@@ -209,8 +213,8 @@ _NODE_ATTRS = (
 )
 
 
-def _node_attrs(node: TreeNode) -> dict:
-    clip = node.clip
+def _node_attrs(node: TreeNode, rows: dict[str, dict]) -> dict:
+    clip = rows[node.id]
     return {
         "prompt": clip.get("prompt", ""),
         "authorId": clip["authorId"],
@@ -219,22 +223,22 @@ def _node_attrs(node: TreeNode) -> dict:
     }
 
 
-def tree_node_link(tree: VisibleTree) -> dict:
+def tree_node_link(tree: VisibleTree, rows: dict[str, dict]) -> dict:
     """Node-link JSON (`networkx.node_link_graph(data, edges="edges")`), parent -> remix."""
     return {
         "directed": True,
         "multigraph": False,
-        "graph": {"root": tree.nodes[0].clip["id"], "maxDepth": tree.max_depth},
-        "nodes": [{"id": node.clip["id"], **_node_attrs(node)} for node in tree.nodes],
+        "graph": {"root": tree.nodes[0].id, "maxDepth": tree.max_depth},
+        "nodes": [{"id": node.id, **_node_attrs(node, rows)} for node in tree.nodes],
         "edges": [
-            {"source": node.parent_id, "target": node.clip["id"]}
+            {"source": node.parent_id, "target": node.id}
             for node in tree.nodes
             if node.parent_id is not None
         ],
     }
 
 
-def tree_graphml(tree: VisibleTree) -> bytes:
+def tree_graphml(tree: VisibleTree, rows: dict[str, dict]) -> bytes:
     """GraphML (`networkx.read_graphml`, Gephi): a directed graph, parent -> remix."""
     ns = "http://graphml.graphdrawing.org/xmlns"
     root = ET.Element("graphml", {"xmlns": ns})
@@ -243,10 +247,10 @@ def tree_graphml(tree: VisibleTree) -> bytes:
         ET.SubElement(root, "key", key)
     graph = ET.SubElement(root, "graph", {"id": "remixes", "edgedefault": "directed"})
     for node in tree.nodes:
-        element = ET.SubElement(graph, "node", {"id": node.clip["id"]})
-        for name, value in _node_attrs(node).items():
+        element = ET.SubElement(graph, "node", {"id": node.id})
+        for name, value in _node_attrs(node, rows).items():
             ET.SubElement(element, "data", {"key": name}).text = str(value)
     for node in tree.nodes:
         if node.parent_id is not None:
-            ET.SubElement(graph, "edge", {"source": node.parent_id, "target": node.clip["id"]})
+            ET.SubElement(graph, "edge", {"source": node.parent_id, "target": node.id})
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)

@@ -59,6 +59,7 @@ class Loaders:
     clip_page_by_author: DataLoader = field(init=False)
     ancestors_by_clip: DataLoader = field(init=False)
     descendants_by_clip: DataLoader = field(init=False)
+    hidden_descendants_by_clip: DataLoader = field(init=False)
     remix_page_by_parent: DataLoader = field(init=False)
     blockers_of_user: DataLoader = field(init=False)
     viewer_likes_clip: DataLoader = field(init=False)
@@ -74,6 +75,7 @@ class Loaders:
         self.clip_page_by_author = _loader(self._clip_pages)
         self.ancestors_by_clip = _loader(self._ancestors)
         self.descendants_by_clip = _loader(self._descendants)
+        self.hidden_descendants_by_clip = _loader(self._hidden_descendants)
         self.remix_page_by_parent = _loader(self._remix_pages)
         self.blockers_of_user = _loader(self._blockers_of)
         self.viewer_likes_clip = _loader(self._viewer_likes)
@@ -149,6 +151,12 @@ class Loaders:
 
     async def _descendants(self, ids: list[str]) -> list[list[dict]]:
         found = await lineage_repo.descendants(self.db, ids)
+        return [found[i] for i in ids]
+
+    async def _hidden_descendants(self, ids: list[str]) -> list[set[str]]:
+        # only asked for a viewer somebody blocks: the descendants by those who block it
+        hidden = sorted(await self.blockers_of_user.load(self.viewer_id))
+        found = await lineage_repo.hidden_descendants(self.db, ids, hidden)
         return [found[i] for i in ids]
 
     async def _blockers_of(self, user_ids: list[str]) -> list[frozenset[str]]:

@@ -92,10 +92,12 @@ class LineageQueries:
     async def remix_tree(
         self, info: Info, clip_id: strawberry.ID, max_nodes: int | None = 500
     ) -> RemixTree:
-        tree, truncated, size = await lineage_resolvers.remix_tree(info.context, clip_id, max_nodes)
+        tree, truncated, size, rows = await lineage_resolvers.remix_tree(
+            info.context, clip_id, max_nodes
+        )
         nodes = [
             RemixTreeNode(
-                clip=_clip(node.clip),
+                clip=_clip(rows[node.id]),
                 depth=node.depth,
                 parent_id=strawberry.ID(encode_id("Clip", node.parent_id))
                 if node.parent_id
