@@ -1,4 +1,4 @@
-"""The `reelgraph` command: serve, worker, run (both), export-schema."""
+"""The `reelgraph` command: serve, worker, run (both), export-schema, export-lineage."""
 
 from __future__ import annotations
 
