@@ -1,13 +1,17 @@
-"""The `reelgraph` command: serve, worker, run (both), export-schema, export-lineage."""
+"""The `reelgraph` command: serve, worker, run (both), export-schema, export-lineage, seed."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from settings import Settings, get_settings
@@ -157,6 +161,34 @@ def _raw_clip_id(value: str) -> str:
         return value
 
 
+@contextlib.contextmanager
+def _engine_for(settings: Settings) -> Iterator[tuple[Settings, bool] | None]:
+    """Settings that reach the data folder's graph: a running server's engine, or the folder's
+    own engine opened for this command when none runs (then True: it may hold no graph yet).
+    None when the folder is in use and cannot be opened (the reason is on stderr)."""
+    from graph.embedded import DataDirInUse, EmbeddedServer
+    from server import embedded_urls
+
+    embedded = None
+    if settings.is_embedded:
+        socket_path = EmbeddedServer.locate(settings.data_dir)
+        if socket_path is None:  # no server owns the folder: open its engine for this command
+            embedded = EmbeddedServer(settings.data_dir)
+            try:
+                embedded.start()
+            except DataDirInUse as exc:
+                print(f"reelgraph: {exc}", file=sys.stderr)
+                yield None
+                return
+            socket_path = embedded.socket_path
+        settings = settings.model_copy(update=embedded_urls(socket_path))
+    try:
+        yield settings, embedded is not None
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
 def export_lineage(settings: Settings, clip_id: str, fmt: str, out: Path | None) -> int:
     """Write the remix tree below a published clip (as a signed-out viewer sees it), from a
     running server's engine on the data folder, or from the folder itself when none runs."""
@@ -164,36 +196,21 @@ def export_lineage(settings: Settings, clip_id: str, fmt: str, out: Path | None)
     import json
 
     from graph.driver import driver_for
-    from graph.embedded import DataDirInUse, EmbeddedServer
     from resolvers.lineage import public_tree, tree_graphml, tree_node_link
-    from server import embedded_urls
 
-    async def read():
+    async def read(settings: Settings, opened: bool):
         db = driver_for(settings)
         try:
-            if embedded is not None:  # a folder no server ran on yet may hold no graph at all
+            if opened:  # a folder no server ran on yet may hold no graph at all
                 await db.ensure_schema()
             return await public_tree(db, clip_id)
         finally:
             await db.close()
 
-    embedded = None
-    if settings.is_embedded:
-        socket_path = EmbeddedServer.locate(settings.data_dir)
-        if socket_path is None:  # no server owns the folder: open its engine for this export
-            embedded = EmbeddedServer(settings.data_dir)
-            try:
-                embedded.start()
-            except DataDirInUse as exc:
-                print(f"reelgraph: {exc}", file=sys.stderr)
-                return 1
-            socket_path = embedded.socket_path
-        settings = settings.model_copy(update=embedded_urls(socket_path))
-    try:
-        found = asyncio.run(read())
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    with _engine_for(settings) as engine:
+        if engine is None:
+            return 1
+        found = asyncio.run(read(*engine))
     if found is None:
         print(f"reelgraph: no published clip {clip_id!r}", file=sys.stderr)
         return 1
@@ -207,6 +224,44 @@ def export_lineage(settings: Settings, clip_id: str, fmt: str, out: Path | None)
     else:
         out.write_bytes(data)
         print(f"wrote {out} ({tree.size} clips, depth {tree.max_depth})", file=sys.stderr)
+    return 0
+
+
+def seed(settings: Settings, users: int, clips: int, seed_value: int, max_depth: int) -> int:
+    """Seed a synthetic graph into the data folder's engine (a running server's, or its own)."""
+    from graph.driver import driver_for
+    from graph.seed import seed_graph
+    from media.store import open_media_store
+    from server import resolve_secret
+
+    if users < 1 or clips < 0 or not 0 <= max_depth <= 50:
+        print(
+            "reelgraph: seed needs --users >= 1, --clips >= 0, --max-depth 0..50",
+            file=sys.stderr,
+        )
+        return 2
+    started = time.monotonic()
+    with _engine_for(settings) as engine, tempfile.TemporaryDirectory() as tmp:
+        if engine is None:
+            return 1
+        engine_settings, _opened = engine
+        media = open_media_store(engine_settings, resolve_secret(engine_settings))
+        plan = seed_graph(
+            lambda: driver_for(engine_settings),
+            media,
+            users=users,
+            clips=clips,
+            seed=seed_value,
+            max_depth=max_depth,
+            tmp_dir=Path(tmp),
+            now_ms=int(time.time() * 1000),
+        )
+    print(
+        f"seeded {len(plan.users)} users, {len(plan.follows)} follows, {len(plan.clips)} clips"
+        f" ({len(plan.remixes)} remixes, depth up to {plan.max_depth}), {len(plan.likes)} likes,"
+        f" {len(plan.views)} viewers in {time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -233,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     el.add_argument("--format", choices=("graphml", "json"), default="graphml")
     el.add_argument("--data-dir", dest="data_dir")
     el.add_argument("--out", type=Path, help="a file to write (default: standard output)")
+    sd = sub.add_parser("seed", help="build a synthetic graph (demos, benchmarks)")
+    sd.add_argument("--users", type=int, required=True)
+    sd.add_argument("--clips", type=int, required=True)
+    sd.add_argument("--seed", type=int, default=0, help="the graph's shape is a function of it")
+    sd.add_argument("--max-depth", type=int, default=50, help="longest remix chain (0..50)")
+    sd.add_argument("--data-dir", dest="data_dir")
     args = parser.parse_args(argv)
 
     if args.command == "export-schema":
@@ -240,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings(args)
     if args.command == "export-lineage":
         return export_lineage(settings, _raw_clip_id(args.clip_id), args.format, args.out)
+    if args.command == "seed":
+        return seed(settings, args.users, args.clips, args.seed, args.max_depth)
     if args.command == "worker":
         return worker(settings)
     return serve(settings, with_worker=args.command == "run" and settings.with_worker)
