@@ -1,0 +1,255 @@
+"""Feeds and lineage on a seeded graph, through the real HTTP endpoint (issue 7).
+
+Starts a real `reelgraph serve` (embedded FalkorDB/Redis, no worker) on a fresh data folder,
+seeds it while it runs with `reelgraph seed --users N --clips M`, then, in one run:
+
+- wrk (16 connections, 2 threads, --latency, --timeout 30s) on `/health`, the FOLLOWING first
+  page signed in as the seeded user who follows the most people, and the FOR_YOU first page
+  signed in (same user) and signed out; each page is 20 clips with author, counts and video;
+- remixTree of the biggest remix tree the seeder made (maxNodes = its size, up to 10,000) and
+  forkDepth of the root of a depth-50 chain: about 20 sequential requests each (httpx), p50.
+
+The biggest tree and the chain root are found from the remix edges, read once through the
+running server's engine (the same way `reelgraph seed` reaches it).
+
+    .venv/bin/python benchmarks/feeds_load.py                  # 10k users, 100k clips
+    .venv/bin/python benchmarks/feeds_load.py --users 500 --clips 5000 --seconds 5  # a smoke run
+
+Needs `wrk` (Debian: apt-get install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from api_load import ROOT, _gql, _port
+
+sys.path.insert(0, str(ROOT))
+
+PAGE = """query($k: FeedKind!) { feed(kind: $k, first: 20) { edges { node {
+  id prompt likeCount author { handle followerCount } video { url } } } } }"""
+TREE = """query($id: ID!, $n: Int) { remixTree(clipId: $id, maxNodes: $n) {
+  size maxDepth truncated nodes { depth parentId clip { id } } } }"""
+FORK_DEPTH = "query($id: ID!) { clip(id: $id) { id forkDepth } }"
+LOG_IN = "mutation($h: String!, $p: String!) { logIn(handle: $h, password: $p) { accessToken } }"
+
+WRK_POST = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+%s
+wrk.body = %s
+"""
+
+
+def _wrk(url: str, seconds: int, script: Path | None = None) -> dict:
+    """wrk -t2 -c16 with a 30 s timeout (FOR_YOU may be slow): req/s, p50, p99, errors."""
+    cmd = ["wrk", "-t2", "-c16", f"-d{seconds}s", "--timeout", "30s", "--latency", url]
+    if script is not None:
+        cmd[1:1] = ["-s", str(script)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    timeouts = re.search(r"timeout (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "p50": lat.get("50"),
+        "p99": lat.get("99"),
+        "non2xx": int(errors.group(1)) if errors else 0,
+        "timeouts": int(timeouts.group(1)) if timeouts else 0,
+    }
+
+
+def _script(tmp: Path, name: str, body: dict, token: str | None) -> Path:
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if token else ""
+    path = tmp / f"{name}.lua"
+    path.write_text(WRK_POST % (auth, json.dumps(json.dumps(body))))
+    return path
+
+
+def _graph_facts(data_dir: Path) -> tuple[str, int, list[tuple[str, str]]]:
+    """(handle of the user who follows the most, how many, remix edges child -> parent), read
+    through the running server's engine."""
+    from cli import _engine_for
+    from graph.driver import Cypher, driver_for
+    from settings import get_settings
+
+    # read-only and for this benchmark only (not product statements)
+    most_follows = Cypher(
+        "MATCH (u:User)-[:FOLLOWS]->(:User) "
+        "RETURN u.handle AS handle, count(*) AS n ORDER BY n DESC LIMIT 1"
+    )
+    remix_edges = Cypher(
+        "MATCH (c:Clip)-[:REMIX_OF]->(p:Clip) "
+        "WHERE c.state = 'PUBLISHED' AND p.state = 'PUBLISHED' RETURN c.id AS c, p.id AS p"
+    )
+
+    async def read(settings) -> tuple[str, int, list[tuple[str, str]]]:
+        db = driver_for(settings)
+        try:
+            top = (await db.read(most_follows))[0]
+            edges = [(r["c"], r["p"]) for r in await db.read(remix_edges)]
+            return top["handle"], top["n"], edges
+        finally:
+            await db.close()
+
+    settings = get_settings().model_copy(update={"data_dir": data_dir})
+    with _engine_for(settings) as engine:
+        if engine is None or engine[1]:
+            sys.exit("no running server owns the data folder")
+        return asyncio.run(read(engine[0]))
+
+
+def _trees(edges: list[tuple[str, str]]) -> tuple[str, int, str | None]:
+    """(root of the biggest tree, its size with the root, root of a depth-50 chain or None)."""
+    parent = dict(edges)
+    children: dict[str, list[str]] = defaultdict(list)
+    for c, p in edges:
+        children[p].append(c)
+    roots = {p for p in children if p not in parent}
+    best, best_size, chain_root = "", 0, None
+    for root in roots:
+        size, depth, level = 1, 0, [root]
+        while level:
+            level = [c for n in level for c in children[n]]
+            size += len(level)
+            depth += bool(level)
+        if size > best_size:
+            best, best_size = root, size
+        if depth >= 50 and chain_root is None:
+            chain_root = root
+    return best, best_size, chain_root
+
+
+def _p50(client: httpx.Client, query: str, variables: dict, runs: int) -> tuple[float, dict]:
+    _gql(client, query, variables)  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        data = _gql(client, query, variables)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000, data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--clips", type=int, default=100_000)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+
+    tmp = Path(tempfile.mkdtemp(prefix="reelgraph-feeds-"))
+    data_dir = tmp / "d"
+    port = _port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), REELGRAPH_ENVIRONMENT="development")
+    # one address signs in and reads over and over: lift the rate limits
+    for name in ("LOGIN_LIMIT_PER_HANDLE", "LOGIN_LIMIT_PER_ADDRESS", "MUTATION_LIMIT_PER_USER"):
+        env[f"REELGRAPH_{name}"] = "0"
+    os.environ.update(REELGRAPH_ENVIRONMENT="development")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=120) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    sys.exit("the server did not start")
+                time.sleep(0.2)
+            t0 = time.monotonic()
+            subprocess.run(
+                [sys.executable, "-m", "cli", "seed", "--users", str(args.users), "--clips",
+                 str(args.clips), "--data-dir", str(data_dir)],
+                cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            seed_s = time.monotonic() - t0
+            handle, follows, edges = _graph_facts(data_dir)
+            tree_root, tree_size, chain_root = _trees(edges)
+            from graph.seed import SEED_PASSWORD
+
+            token = _gql(client, LOG_IN, {"h": handle, "p": SEED_PASSWORD})["logIn"]["accessToken"]
+            for kind in ("FOLLOWING", "FOR_YOU"):  # a correct page before load, and a warm-up
+                got = _gql(client, PAGE, {"k": kind}, token)["feed"]["edges"]
+                print(f"{kind} first page: {len(got)} clips", file=sys.stderr)
+
+            rows = {"`/health`": _wrk(f"{base}/health", args.seconds)}
+            for name, kind, tok in (
+                ("FOLLOWING first page, signed in", "FOLLOWING", token),
+                ("FOR_YOU first page, signed in", "FOR_YOU", token),
+                ("FOR_YOU first page, signed out", "FOR_YOU", None),
+            ):
+                body = {"query": PAGE, "variables": {"k": kind}}
+                script = _script(tmp, kind + str(bool(tok)), body, tok)
+                rows[name] = _wrk(f"{base}/graphql", args.seconds, script)
+
+            from resolvers.ids import encode_id
+
+            n = min(tree_size, 10_000)
+            tree_id = encode_id("Clip", tree_root)
+            tree_ms, tree = _p50(client, TREE, {"id": tree_id, "n": n}, args.runs)
+            tree = tree["remixTree"]
+            fork_ms, fork = (None, None)
+            if chain_root is not None:
+                fork_ms, fork = _p50(
+                    client, FORK_DEPTH, {"id": encode_id("Clip", chain_root)}, args.runs
+                )
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(
+        f"seeded {args.users} users, {args.clips} clips in {seed_s:.0f} s; "
+        f"{len(edges)} remix edges; viewer {handle} follows {follows}"
+    )
+    print(f"wrk -t2 -c16 -d{args.seconds}s --timeout 30s --latency")
+    print("| endpoint | req/s | requests | p50 | p99 | non-2xx | timeouts |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, r in rows.items():
+        cells = [f"{r['rps']:.1f}", r["requests"], r["p50"], r["p99"], r["non2xx"], r["timeouts"]]
+        print(f"| {name} | " + " | ".join(map(str, cells)) + " |")
+    print(
+        f"remixTree(maxNodes {n}) of the biggest tree ({tree_size} clips): p50 {tree_ms:.0f} ms"
+        f" over {args.runs} requests; size {tree['size']}, maxDepth {tree['maxDepth']},"
+        f" {len(tree['nodes'])} nodes, truncated {tree['truncated']}"
+    )
+    if fork is None:
+        print("no depth-50 chain in this graph")
+    else:
+        print(
+            f"forkDepth of a depth-50 chain root: p50 {fork_ms:.0f} ms over {args.runs} requests;"
+            f" forkDepth {fork['clip']['forkDepth']}"
+        )
+
+
+if __name__ == "__main__":
+    main()
