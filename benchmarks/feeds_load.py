@@ -53,6 +53,18 @@ WRK_POST = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 %s
 wrk.body = %s
+-- a GraphQL error comes back as 200: count the answers that carry "errors"
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) gql_errors = 0 end
+function response(status, headers, body)
+  if body and string.find(body, '"errors"', 1, true) then gql_errors = gql_errors + 1 end
+end
+function done(summary, latency, requests)
+  local n = 0
+  for _, t in ipairs(threads) do n = n + t:get("gql_errors") end
+  io.write("GraphQL errors: " .. n .. "\\n")
+end
 """
 
 
@@ -64,6 +76,7 @@ def _wrk(url: str, seconds: int, script: Path | None = None) -> dict:
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    gql_errors = re.search(r"GraphQL errors: (\d+)", out)
     timeouts = re.search(r"timeout (\d+)", out)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
@@ -72,6 +85,7 @@ def _wrk(url: str, seconds: int, script: Path | None = None) -> dict:
         "p99": lat.get("99"),
         "non2xx": int(errors.group(1)) if errors else 0,
         "timeouts": int(timeouts.group(1)) if timeouts else 0,
+        "errors": int(gql_errors.group(1)) if gql_errors else 0,
     }
 
 
@@ -197,9 +211,24 @@ def main() -> None:
             from graph.seed import SEED_PASSWORD
 
             token = _gql(client, LOG_IN, {"h": handle, "p": SEED_PASSWORD})["logIn"]["accessToken"]
-            for kind in ("FOLLOWING", "FOR_YOU"):  # a correct page before load, and a warm-up
-                got = _gql(client, PAGE, {"k": kind}, token)["feed"]["edges"]
-                print(f"{kind} first page: {len(got)} clips", file=sys.stderr)
+            single = []  # one request at a time before any load: time and what came back
+            for kind, tok in (("FOLLOWING", token), ("FOR_YOU", token), ("FOR_YOU", None)):
+                for _ in range(2):
+                    headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+                    t0 = time.perf_counter()
+                    r = client.post("/graphql", json={"query": PAGE, "variables": {"k": kind}},
+                                    headers=headers)  # fmt: skip
+                    ms = (time.perf_counter() - t0) * 1000
+                    body = r.json()
+                    what = (
+                        f"error {body['errors'][0]['message'][:100]!r}"
+                        if body.get("errors")
+                        else f"{len(body['data']['feed']['edges'])} clips"
+                    )
+                    single.append(
+                        f"{kind} {'signed in' if tok else 'signed out'}: {ms:.0f} ms, {what}"
+                    )
+                    print(single[-1], file=sys.stderr)
 
             rows = {"`/health`": _wrk(f"{base}/health", args.seconds)}
             for name, kind, tok in (
@@ -232,10 +261,13 @@ def main() -> None:
         f"{len(edges)} remix edges; viewer {handle} follows {follows}"
     )
     print(f"wrk -t2 -c16 -d{args.seconds}s --timeout 30s --latency")
-    print("| endpoint | req/s | requests | p50 | p99 | non-2xx | timeouts |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for line in single:
+        print(f"single request before load: {line}")
+    print("| endpoint | req/s | requests | p50 | p99 | non-2xx | GraphQL errors | timeouts |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in rows.items():
-        cells = [f"{r['rps']:.1f}", r["requests"], r["p50"], r["p99"], r["non2xx"], r["timeouts"]]
+        cells = [f"{r['rps']:.1f}", r["requests"], r["p50"], r["p99"], r["non2xx"]]
+        cells += [r["errors"], r["timeouts"]]
         print(f"| {name} | " + " | ".join(map(str, cells)) + " |")
     print(
         f"remixTree(maxNodes {n}) of the biggest tree ({tree_size} clips): p50 {tree_ms:.0f} ms"
