@@ -96,9 +96,10 @@ def _script(tmp: Path, name: str, body: dict, token: str | None) -> Path:
     return path
 
 
-def _graph_facts(data_dir: Path) -> tuple[str, int, list[tuple[str, str]]]:
-    """(handle of the user who follows the most, how many, remix edges child -> parent), read
-    through the running server's engine."""
+def _graph_facts(data_dir: Path) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
+    """([(handle, follows) of the user who follows the most, and of one who follows about
+    100 (the seeder's mean)], remix edges child -> parent), read through the running server's
+    engine."""
     from cli import _engine_for
     from graph.driver import Cypher, driver_for
     from settings import get_settings
@@ -108,17 +109,23 @@ def _graph_facts(data_dir: Path) -> tuple[str, int, list[tuple[str, str]]]:
         "MATCH (u:User)-[:FOLLOWS]->(:User) "
         "RETURN u.handle AS handle, count(*) AS n ORDER BY n DESC LIMIT 1"
     )
+    typical = Cypher(
+        "MATCH (u:User)-[:FOLLOWS]->(:User) WITH u, count(*) AS n "
+        "WHERE n >= 95 AND n <= 105 RETURN u.handle AS handle, n LIMIT 1"
+    )
     remix_edges = Cypher(
         "MATCH (c:Clip)-[:REMIX_OF]->(p:Clip) "
         "WHERE c.state = 'PUBLISHED' AND p.state = 'PUBLISHED' RETURN c.id AS c, p.id AS p"
     )
 
-    async def read(settings) -> tuple[str, int, list[tuple[str, str]]]:
+    async def read(settings) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
         db = driver_for(settings)
         try:
-            top = (await db.read(most_follows))[0]
+            viewers = [
+                (r["handle"], r["n"]) for q in (most_follows, typical) for r in await db.read(q)
+            ]
             edges = [(r["c"], r["p"]) for r in await db.read(remix_edges)]
-            return top["handle"], top["n"], edges
+            return viewers, edges
         finally:
             await db.close()
 
@@ -206,81 +213,72 @@ def main() -> None:
                 cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip
             seed_s = time.monotonic() - t0
-            handle, follows, edges = _graph_facts(data_dir)
+            viewers, edges = _graph_facts(data_dir)
             tree_root, tree_size, chain_root = _trees(edges)
+            print(
+                f"seeded in {seed_s:.0f} s; {len(edges)} remix edges; viewers {viewers}", flush=True
+            )
             from graph.seed import SEED_PASSWORD
-
-            token = _gql(client, LOG_IN, {"h": handle, "p": SEED_PASSWORD})["logIn"]["accessToken"]
-            single = []  # one request at a time before any load: time and what came back
-            for kind, tok in (("FOLLOWING", token), ("FOR_YOU", token), ("FOR_YOU", None)):
-                for _ in range(2):
-                    headers = {"Authorization": f"Bearer {tok}"} if tok else {}
-                    t0 = time.perf_counter()
-                    r = client.post("/graphql", json={"query": PAGE, "variables": {"k": kind}},
-                                    headers=headers)  # fmt: skip
-                    ms = (time.perf_counter() - t0) * 1000
-                    body = r.json()
-                    what = (
-                        f"error {body['errors'][0]['message'][:100]!r}"
-                        if body.get("errors")
-                        else f"{len(body['data']['feed']['edges'])} clips"
-                    )
-                    single.append(
-                        f"{kind} {'signed in' if tok else 'signed out'}: {ms:.0f} ms, {what}"
-                    )
-                    print(single[-1], file=sys.stderr)
-
-            rows = {"`/health`": _wrk(f"{base}/health", args.seconds)}
-            for name, kind, tok in (
-                ("FOLLOWING first page, signed in", "FOLLOWING", token),
-                ("FOR_YOU first page, signed in", "FOR_YOU", token),
-                ("FOR_YOU first page, signed out", "FOR_YOU", None),
-            ):
-                body = {"query": PAGE, "variables": {"k": kind}}
-                script = _script(tmp, kind + str(bool(tok)), body, tok)
-                rows[name] = _wrk(f"{base}/graphql", args.seconds, script)
-
             from resolvers.ids import encode_id
 
+            # lineage first, on an idle engine (a feed that times out leaves its query running)
             n = min(tree_size, 10_000)
-            tree_id = encode_id("Clip", tree_root)
-            tree_ms, tree = _p50(client, TREE, {"id": tree_id, "n": n}, args.runs)
+            tree_ms, tree = _p50(
+                client, TREE, {"id": encode_id("Clip", tree_root), "n": n}, args.runs
+            )
             tree = tree["remixTree"]
-            fork_ms, fork = (None, None)
-            if chain_root is not None:
+            print(
+                f"remixTree(maxNodes {n}) of the biggest tree ({tree_size} clips): p50"
+                f" {tree_ms:.0f} ms over {args.runs} requests; size {tree['size']}, maxDepth"
+                f" {tree['maxDepth']}, {len(tree['nodes'])} nodes, truncated {tree['truncated']}",
+                flush=True,
+            )
+            if chain_root is None:
+                print("no depth-50 chain in this graph", flush=True)
+            else:
                 fork_ms, fork = _p50(
                     client, FORK_DEPTH, {"id": encode_id("Clip", chain_root)}, args.runs
                 )
+                print(
+                    f"forkDepth of a depth-50 chain root: p50 {fork_ms:.0f} ms over {args.runs}"
+                    f" requests; forkDepth {fork['clip']['forkDepth']}",
+                    flush=True,
+                )
+
+            tokens = [
+                (
+                    handle,
+                    follows,
+                    _gql(client, LOG_IN, {"h": handle, "p": SEED_PASSWORD})["logIn"]["accessToken"],
+                )
+                for handle, follows in viewers
+            ]
+            runs = [("`/health`", None, None)]
+            # the typical viewer and the signed-out page before the heavy viewer
+            for handle, follows, tok in reversed(tokens):
+                runs.append((f"FOLLOWING, {handle} ({follows} follows)", "FOLLOWING", tok))
+            runs.append(("FOR_YOU, signed out", "FOR_YOU", None))
+            for handle, follows, tok in reversed(tokens):
+                runs.append((f"FOR_YOU, {handle} ({follows} follows)", "FOR_YOU", tok))
+            print(f"wrk -t2 -c16 -d{args.seconds}s --timeout 30s --latency", flush=True)
+            print(
+                "| endpoint | req/s | requests | p50 | p99 | non-2xx | GraphQL errors | timeouts |"
+            )
+            print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+            for name, kind, tok in runs:
+                if kind is None:
+                    r = _wrk(f"{base}/health", args.seconds)
+                else:
+                    body = {"query": PAGE, "variables": {"k": kind}}
+                    script = _script(tmp, f"{kind}{len(name)}", body, tok)
+                    r = _wrk(f"{base}/graphql", args.seconds, script)
+                cells = [f"{r['rps']:.1f}", r["requests"], r["p50"], r["p99"], r["non2xx"]]
+                cells += [r["errors"], r["timeouts"]]
+                print(f"| {name} | " + " | ".join(map(str, cells)) + " |", flush=True)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
-
-    print(
-        f"seeded {args.users} users, {args.clips} clips in {seed_s:.0f} s; "
-        f"{len(edges)} remix edges; viewer {handle} follows {follows}"
-    )
-    print(f"wrk -t2 -c16 -d{args.seconds}s --timeout 30s --latency")
-    for line in single:
-        print(f"single request before load: {line}")
-    print("| endpoint | req/s | requests | p50 | p99 | non-2xx | GraphQL errors | timeouts |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, r in rows.items():
-        cells = [f"{r['rps']:.1f}", r["requests"], r["p50"], r["p99"], r["non2xx"]]
-        cells += [r["errors"], r["timeouts"]]
-        print(f"| {name} | " + " | ".join(map(str, cells)) + " |")
-    print(
-        f"remixTree(maxNodes {n}) of the biggest tree ({tree_size} clips): p50 {tree_ms:.0f} ms"
-        f" over {args.runs} requests; size {tree['size']}, maxDepth {tree['maxDepth']},"
-        f" {len(tree['nodes'])} nodes, truncated {tree['truncated']}"
-    )
-    if fork is None:
-        print("no depth-50 chain in this graph")
-    else:
-        print(
-            f"forkDepth of a depth-50 chain root: p50 {fork_ms:.0f} ms over {args.runs} requests;"
-            f" forkDepth {fork['clip']['forkDepth']}"
-        )
 
 
 if __name__ == "__main__":
