@@ -14,9 +14,12 @@ from graph.driver import Cypher, GraphDriver, Row
 __all__ = ["following_page", "for_you_ranking", "visible_feed_clips"]
 
 # Published clips by people the viewer follows, newest first; (publishedAt, id) keyset
+# the filter sits after WITH: in the MATCH's WHERE, FalkorDB planned a scan of every clip and
+# walked back to the viewer (47 s on 100k clips); this way it starts at the viewer's index
 FOLLOWING_PAGE = Cypher(
     """
 MATCH (:User {id: $viewerId})-[:FOLLOWS]->(a:User)-[:POSTED]->(c:Clip)
+WITH a, c
 WHERE c.state = 'PUBLISHED' AND ($mood IS NULL OR $mood IN c.moods)
   AND ($afterAt IS NULL OR c.publishedAt < $afterAt
        OR (c.publishedAt = $afterAt AND c.id < $afterId))
