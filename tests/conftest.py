@@ -234,3 +234,49 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def rendered_clip(
+    graph: Any,
+    author_id: str,
+    at: int,
+    *,
+    parent_id: str | None = None,
+    moods: list[str] | None = None,
+    prompt: str = "a test clip",
+    publish: bool = False,
+) -> str:
+    """A clip rendered (and, when asked, published) at a fixed time through the repository:
+    no worker, no file. Takes and returns raw ids."""
+    from ulid import ULID
+
+    from graph import clips as clip_repo
+
+    clip_id = str(ULID())
+    params = {
+        "authorId": author_id,
+        "id": clip_id,
+        "prompt": prompt,
+        "moods": moods or [],
+        "durationS": 1,
+        "seed": 1,
+        "now": at,
+        "parentId": parent_id,
+    }
+    assert await clip_repo.create_clip(graph, params)
+    assert await clip_repo.claim_render(graph, clip_id, "test-owner", at, at + 60_000)
+    video = {
+        "key": f"clips/{clip_id}.mp4",
+        "sha256": "0" * 64,
+        "durationMs": 1000,
+        "width": 64,
+        "height": 64,
+        "fps": 8.0,
+        "hasAudio": False,
+        "sizeBytes": 1,
+        "mimeType": "video/mp4",
+    }
+    assert await clip_repo.finish_render(graph, clip_id, "test-owner", 1, video, at)
+    if publish:
+        assert await clip_repo.publish(graph, author_id, clip_id, at)
+    return clip_id

@@ -7,7 +7,7 @@ until the module ends, and are then dropped: no later module's worker should mee
 from __future__ import annotations
 
 import pytest
-from conftest import GraphQLClient, purge_render_queue
+from conftest import GraphQLClient, purge_render_queue, rendered_clip
 from litestar.testing import AsyncTestClient
 
 from resolvers.ids import encode_id
@@ -154,36 +154,7 @@ NESTED_CLIPS = """query($h: String!, $first: Int, $after: String) { user(handle:
 
 async def _rendered_at(graph, author_id: str, at: int) -> str:
     """A DRAFT clip rendered at a fixed time, through the repository (no worker, no file)."""
-    from ulid import ULID
-
-    from graph import clips as clip_repo
-
-    clip_id = str(ULID())
-    params = {
-        "authorId": author_id,
-        "id": clip_id,
-        "prompt": "a clip for paging",
-        "moods": [],
-        "durationS": 1,
-        "seed": 1,
-        "now": at,
-        "parentId": None,
-    }
-    assert await clip_repo.create_clip(graph, params)
-    assert await clip_repo.claim_render(graph, clip_id, "test-owner", at, at + 60_000)
-    video = {
-        "key": f"clips/{clip_id}.mp4",
-        "sha256": "0" * 64,
-        "durationMs": 1000,
-        "width": 64,
-        "height": 64,
-        "fps": 8.0,
-        "hasAudio": False,
-        "sizeBytes": 1,
-        "mimeType": "video/mp4",
-    }
-    assert await clip_repo.finish_render(graph, clip_id, "test-owner", 1, video, at)
-    return clip_id
+    return await rendered_clip(graph, author_id, at, prompt="a clip for paging")
 
 
 async def _published_at(graph, author_id: str, at: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from conftest import Account, GraphQLClient
+from conftest import Account, GraphQLClient, rendered_clip
 
 from resolvers.engagement import VIEW_SLACK_MS
 from resolvers.ids import decode_id, encode_id
@@ -23,38 +23,15 @@ _times = itertools.count(1_700_000_000_000, 1000)
 
 async def _clip(graph, author: Account, *, publish: bool = True, parent: str | None = None) -> str:
     """A rendered clip (PUBLISHED, or a DRAFT) at a fixed time, through the repository (no
-    worker, no file), as tests/test_clips.py makes them; its global ID."""
-    from ulid import ULID
-
-    from graph import clips as clip_repo
-
-    at, clip_id, author_id = next(_times), str(ULID()), decode_id(author.id, "User")
-    params = {
-        "authorId": author_id,
-        "id": clip_id,
-        "prompt": "a clip to like",
-        "moods": [],
-        "durationS": 1,
-        "seed": 1,
-        "now": at,
-        "parentId": decode_id(parent, "Clip") if parent else None,
-    }
-    assert await clip_repo.create_clip(graph, params)
-    assert await clip_repo.claim_render(graph, clip_id, "test-owner", at, at + 60_000)
-    video = {
-        "key": f"clips/{clip_id}.mp4",
-        "sha256": "0" * 64,
-        "durationMs": DURATION_MS,
-        "width": 64,
-        "height": 64,
-        "fps": 8.0,
-        "hasAudio": False,
-        "sizeBytes": 1,
-        "mimeType": "video/mp4",
-    }
-    assert await clip_repo.finish_render(graph, clip_id, "test-owner", 1, video, at)
-    if publish:
-        assert await clip_repo.publish(graph, author_id, clip_id, at)
+    worker, no file); its global ID."""
+    clip_id = await rendered_clip(
+        graph,
+        decode_id(author.id, "User"),
+        next(_times),
+        parent_id=decode_id(parent, "Clip") if parent else None,
+        prompt="a clip to like",
+        publish=publish,
+    )
     return encode_id("Clip", clip_id)
 
 

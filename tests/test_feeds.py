@@ -11,8 +11,7 @@ import base64
 import json
 
 import pytest
-from conftest import Account, GraphQLClient
-from ulid import ULID
+from conftest import Account, GraphQLClient, rendered_clip
 
 from graph import clips as clip_repo
 from resolvers.feeds import diversify
@@ -42,33 +41,15 @@ async def _clip(
     publish: bool = True,
 ) -> str:
     """A clip rendered (and published) at a fixed time; its global id."""
-    clip_id = str(ULID())
-    params = {
-        "authorId": _raw(author),
-        "id": clip_id,
-        "prompt": "a clip for feeds",
-        "moods": moods or [],
-        "durationS": 1,
-        "seed": 1,
-        "now": at,
-        "parentId": decode_id(parent, "Clip") if parent else None,
-    }
-    assert await clip_repo.create_clip(graph, params)
-    assert await clip_repo.claim_render(graph, clip_id, "test-owner", at, at + MINUTE)
-    video = {
-        "key": f"clips/{clip_id}.mp4",
-        "sha256": "0" * 64,
-        "durationMs": 1000,
-        "width": 64,
-        "height": 64,
-        "fps": 8.0,
-        "hasAudio": False,
-        "sizeBytes": 1,
-        "mimeType": "video/mp4",
-    }
-    assert await clip_repo.finish_render(graph, clip_id, "test-owner", 1, video, at)
-    if publish:
-        assert await clip_repo.publish(graph, _raw(author), clip_id, at)
+    clip_id = await rendered_clip(
+        graph,
+        _raw(author),
+        at,
+        parent_id=decode_id(parent, "Clip") if parent else None,
+        moods=moods,
+        prompt="a clip for feeds",
+        publish=publish,
+    )
     return encode_id("Clip", clip_id)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aredis
-from conftest import GraphQLClient, purge_render_queue, worker_env
+from conftest import GraphQLClient, purge_render_queue, rendered_clip, worker_env
 from ulid import ULID
 
 from events.notifications import stream_key
@@ -54,34 +54,9 @@ def _gid(raw: str) -> str:
 
 async def _published(graph, author, at: int, parent: str | None = None, publish=True) -> str:
     """A clip (a remix of parent's raw id when given) rendered and published at a fixed time."""
-    clip_id = str(ULID())
-    params = {
-        "authorId": _raw(author),
-        "id": clip_id,
-        "prompt": "a clip in a lineage",
-        "moods": [],
-        "durationS": 1,
-        "seed": 1,
-        "now": at,
-        "parentId": parent,
-    }
-    assert await clip_repo.create_clip(graph, params)
-    assert await clip_repo.claim_render(graph, clip_id, "test-owner", at, at + 60_000)
-    video = {
-        "key": f"clips/{clip_id}.mp4",
-        "sha256": "0" * 64,
-        "durationMs": 1000,
-        "width": 64,
-        "height": 64,
-        "fps": 8.0,
-        "hasAudio": False,
-        "sizeBytes": 1,
-        "mimeType": "video/mp4",
-    }
-    assert await clip_repo.finish_render(graph, clip_id, "test-owner", 1, video, at)
-    if publish:
-        assert await clip_repo.publish(graph, _raw(author), clip_id, at)
-    return clip_id
+    return await rendered_clip(
+        graph, _raw(author), at, parent_id=parent, prompt="a clip in a lineage", publish=publish
+    )
 
 
 def _ids(items: list[dict]) -> list[str]:
