@@ -80,6 +80,34 @@ def _seed(client: httpx.Client) -> str:
     return "star"
 
 
+def start_server(
+    code_dir: Path, data_dir: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen, str]:
+    """`reelgraph serve` from code_dir on a free port; returns once /health answers 200."""
+    port = _port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        cwd=code_dir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=base, timeout=30) as client:
+        while True:
+            try:
+                if client.get("/health").status_code == 200:
+                    return server, base
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                os.killpg(server.pid, signal.SIGTERM)
+                sys.exit("the server did not start")
+            time.sleep(0.2)
+
+
 def _wrk(url: str, seconds: int, script: Path | None = None, connections: int = 16) -> dict:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "20s", "--latency", url]
     if script is not None:
@@ -114,32 +142,13 @@ def main() -> None:
         sys.exit("wrk is needed: apt-get install wrk")
 
     tmp = Path(tempfile.mkdtemp(prefix="reelgraph-bench-"))
-    port = _port()
     env = dict(os.environ, PYTHONPATH=str(args.code_dir), REELGRAPH_ENVIRONMENT="development")
     # the benchmark signs up 21 users from one address: lift the sign-up limit if there is one
     env.update(REELGRAPH_SIGNUP_LIMIT_PER_ADDRESS="0", REELGRAPH_MUTATION_LIMIT_PER_USER="0")
     env.update(dict(item.split("=", 1) for item in args.env))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--port", str(port), "--data-dir", str(tmp / "d")],
-        cwd=args.code_dir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_server(args.code_dir, tmp / "d", env)
     try:
         with httpx.Client(base_url=base, timeout=30) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    sys.exit("the server did not start")
-                time.sleep(0.2)
             handle = _seed(client)
             page = _gql(client, FOLLOWERS, {"h": handle})
             assert len(page["user"]["followers"]["edges"]) == 20

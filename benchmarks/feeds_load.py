@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_load import ROOT, _gql, _port
+from api_load import ROOT, _gql, start_server
 
 sys.path.insert(0, str(ROOT))
 
@@ -179,33 +179,14 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="reelgraph-feeds-"))
     data_dir = tmp / "d"
-    port = _port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), REELGRAPH_ENVIRONMENT="development")
     # one address signs in and reads over and over: lift the rate limits
     for name in ("LOGIN_LIMIT_PER_HANDLE", "LOGIN_LIMIT_PER_ADDRESS", "MUTATION_LIMIT_PER_USER"):
         env[f"REELGRAPH_{name}"] = "0"
     os.environ.update(REELGRAPH_ENVIRONMENT="development")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_server(ROOT, data_dir, env)
     try:
         with httpx.Client(base_url=base, timeout=120) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    sys.exit("the server did not start")
-                time.sleep(0.2)
             t0 = time.monotonic()
             subprocess.run(
                 [sys.executable, "-m", "cli", "seed", "--users", str(args.users), "--clips",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import rendered_clip
 from ulid import ULID
 
 from graph import clips as clip_repo
@@ -64,33 +65,14 @@ async def model(settings) -> AsyncIterator[tuple[Any, dict[str, str]]]:
     ids: dict[str, str] = {}
 
     async def clip(name: str, author: str, at: int, parent: str | None, state: str) -> None:
-        ids[name] = clip_id = str(ULID())
-        params = {
-            "authorId": users[author],
-            "id": clip_id,
-            "prompt": f"clip {name}",
-            "moods": [],
-            "durationS": 1,
-            "seed": 1,
-            "now": at,
-            "parentId": ids[parent] if parent else None,
-        }
-        assert await clip_repo.create_clip(db, params)
-        assert await clip_repo.claim_render(db, clip_id, "docs", at, at + 60_000)
-        video = {
-            "key": f"clips/{clip_id}.mp4",
-            "sha256": "0" * 64,
-            "durationMs": 1000,
-            "width": 64,
-            "height": 64,
-            "fps": 8.0,
-            "hasAudio": False,
-            "sizeBytes": 1,
-            "mimeType": "video/mp4",
-        }
-        assert await clip_repo.finish_render(db, clip_id, "docs", 1, video, at)
-        if state != "DRAFT":
-            assert await clip_repo.publish(db, users[author], clip_id, at)
+        ids[name] = await rendered_clip(
+            db,
+            users[author],
+            at,
+            parent_id=ids[parent] if parent else None,
+            prompt=f"clip {name}",
+            publish=state != "DRAFT",
+        )
 
     for name, author, parent, state in [
         ("O1", "u1", None, "PUBLISHED"),
