@@ -42,6 +42,17 @@ class Settings(BaseSettings):
     refresh_token_ttl_s: int = 30 * 24 * 3600
     media_url_ttl_s: int = 3600
 
+    # consent tokens (PASETO v4.public, consent/keyring.py): JSON documents; unset, API
+    # processes generate <data_dir>/consent/signing-keys.json and publish public-keys.json
+    consent_signing_keys: str | None = None  # API processes only; never give it to workers
+    consent_public_keys: str | None = None  # what workers verify with
+    consent_issuer: str = "reelgraph"
+    # a render token must outlive queueing, retries and requeues of its render
+    render_token_ttl_s: int = 6 * 3600
+    approval_token_ttl_s: int = 30 * 24 * 3600
+    # base64 of 32 bytes: wraps each cameo's data key; unset: <data_dir>/consent/kek
+    cameo_kek: str | None = None
+
     # rate limits, counted in Redis so they hold across API processes; 0 turns one off
     login_limit_per_handle: int = 10  # log-in attempts per handle per window
     login_limit_per_address: int = 30  # log-in attempts per client address per window
