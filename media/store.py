@@ -28,6 +28,7 @@ __all__ = [
     "MediaMissing",
     "MediaStore",
     "S3MediaStore",
+    "cameo_ref_key",
     "clip_id_from_key",
     "clip_video_key",
     "open_media_store",
@@ -38,6 +39,8 @@ __all__ = [
 _CHUNK = 256 * 1024  # bytes per read while streaming a file to a client
 
 _KEY = re.compile(r"clips/([0-9A-Za-z]{1,64})/([0-9a-f]{64})\.mp4")
+# a cameo's encrypted reference frame (consent/references.py); never served by /media
+_CAMEO_REF_KEY = re.compile(r"cameos/[0-9A-Za-z]{1,64}/[0-9A-Za-z]{1,64}\.ref")
 
 
 class MediaMissing(LookupError):
@@ -46,6 +49,10 @@ class MediaMissing(LookupError):
 
 def clip_video_key(clip_id: str, sha256: str) -> str:
     return f"clips/{clip_id}/{sha256}.mp4"
+
+
+def cameo_ref_key(cameo_id: str, name: str) -> str:
+    return f"cameos/{cameo_id}/{name}.ref"
 
 
 def clip_id_from_key(key: str) -> str | None:
@@ -116,7 +123,7 @@ class LocalMediaStore:
         self._ttl = url_ttl_s
 
     def _path(self, key: str) -> Path:
-        if clip_id_from_key(key) is None:
+        if clip_id_from_key(key) is None and not _CAMEO_REF_KEY.fullmatch(key):
             raise ValueError(f"not a media key: {key!r}")
         return self.root / key
 

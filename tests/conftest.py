@@ -280,3 +280,42 @@ async def rendered_clip(
     if publish:
         assert await clip_repo.publish(graph, author_id, clip_id, at)
     return clip_id
+
+
+REFERENCE_FACE = ROOT / "tests" / "data" / "faces" / "astronaut_face.jpg"
+
+
+async def active_cameo(
+    graph: Any, media: Any, owner_raw_id: str, *, audience: str = "EVERYONE", kek: Any = None
+) -> str:
+    """An ACTIVE cameo of the owner (raw id) with encrypted reference frames in the media
+    store, made through the repository as a passed capture would, without a worker. The KEK
+    defaults to the one under the media store's data folder (what the app and workers load
+    from the test settings). Returns the cameo's raw id."""
+    from ulid import ULID
+
+    from consent.envelope import load_kek
+    from consent.references import seal_reference_frames
+    from graph import cameos as cameo_repo
+
+    if kek is None:
+        kek = load_kek(Settings(_env_file=None, data_dir=media.root.parent))
+    now = int(time.time() * 1000)
+    cameo = await cameo_repo.ensure_cameo(graph, owner_raw_id, str(ULID()), now)
+    assert cameo is not None, "no such owner"
+    capture_id = str(ULID())
+    assert await cameo_repo.accept_capture(graph, owner_raw_id, cameo["id"], capture_id, now)
+    frame = REFERENCE_FACE.read_bytes()
+    wrapped, keys = seal_reference_frames(media, kek, cameo["id"], [frame, frame])
+    activated = await cameo_repo.activate_capture(
+        graph,
+        cameo["id"],
+        capture_id,
+        wrapped_key=wrapped,
+        kek_id=kek.kid,
+        ref_keys=keys,
+        now=now,
+    )
+    assert activated is not None
+    assert await cameo_repo.set_audience(graph, owner_raw_id, audience)
+    return cameo["id"]

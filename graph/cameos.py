@@ -1,0 +1,517 @@
+"""Cameos: capture state, audience, restrictions, grants, deletion, and who may use one.
+
+`(:User)-[:OWNS]->(:Cameo)`: a user has at most one cameo that is not DELETED (created and
+checked under the owner's lock). `(:Cameo)-[:GRANTED_TO {grantId}]->(:User)`: a grant is
+active while revokedAt is null and expiresAt is null or in the future.
+
+Usability, the one rule every consent check uses (USABLE_CAMEOS): the cameo is ACTIVE, and
+the user is its owner, or neither has blocked the other and: the audience is EVERYONE; or it
+is APPROVED or MUTUALS and the user holds an active grant; or it is MUTUALS and the two
+follow each other.
+
+Secrets (wrappedKey, kekId, refKeys) never leave through the row projections the API reads;
+only REFERENCE_MEDIA (for workers) and deletion return them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graph.driver import Cypher, GraphDriver, Row
+
+__all__ = [
+    "UNPUBLISHED_STATES",
+    "accept_capture",
+    "activate_capture",
+    "appearances_page",
+    "cameo_usable",
+    "cameos_by_ids",
+    "cameos_of_owners",
+    "create_grant",
+    "delete_cameo",
+    "ensure_cameo",
+    "grants_by_ids",
+    "grants_of_cameo",
+    "live_cameo",
+    "reference_media",
+    "reject_capture",
+    "revoke_grant",
+    "set_audience",
+    "set_restrictions",
+    "usable_cameos",
+]
+
+# a use of a cameo that revocation still reaches: the clip is not published (nor over)
+UNPUBLISHED_STATES = ["QUEUED", "RENDERING", "DRAFT", "AWAITING_APPROVAL"]
+
+# first capture: a new PENDING_VERIFICATION cameo, unless the owner already has a live one
+CREATE_CAMEO_IF_NONE = Cypher(
+    """
+MATCH (o:User {id: $ownerId})
+SET o._lock = true REMOVE o._lock
+WITH o
+OPTIONAL MATCH (o)-[:OWNS]->(x:Cameo)
+WITH o, count(CASE WHEN x.state <> 'DELETED' THEN 1 END) AS live
+WHERE live = 0
+CREATE (o)-[:OWNS]->(c:Cameo {id: $id, state: 'PENDING_VERIFICATION', audience: 'ONLY_ME',
+                              restrictions: [], consentEpoch: 1, createdAt: $now})
+RETURN c.id AS id
+"""
+)
+
+LIVE_CAMEOS_OF_OWNERS = Cypher(
+    """
+UNWIND $ownerIds AS ownerId
+MATCH (o:User {id: ownerId})-[:OWNS]->(c:Cameo)
+WHERE c.state <> 'DELETED'
+RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
+          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+"""
+)
+
+CAMEOS_BY_IDS = Cypher(
+    """
+UNWIND $ids AS id
+MATCH (o:User)-[:OWNS]->(c:Cameo {id: id})
+RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
+          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+"""
+)
+
+# an upload was accepted: this capture (the challenge id) is the one whose verdict counts; a
+# first or rejected cameo waits in PENDING_VERIFICATION, an ACTIVE one stays ACTIVE meanwhile
+ACCEPT_CAPTURE = Cypher(
+    """
+MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo {id: $id})
+SET c._lock = true REMOVE c._lock
+WITH o, c
+WHERE c.state <> 'DELETED'
+SET c.captureId = $captureId, c.captureAt = $now,
+    c.state = CASE WHEN c.state = 'ACTIVE' THEN 'ACTIVE' ELSE 'PENDING_VERIFICATION' END
+RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
+          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+"""
+)
+
+# the verdict of the latest accepted capture only; returns the reference files it replaces
+ACTIVATE_CAPTURE = Cypher(
+    """
+MATCH (o:User)-[:OWNS]->(c:Cameo {id: $id})
+SET c._lock = true REMOVE c._lock
+WITH o, c
+WHERE c.state IN ['PENDING_VERIFICATION', 'ACTIVE'] AND c.captureId = $captureId
+WITH o, c, coalesce(c.refKeys, []) AS replaced
+SET c.state = 'ACTIVE', c.wrappedKey = $wrappedKey, c.kekId = $kekId, c.refKeys = $refKeys,
+    c.verifiedAt = $now, c.rejectReason = null, c.lastCaptureFailure = null,
+    c.captureId = null
+RETURN replaced,
+       c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
+          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+"""
+)
+
+# a failed capture: a cameo never verified is REJECTED; an ACTIVE one keeps its likeness
+# and records why the re-capture failed
+REJECT_CAPTURE = Cypher(
+    """
+MATCH (o:User)-[:OWNS]->(c:Cameo {id: $id})
+SET c._lock = true REMOVE c._lock
+WITH o, c
+WHERE c.state IN ['PENDING_VERIFICATION', 'ACTIVE'] AND c.captureId = $captureId
+WITH o, c, c.state = 'ACTIVE' AS wasActive
+SET c.state = CASE WHEN wasActive THEN 'ACTIVE' ELSE 'REJECTED' END,
+    c.rejectReason = CASE WHEN wasActive THEN c.rejectReason ELSE $reason END,
+    c.lastCaptureFailure = $reason, c.captureId = null
+RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
+          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+"""
+)
+
+# the usability rule (see the module docstring), for one user and many cameos; an unknown
+# user can use nothing
+USABLE_CAMEOS = Cypher(
+    """
+UNWIND $cameoIds AS cameoId
+MATCH (o:User)-[:OWNS]->(c:Cameo {id: cameoId})
+OPTIONAL MATCH (u:User {id: $userId})
+OPTIONAL MATCH (o)-[k:BLOCKS]-(u)
+WITH cameoId, o, c, u, count(k) AS blocks
+OPTIONAL MATCH (c)-[g:GRANTED_TO]->(u)
+WITH cameoId, o, c, u, blocks,
+     count(CASE WHEN g IS NOT NULL AND g.revokedAt IS NULL
+                     AND (g.expiresAt IS NULL OR g.expiresAt > $now)
+                THEN 1 END) AS grants
+OPTIONAL MATCH (o)-[f1:FOLLOWS]->(u)
+WITH cameoId, o, c, u, blocks, grants, count(f1) AS ownerFollows
+OPTIONAL MATCH (u)-[f2:FOLLOWS]->(o)
+WITH cameoId, o, c, u, blocks, grants, ownerFollows, count(f2) AS userFollows
+RETURN c.id AS id, o.id AS ownerId, c.consentEpoch AS epoch, c.restrictions AS restrictions,
+       c.state AS state,
+       c.state = 'ACTIVE' AND u IS NOT NULL
+       AND (o.id = u.id
+            OR (blocks = 0
+                AND (c.audience = 'EVERYONE'
+                     OR (c.audience IN ['APPROVED', 'MUTUALS'] AND grants > 0)
+                     OR (c.audience = 'MUTUALS' AND ownerFollows > 0 AND userFollows > 0))))
+       AS usable
+"""
+)
+
+# the audience changes the epoch: tokens minted under the old audience stop verifying
+SET_AUDIENCE = Cypher(
+    """
+MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)
+WHERE c.state <> 'DELETED'
+SET c._lock = true REMOVE c._lock
+WITH o, c
+WHERE c.state <> 'DELETED'
+SET c.consentEpoch = CASE WHEN c.audience = $audience THEN c.consentEpoch
+                          ELSE c.consentEpoch + 1 END,
+    c.audience = $audience
+RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
+          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+"""
+)
+
+SET_RESTRICTIONS = Cypher(
+    """
+MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)
+WHERE c.state <> 'DELETED'
+SET c._lock = true REMOVE c._lock
+WITH o, c
+WHERE c.state <> 'DELETED'
+SET c.restrictions = $restrictions
+RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
+          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+"""
+)
+
+# a new grant, unless one is active already (the caller then reads that one), the grantee is
+# the owner, or either blocks the other; both users and the cameo locked first
+CREATE_GRANT = Cypher(
+    """
+MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)
+WHERE c.state <> 'DELETED'
+MATCH (u:User {id: $granteeId})
+WHERE u <> o
+SET o._lock = true, u._lock = true, c._lock = true REMOVE o._lock, u._lock, c._lock
+WITH o, c, u
+WHERE c.state <> 'DELETED'
+OPTIONAL MATCH (o)-[k:BLOCKS]-(u)
+WITH o, c, u, count(k) AS blocks
+WHERE blocks = 0
+OPTIONAL MATCH (c)-[x:GRANTED_TO]->(u)
+WITH o, c, u,
+     count(CASE WHEN x IS NOT NULL AND x.revokedAt IS NULL
+                     AND (x.expiresAt IS NULL OR x.expiresAt > $now)
+                THEN 1 END) AS active
+WHERE active = 0
+CREATE (c)-[g:GRANTED_TO {grantId: $grantId, at: $now, expiresAt: $expiresAt}]->(u)
+RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
+        expiresAt: g.expiresAt, revokedAt: g.revokedAt} AS grant
+"""
+)
+
+ACTIVE_GRANT = Cypher(
+    """
+MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)-[g:GRANTED_TO]->(u:User {id: $granteeId})
+WHERE c.state <> 'DELETED' AND g.revokedAt IS NULL
+  AND (g.expiresAt IS NULL OR g.expiresAt > $now)
+RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
+        expiresAt: g.expiresAt, revokedAt: g.revokedAt} AS grant
+ORDER BY g.at DESC
+LIMIT 1
+"""
+)
+
+GRANTS_BY_IDS = Cypher(
+    """
+UNWIND $ids AS id
+MATCH (o:User)-[:OWNS]->(c:Cameo)-[g:GRANTED_TO {grantId: id}]->(u:User)
+RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
+        expiresAt: g.expiresAt, revokedAt: g.revokedAt} AS grant
+"""
+)
+
+GRANTS_OF_CAMEOS = Cypher(
+    """
+UNWIND $cameoIds AS cameoId
+MATCH (o:User)-[:OWNS]->(c:Cameo {id: cameoId})-[g:GRANTED_TO]->(u:User)
+RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
+        expiresAt: g.expiresAt, revokedAt: g.revokedAt} AS grant
+ORDER BY g.at DESC, g.grantId DESC
+"""
+)
+
+# Revoking a grant revokes the grantee's unpublished uses in the same statement: each
+# FEATURES edge REVOKED (a QUEUED or RENDERING clip then fails at the worker's checks), an
+# AWAITING_APPROVAL clip back to DRAFT; the edges' token ids come back to be revoked in Redis.
+REVOKE_GRANT = Cypher(
+    """
+MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)-[g:GRANTED_TO {grantId: $grantId}]->(u:User)
+SET c._lock = true REMOVE c._lock
+SET g.revokedAt = coalesce(g.revokedAt, $now)
+WITH o, c, g, u
+OPTIONAL MATCH (u)-[:POSTED]->(clip:Clip)-[f:FEATURES]->(c)
+WHERE clip.state IN $unpublished AND f.approval <> 'REVOKED'
+WITH o, c, g, u, collect(f) AS uses, collect(clip) AS clips
+FOREACH (f IN uses | SET f.approval = 'REVOKED', f.decidedAt = $now)
+FOREACH (clip IN clips |
+  SET clip.state = CASE WHEN clip.state = 'AWAITING_APPROVAL' THEN 'DRAFT' ELSE clip.state END,
+      clip.updatedAt = $now)
+RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
+        expiresAt: g.expiresAt, revokedAt: g.revokedAt} AS grant,
+       [f IN uses WHERE f.renderJti IS NOT NULL | f.renderJti]
+       + [f IN uses WHERE f.approvalJti IS NOT NULL | f.approvalJti] AS jtis,
+       [clip IN clips | clip.id] AS clipIds
+"""
+)
+
+# Crypto-shredding and the end of every use, in one statement: the wrapped data key is gone
+# (every copy of the encrypted reference files is useless without it), the epoch moves on
+# (every outstanding token stops verifying), grants end, every other author's unpublished use
+# is REVOKED (AWAITING_APPROVAL back to DRAFT) and their published clips are taken down.
+# The reference files are deleted by the caller from the keys returned.
+DELETE_CAMEO = Cypher(
+    """
+MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)
+WHERE c.state <> 'DELETED'
+SET c._lock = true REMOVE c._lock
+WITH o, c
+WHERE c.state <> 'DELETED'
+OPTIONAL MATCH (a:User)-[:POSTED]->(clip:Clip)-[f:FEATURES]->(c)
+WHERE a <> o AND (clip.state IN $unpublished OR clip.state = 'PUBLISHED')
+WITH o, c, collect(f) AS uses, collect(clip) AS clips,
+     collect(CASE WHEN clip.state = 'PUBLISHED' THEN {clipId: clip.id, authorId: a.id} END)
+     AS takenDown
+FOREACH (f IN uses | SET f.approval = 'REVOKED', f.decidedAt = $now)
+FOREACH (clip IN clips |
+  SET clip.removedAt = CASE WHEN clip.state = 'PUBLISHED' THEN $now ELSE clip.removedAt END,
+      clip.removedBy = CASE WHEN clip.state = 'PUBLISHED' THEN 'cameo-owner'
+                            ELSE clip.removedBy END,
+      clip.state = CASE clip.state WHEN 'PUBLISHED' THEN 'REMOVED'
+                                   WHEN 'AWAITING_APPROVAL' THEN 'DRAFT'
+                                   ELSE clip.state END,
+      clip.updatedAt = $now)
+WITH o, c, uses, takenDown, coalesce(c.refKeys, []) AS refKeys
+OPTIONAL MATCH (c)-[g:GRANTED_TO]->(:User)
+WHERE g.revokedAt IS NULL
+WITH o, c, uses, takenDown, refKeys, collect(g) AS grants
+FOREACH (g IN grants | SET g.revokedAt = $now)
+SET c.state = 'DELETED', c.deletedAt = $now, c.consentEpoch = c.consentEpoch + 1,
+    c.wrappedKey = null, c.kekId = null, c.refKeys = [], c.captureId = null,
+    c.restrictions = []
+RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
+          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo,
+       refKeys,
+       [f IN uses WHERE f.renderJti IS NOT NULL | f.renderJti]
+       + [f IN uses WHERE f.approvalJti IS NOT NULL | f.approvalJti] AS jtis,
+       takenDown
+"""
+)
+
+# what a worker needs to decrypt a cameo's reference frames (after its token verified)
+REFERENCE_MEDIA = Cypher(
+    """
+UNWIND $ids AS id
+MATCH (o:User)-[:OWNS]->(c:Cameo {id: id})
+RETURN c.id AS id, o.id AS ownerId, c.state AS state, c.consentEpoch AS epoch,
+       c.wrappedKey AS wrappedKey, c.kekId AS kekId, coalesce(c.refKeys, []) AS refKeys
+"""
+)
+
+# every clip featuring the cameo (any author, any state unless filtered), newest first
+APPEARANCES_PAGE = Cypher(
+    """
+MATCH (a:User)-[:POSTED]->(clip:Clip)-[:FEATURES]->(:Cameo {id: $cameoId})
+WHERE ($states IS NULL OR clip.state IN $states)
+  AND ($afterAt IS NULL OR clip.createdAt < $afterAt
+       OR (clip.createdAt = $afterAt AND clip.id < $afterId))
+RETURN clip {.*, authorId: a.id} AS clip, clip.createdAt AS at
+ORDER BY at DESC, clip.id DESC
+LIMIT $limit
+"""
+)
+
+
+def _one(rows: list[Row], column: str) -> Any:
+    return rows[0][column] if rows else None
+
+
+async def ensure_cameo(db: GraphDriver, owner_id: str, new_id: str, now: int) -> Row | None:
+    """The owner's live cameo, created (PENDING_VERIFICATION) when there is none; None when
+    the owner does not exist."""
+    await db.write(CREATE_CAMEO_IF_NONE, {"ownerId": owner_id, "id": new_id, "now": now})
+    return await live_cameo(db, owner_id)
+
+
+async def live_cameo(db: GraphDriver, owner_id: str) -> Row | None:
+    return (await cameos_of_owners(db, [owner_id])).get(owner_id)
+
+
+async def cameos_of_owners(db: GraphDriver, owner_ids: list[str]) -> dict[str, Row]:
+    """Each owner's cameo that is not DELETED, by owner id (absent when none)."""
+    rows = await db.read(LIVE_CAMEOS_OF_OWNERS, {"ownerIds": owner_ids})
+    return {row["cameo"]["ownerId"]: row["cameo"] for row in rows}
+
+
+async def cameos_by_ids(db: GraphDriver, ids: list[str]) -> dict[str, Row]:
+    rows = await db.read(CAMEOS_BY_IDS, {"ids": ids})
+    return {row["cameo"]["id"]: row["cameo"] for row in rows}
+
+
+async def accept_capture(
+    db: GraphDriver, owner_id: str, cameo_id: str, capture_id: str, now: int
+) -> Row | None:
+    """The cameo, now waiting for this capture's verdict; None when it was deleted."""
+    params = {"ownerId": owner_id, "id": cameo_id, "captureId": capture_id, "now": now}
+    return _one(await db.write(ACCEPT_CAPTURE, params), "cameo")
+
+
+async def activate_capture(
+    db: GraphDriver,
+    cameo_id: str,
+    capture_id: str,
+    *,
+    wrapped_key: str,
+    kek_id: str,
+    ref_keys: list[str],
+    now: int,
+) -> tuple[Row, list[str]] | None:
+    """(cameo, the reference keys it replaced); None when this capture no longer counts (a
+    newer one was accepted, or the cameo was deleted): the caller deletes its own files."""
+    params = {
+        "id": cameo_id,
+        "captureId": capture_id,
+        "wrappedKey": wrapped_key,
+        "kekId": kek_id,
+        "refKeys": ref_keys,
+        "now": now,
+    }
+    rows = await db.write(ACTIVATE_CAPTURE, params)
+    return (rows[0]["cameo"], list(rows[0]["replaced"])) if rows else None
+
+
+async def reject_capture(
+    db: GraphDriver, cameo_id: str, capture_id: str, reason: str
+) -> Row | None:
+    params = {"id": cameo_id, "captureId": capture_id, "reason": reason}
+    return _one(await db.write(REJECT_CAPTURE, params), "cameo")
+
+
+async def usable_cameos(
+    db: GraphDriver, user_id: str, cameo_ids: list[str], now: int
+) -> list[dict]:
+    """One row per known cameo: {id, ownerId, epoch, restrictions, usable, state}; unknown
+    ids have no row. `usable`: whether user_id may feature it now (see the module doc)."""
+    unique_ids = list(dict.fromkeys(cameo_ids))
+    params = {"userId": user_id, "cameoIds": unique_ids, "now": now}
+    rows = await db.read(USABLE_CAMEOS, params)
+    for row in rows:
+        row["restrictions"] = list(row["restrictions"] or [])
+        row["usable"] = bool(row["usable"])
+    return rows
+
+
+async def cameo_usable(db: GraphDriver, cameo_id: str, user_id: str, epoch: int, now: int) -> bool:
+    """Whether user_id may still feature the cameo under the consent epoch a token names."""
+    rows = await usable_cameos(db, user_id, [cameo_id], now)
+    return bool(rows) and rows[0]["usable"] and rows[0]["epoch"] == epoch
+
+
+async def set_audience(db: GraphDriver, owner_id: str, audience: str) -> Row | None:
+    rows = await db.write(SET_AUDIENCE, {"ownerId": owner_id, "audience": audience})
+    return _one(rows, "cameo")
+
+
+async def set_restrictions(db: GraphDriver, owner_id: str, restrictions: list[str]) -> Row | None:
+    rows = await db.write(SET_RESTRICTIONS, {"ownerId": owner_id, "restrictions": restrictions})
+    return _one(rows, "cameo")
+
+
+async def create_grant(
+    db: GraphDriver,
+    *,
+    owner_id: str,
+    grantee_id: str,
+    grant_id: str,
+    now: int,
+    expires_at: int | None,
+) -> Row | None:
+    """The new grant, or the active one the grantee already holds; None when refused (no
+    live cameo, no such grantee, the owner themself, or a block either way)."""
+    params = {
+        "ownerId": owner_id,
+        "granteeId": grantee_id,
+        "grantId": grant_id,
+        "now": now,
+        "expiresAt": expires_at,
+    }
+    grant = _one(await db.write(CREATE_GRANT, params), "grant")
+    if grant is None:
+        found = {"ownerId": owner_id, "granteeId": grantee_id, "now": now}
+        grant = _one(await db.read(ACTIVE_GRANT, found), "grant")
+    return grant
+
+
+async def grants_by_ids(db: GraphDriver, ids: list[str]) -> dict[str, Row]:
+    rows = await db.read(GRANTS_BY_IDS, {"ids": ids})
+    return {row["grant"]["id"]: row["grant"] for row in rows}
+
+
+async def grants_of_cameo(db: GraphDriver, cameo_ids: list[str]) -> dict[str, list[Row]]:
+    """Every grant of each cameo (revoked and expired ones too), newest first."""
+    rows = await db.read(GRANTS_OF_CAMEOS, {"cameoIds": cameo_ids})
+    found: dict[str, list[Row]] = {}
+    for row in rows:
+        found.setdefault(row["grant"]["cameoId"], []).append(row["grant"])
+    return found
+
+
+async def revoke_grant(db: GraphDriver, owner_id: str, grant_id: str, now: int) -> Row | None:
+    """{grant, jtis, clipIds} (the grantee's uses just revoked); None when the owner has no
+    such grant."""
+    params = {
+        "ownerId": owner_id,
+        "grantId": grant_id,
+        "now": now,
+        "unpublished": UNPUBLISHED_STATES,
+    }
+    rows = await db.write(REVOKE_GRANT, params)
+    return rows[0] if rows else None
+
+
+async def delete_cameo(db: GraphDriver, owner_id: str, now: int) -> Row | None:
+    """{cameo, refKeys, jtis, takenDown: [{clipId, authorId}]}; None without a live cameo."""
+    params = {"ownerId": owner_id, "now": now, "unpublished": UNPUBLISHED_STATES}
+    rows = await db.write(DELETE_CAMEO, params)
+    if not rows:
+        return None
+    row = rows[0]
+    row["takenDown"] = [item for item in row["takenDown"] if item]
+    return row
+
+
+async def reference_media(db: GraphDriver, cameo_ids: list[str]) -> dict[str, Row]:
+    """{id, ownerId, state, epoch, wrappedKey, kekId, refKeys} by cameo id: for workers."""
+    rows = await db.read(REFERENCE_MEDIA, {"ids": cameo_ids})
+    return {row["id"]: row for row in rows}
+
+
+async def appearances_page(
+    db: GraphDriver,
+    cameo_id: str,
+    *,
+    states: list[str] | None,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> list[Row]:
+    after_at, after_id = after if after else (None, None)
+    params = {
+        "cameoId": cameo_id,
+        "states": states,
+        "afterAt": after_at,
+        "afterId": after_id,
+        "limit": limit,
+    }
+    return await db.read(APPEARANCES_PAGE, params)
