@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     approval_token_ttl_s: int = 30 * 24 * 3600
     # base64 of 32 bytes: wraps each cameo's data key; unset: <data_dir>/consent/kek
     cameo_kek: str | None = None
+    # a cameo capture upload (3-15 s): room for 15 s of 4K phone video; reading stops past it
+    capture_max_bytes: int = 200 * 1024 * 1024
 
     # rate limits, counted in Redis so they hold across API processes; 0 turns one off
     login_limit_per_handle: int = 10  # log-in attempts per handle per window

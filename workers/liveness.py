@@ -1,0 +1,410 @@
+"""Liveness check of a cameo capture video: a presence check, not anti-spoofing.
+
+What it verifies, offline, from the file alone: the container decodes and has a video
+stream; the recording lasts min_s..max_s seconds (measured from the packets, not the
+header); there is an audio track that is not silent; exactly one face is found (OpenCV's
+bundled frontal-face Haar cascade) in most of a dozen frames sampled evenly; and the face
+moves between frames while the frames themselves change, so a still picture re-encoded as a
+video is rejected.
+
+What it does not verify: that the face is a live person rather than a screen, a printed
+photo moved by hand, a mask or a deepfake; that the speaker says the challenge phrase; that
+the head moves as the challenge asks; who the person is. README.md says so to users.
+
+Every rejection carries a sentence a person can act on. The work is bounded before decoding:
+absurd picture sizes, frame rates and lengths are refused from a demux pass (packets only),
+frames are decoded once in order and only the sampled ones are converted, downscaled.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from media.uploads import open_container
+
+__all__ = ["LivenessResult", "verify_capture"]
+
+SAMPLES = 12  # frames sampled evenly across the recording
+MIN_SAMPLES = 6  # fewer distinct frames than this cannot show presence or movement
+ONE_FACE_SHARE = 2 / 3  # share of sampled frames that must hold exactly one face
+MAX_SIDE = 4096  # longest picture side accepted (4K)
+MIN_SIDE = 120  # shortest picture side: below it no face is findable
+MAX_FPS = 120  # slow-motion capture beyond this is refused rather than decoded
+REFERENCE_SIDE = 960  # sampled frames are kept at most this large (reference crops)
+DETECT_SIDE = 480  # and searched for faces at most this large
+REFERENCE_COUNT = 3
+REFERENCE_MARGIN = 0.4  # of the face box's size, added on each side of a reference crop
+MIN_RMS = 0.005  # loudest 0.1 s of audio, full scale 1.0: about -46 dBFS; silence is far below
+# movement: the face box's centre shifts by this share of its width, or its size changes by
+# this factor, between some sampled frames; and some pair of consecutive samples differs in at
+# least this share of pixels (beyond compression noise)
+MIN_BOX_SHIFT = 0.08
+MIN_BOX_SCALE = 1.08
+MIN_CHANGED_SHARE = 0.01
+PIXEL_CHANGE = 12  # grey levels (of 255) after a blur: a pixel that moved, not codec noise
+
+_CASCADE_FILE = "haarcascade_frontalface_default.xml"
+_cascade: cv2.CascadeClassifier | None = None
+
+
+@dataclass(frozen=True)
+class LivenessResult:
+    """The outcome of verify_capture.
+
+    ok: the capture passed every check. reason: why not, a sentence for the person who
+    recorded it (None when ok). code: the same as a stable word for logs and tests (NOT_VIDEO,
+    TOO_LARGE, TOO_SMALL, TOO_SHORT, TOO_LONG, FRAME_RATE, NO_AUDIO, SILENT, TOO_FEW_FRAMES,
+    NO_FACE, MANY_FACES, STILL_PICTURE; None when ok). reference_frames: JPEG bytes of the
+    face region (with a margin) from REFERENCE_COUNT frames spread across the capture, only
+    when ok.
+    """
+
+    ok: bool
+    reason: str | None = None
+    code: str | None = None
+    reference_frames: list[bytes] = field(default_factory=list)
+    duration_s: float | None = None
+    frames_sampled: int = 0
+    frames_with_one_face: int = 0
+
+
+class _Rejected(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Shape:
+    duration_s: float
+    start_s: float
+    width: int
+    height: int
+
+
+def verify_capture(path: Path, *, min_s: float = 3, max_s: float = 15) -> LivenessResult:
+    """Check that the capture at `path` shows one present, moving face with sound.
+
+    Never raises for a bad file: every failure is a LivenessResult with ok False.
+    """
+    duration = None
+    sampled = one_face = 0
+    try:
+        shape = _measure(Path(path), min_s=min_s, max_s=max_s)
+        duration = shape.duration_s
+        _check_audio(Path(path), max_s=max_s)
+        frames = _sample_frames(Path(path), shape, max_s=max_s)
+        sampled = len(frames)
+        if sampled < MIN_SAMPLES:
+            raise _Rejected(
+                "TOO_FEW_FRAMES",
+                "The video has too few frames to check; record a normal video rather than a "
+                "slideshow or time-lapse.",
+            )
+        boxes = [_faces(frame) for frame in frames]
+        one_face = sum(1 for b in boxes if len(b) == 1)
+        _check_faces(boxes)
+        _check_movement(frames, boxes)
+        references = _reference_crops(frames, boxes)
+    except _Rejected as rejected:
+        return LivenessResult(
+            ok=False,
+            reason=rejected.reason,
+            code=rejected.code,
+            duration_s=duration,
+            frames_sampled=sampled,
+            frames_with_one_face=one_face,
+        )
+    return LivenessResult(
+        ok=True,
+        reference_frames=references,
+        duration_s=duration,
+        frames_sampled=sampled,
+        frames_with_one_face=one_face,
+    )
+
+
+# ---------- container, length, size: packets only ----------
+
+_UNREADABLE = (
+    "The file is not a video we can read; upload the MP4, MOV or WebM file your camera or "
+    "browser recorded, unchanged."
+)
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        # the demuxer the bytes call for, never FFmpeg's guess (see media.uploads)
+        return open_container(path)
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise _Rejected("NOT_VIDEO", _UNREADABLE) from exc
+
+
+def _measure(path: Path, *, min_s: float, max_s: float) -> _Shape:
+    """Size and length of the video stream, from its header and its packets (not decoded)."""
+    with _open(path) as container:
+        if not container.streams.video:
+            raise _Rejected(
+                "NOT_VIDEO", "The file has no video in it; record a video with your camera."
+            )
+        video = container.streams.video[0]
+        width, height = video.codec_context.width, video.codec_context.height
+        if max(width, height) > MAX_SIDE:
+            raise _Rejected(
+                "TOO_LARGE",
+                f"The video is {width}x{height} pixels; record at 4K ({MAX_SIDE} pixels on "
+                "the longest side) or less.",
+            )
+        if min(width, height) < MIN_SIDE:
+            raise _Rejected(
+                "TOO_SMALL",
+                f"The video is only {width}x{height} pixels, too small to see a face; record "
+                "at 480p or more.",
+            )
+        tb = video.time_base
+        first = end = None
+        packets = 0
+        # the header's duration can lie or be missing (browser WebM): the packets tell
+        frame_cap = math.ceil(max_s * MAX_FPS) + MAX_FPS
+        try:
+            for packet in container.demux(video):
+                if packet.pts is None or packet.size == 0:
+                    continue
+                packets += 1
+                start = float(packet.pts * tb)
+                stop = start + float((packet.duration or 0) * tb)
+                first = start if first is None else min(first, start)
+                end = stop if end is None else max(end, stop)
+                if end - first > max_s + 1:
+                    raise _too_long(end - first, min_s, max_s)
+                if packets > frame_cap:
+                    raise _Rejected(
+                        "FRAME_RATE",
+                        f"The video has more than {MAX_FPS} frames a second; record at a "
+                        "normal frame rate, not slow motion.",
+                    )
+        except av.FFmpegError as exc:
+            raise _Rejected("NOT_VIDEO", _UNREADABLE) from exc
+    if first is None or end is None:
+        raise _Rejected("NOT_VIDEO", "The video has no frames in it; record again.")
+    duration = end - first
+    if duration < min_s:
+        raise _Rejected(
+            "TOO_SHORT",
+            f"The video is {duration:.1f} seconds long; record between {min_s:g} and "
+            f"{max_s:g} seconds.",
+        )
+    if duration > max_s:
+        raise _too_long(duration, min_s, max_s)
+    if packets / duration > MAX_FPS * 1.05:
+        raise _Rejected(
+            "FRAME_RATE",
+            f"The video has about {packets / duration:.0f} frames a second; record at "
+            f"{MAX_FPS} or fewer, not slow motion.",
+        )
+    return _Shape(duration_s=round(duration, 3), start_s=first, width=width, height=height)
+
+
+def _too_long(duration: float, min_s: float, max_s: float) -> _Rejected:
+    return _Rejected(
+        "TOO_LONG",
+        f"The video is longer than {max_s:g} seconds ({duration:.1f} s or more); record "
+        f"between {min_s:g} and {max_s:g} seconds.",
+    )
+
+
+# ---------- sound ----------
+
+
+def _check_audio(path: Path, *, max_s: float) -> None:
+    with _open(path) as container:
+        if not container.streams.audio:
+            raise _Rejected(
+                "NO_AUDIO",
+                "The video has no sound; record with the microphone on and say the phrase "
+                "out loud.",
+            )
+        stream = container.streams.audio[0]
+        loudest = 0.0
+        try:
+            for frame in container.decode(stream):
+                if frame.time is not None and frame.time > max_s + 1:
+                    break
+                loudest = max(loudest, _rms(frame.to_ndarray()))
+                if loudest >= MIN_RMS:
+                    return  # sound found: no need to decode the rest
+        except av.FFmpegError as exc:
+            raise _Rejected(
+                "NOT_VIDEO",
+                "The video's sound could not be decoded; record again with your camera app.",
+            ) from exc
+    raise _Rejected(
+        "SILENT",
+        "The video's sound is silent; check that the microphone is on and not muted, and say "
+        "the phrase out loud.",
+    )
+
+
+def _rms(samples: np.ndarray) -> float:
+    if samples.size == 0:
+        return 0.0
+    data = samples.astype(np.float64)
+    if np.issubdtype(samples.dtype, np.integer):
+        data /= float(np.iinfo(samples.dtype).max)
+    return float(np.sqrt(np.mean(data * data)))
+
+
+# ---------- frames ----------
+
+
+def _sample_frames(path: Path, shape: _Shape, *, max_s: float) -> list[np.ndarray]:
+    """RGB frames at evenly spread times, each at most REFERENCE_SIDE on its longest side.
+
+    Decodes in order once (seeking per sample would decode from the previous keyframe each
+    time), converting and scaling only the frames it keeps, and stops after the last one.
+    """
+    targets = [shape.start_s + shape.duration_s * (i + 0.5) / SAMPLES for i in range(SAMPLES)]
+    scale = min(1.0, REFERENCE_SIDE / max(shape.width, shape.height))
+    out_w = max(2, round(shape.width * scale / 2) * 2)
+    out_h = max(2, round(shape.height * scale / 2) * 2)
+    frames: list[np.ndarray] = []
+    decoded = 0
+    frame_cap = math.ceil(max_s * MAX_FPS) + MAX_FPS
+    with _open(path) as container:
+        video = container.streams.video[0]
+        video.thread_type = "AUTO"
+        try:
+            for frame in container.decode(video):
+                decoded += 1
+                if decoded > frame_cap:
+                    break
+                t = frame.time
+                if t is None or t < targets[0]:
+                    continue
+                while targets and targets[0] <= t:
+                    targets.pop(0)  # several targets between two frames share one frame
+                pixels = frame.reformat(width=out_w, height=out_h, format="rgb24").to_ndarray()
+                frames.append(_upright(pixels, frame.rotation))
+                if not targets:
+                    break
+        except av.FFmpegError as exc:
+            raise _Rejected(
+                "NOT_VIDEO",
+                "The video could not be decoded all the way through; record again and upload "
+                "the file unchanged.",
+            ) from exc
+    return frames
+
+
+def _upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
+    # phones store portrait video sideways with a display rotation; the cascade needs faces
+    # upright. rotation is counter-clockwise degrees, as np.rot90 turns for positive k
+    turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(pixels, k=turns)) if turns else pixels
+
+
+def _detector() -> cv2.CascadeClassifier:
+    global _cascade
+    if _cascade is None:
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + _CASCADE_FILE)
+        if cascade.empty():
+            raise RuntimeError(f"OpenCV's {_CASCADE_FILE} did not load")
+        _cascade = cascade
+    return _cascade
+
+
+def _grey(frame: np.ndarray) -> tuple[np.ndarray, float]:
+    """The frame in grey at most DETECT_SIDE large, and the factor back to frame pixels."""
+    h, w = frame.shape[:2]
+    scale = min(1.0, DETECT_SIDE / max(h, w))
+    small = frame
+    if scale < 1.0:
+        small = cv2.resize(
+            frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+        )
+    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), 1.0 / scale
+
+
+def _faces(frame: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Face boxes (x, y, w, h) in frame pixels."""
+    grey, back = _grey(frame)
+    grey = cv2.equalizeHist(grey)
+    # a selfie face fills a good part of the frame: ignore tiny detections in the background
+    least = max(24, round(min(grey.shape) * 0.1))
+    found = _detector().detectMultiScale(
+        grey, scaleFactor=1.1, minNeighbors=5, minSize=(least, least)
+    )
+    return [(x * back, y * back, w * back, h * back) for (x, y, w, h) in found]
+
+
+def _check_faces(boxes: list[list[tuple[float, float, float, float]]]) -> None:
+    total = len(boxes)
+    one = sum(1 for b in boxes if len(b) == 1)
+    if one >= math.ceil(total * ONE_FACE_SHARE):
+        return
+    many = sum(1 for b in boxes if len(b) > 1)
+    none = sum(1 for b in boxes if not b)
+    if many > none:
+        raise _Rejected(
+            "MANY_FACES",
+            "More than one face was found in the video; record yourself alone, with no one "
+            "else and no photos of faces in view.",
+        )
+    raise _Rejected(
+        "NO_FACE",
+        f"Your face was found in only {one} of {total} moments of the video; film yourself "
+        "facing the camera in good light, with your whole face in the frame.",
+    )
+
+
+def _check_movement(
+    frames: list[np.ndarray], boxes: list[list[tuple[float, float, float, float]]]
+) -> None:
+    single = [b[0] for b in boxes if len(b) == 1]
+    widths = [w for (_, _, w, _) in single]
+    typical = float(np.median(widths))
+    xs = [x + w / 2 for (x, _, w, _) in single]
+    ys = [y + h / 2 for (_, y, _, h) in single]
+    shift = max(max(xs) - min(xs), max(ys) - min(ys)) / typical
+    box_moved = shift >= MIN_BOX_SHIFT or max(widths) / min(widths) >= MIN_BOX_SCALE
+
+    greys = [cv2.GaussianBlur(_grey(f)[0], (5, 5), 0) for f in frames]
+    changed = max(
+        float(np.mean(cv2.absdiff(a, b) > PIXEL_CHANGE)) for a, b in itertools.pairwise(greys)
+    )
+    if not (box_moved and changed >= MIN_CHANGED_SHARE):
+        raise _Rejected(
+            "STILL_PICTURE",
+            "The video looks like a still picture: your face did not move. Record yourself "
+            "live and turn your head as the challenge asks.",
+        )
+
+
+def _reference_crops(
+    frames: list[np.ndarray], boxes: list[list[tuple[float, float, float, float]]]
+) -> list[bytes]:
+    """JPEG crops of the face with a margin, from frames spread across the capture."""
+    single = [i for i, b in enumerate(boxes) if len(b) == 1]
+    count = min(REFERENCE_COUNT, len(single))
+    picks = sorted({single[round(k * (len(single) - 1) / max(1, count - 1))] for k in range(count)})
+    crops: list[bytes] = []
+    for i in picks:
+        frame = frames[i]
+        x, y, w, h = boxes[i][0]
+        mx, my = w * REFERENCE_MARGIN, h * REFERENCE_MARGIN
+        x0, y0 = max(0, round(x - mx)), max(0, round(y - my))
+        x1 = min(frame.shape[1], round(x + w + mx))
+        y1 = min(frame.shape[0], round(y + h + my))
+        crop = cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_RGB2BGR)
+        ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if ok:
+            crops.append(jpeg.tobytes())
+    return crops
