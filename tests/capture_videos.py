@@ -14,6 +14,7 @@ that OpenCV's bundled frontal-face Haar cascade finds.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -29,10 +30,12 @@ FACE_IMAGE = Path(__file__).parent / "data" / "faces" / "astronaut_face.jpg"
 CaptureKind = Literal[
     "good",  # one face moving and scaling, a spoken-like audio track: passes
     "still",  # one face, the very same frame throughout (a photo turned into a video)
+    "noisy_still",  # a still photo with flickering light and grain: frames differ, face fixed
     "no_face",  # moving shapes, no face
     "two_faces",  # two faces side by side, moving
     "no_audio",  # a good video without any audio stream
     "silent",  # a good video whose audio stream is all zeros
+    "audio_only",  # sound and no video stream at all
     "not_video",  # bytes that are no container at all, whatever the file is named
 ]
 KINDS: tuple[str, ...] = CaptureKind.__args__
@@ -71,7 +74,9 @@ def make_capture(
     if width % 2 or height % 2:
         raise ValueError("width and height must be even")
     count = max(1, round(seconds * fps))
-    frames = (_frame(kind, i, count, width, height) for i in range(count))
+    frames = None
+    if kind != "audio_only":
+        frames = (_frame(kind, i, count, width, height) for i in range(count))
     audio = None
     if kind != "no_audio":
         audio = _audio(count / fps, silent=kind == "silent")
@@ -131,6 +136,14 @@ def _paste(canvas: np.ndarray, img: np.ndarray, cx: float, cy: float) -> None:
 
 def _frame(kind: str, i: int, count: int, width: int, height: int) -> np.ndarray:
     canvas = _background(width, height)
+    if kind == "noisy_still":
+        face = _face(round(height * 0.55))
+        _paste(canvas, face, width / 2, height / 2)
+        # lighting that pulses and sensor grain: every frame differs, nothing moves
+        rng = np.random.default_rng(i)
+        light = 25 * math.sin(2 * math.pi * i / 6)
+        noisy = canvas.astype(np.float32) + light + rng.normal(0, 6, canvas.shape)
+        return np.clip(noisy, 0, 255).astype(np.uint8)
     # the head turns and nods: the box drifts and grows/shrinks over the clip
     t = 0.0 if kind == "still" else i / max(1, count - 1)
     phase = 2 * math.pi * t
@@ -168,7 +181,7 @@ def _audio(seconds: float, *, silent: bool) -> np.ndarray:
 
 def _encode(
     path: Path,
-    frames,
+    frames: Iterator[np.ndarray] | None,
     *,
     fps: int,
     width: int,
@@ -177,19 +190,22 @@ def _encode(
 ) -> None:
     fmt, vcodec, acodec = _CONTAINERS.get(path.suffix.lower(), _CONTAINERS[".mp4"])
     with av.open(str(path), mode="w", format=fmt) as out:
-        video = out.add_stream(vcodec, rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        if vcodec == "libx264":
-            video.options = {"preset": "ultrafast", "crf": "23"}
+        video = None
+        if frames is not None:
+            video = out.add_stream(vcodec, rate=fps)
+            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+            if vcodec == "libx264":
+                video.options = {"preset": "ultrafast", "crf": "23"}
         sound = None
         if audio is not None:
             sound = out.add_stream(acodec, rate=_SAMPLE_RATE)
             sound.layout = "mono"
-        for i, pixels in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1, fps)
-            out.mux(video.encode(vf))
-        out.mux(video.encode(None))
+        if video is not None and frames is not None:
+            for i, pixels in enumerate(frames):
+                vf = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+                vf.pts, vf.time_base = i, Fraction(1, fps)
+                out.mux(video.encode(vf))
+            out.mux(video.encode(None))
         if sound is not None and audio is not None:
             # one frame at a time keeps each within what the encoder accepts
             step = 960 if acodec == "libopus" else 1024
