@@ -9,6 +9,7 @@ import secrets
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from litestar.datastructures import State
 from litestar.response import Response
 
 from auth.tokens import TokenService
+from consent.keyring import SigningKeyring
+from consent.well_known import reelgraph_keys
 from graph.driver import GraphDriver, GraphUnavailable, driver_for
 from graph.embedded import EmbeddedServer
 from media.http import media
@@ -79,6 +82,11 @@ class Services:
     secret: str
     embedded: EmbeddedServer | None = None
 
+    @cached_property
+    def consent_keys(self) -> SigningKeyring:
+        """Signs render and approval tokens (consent/keyring.py); workers never load it."""
+        return SigningKeyring.load(self.settings)
+
     @classmethod
     async def open(cls, settings: Settings) -> Services:
         embedded = None
@@ -109,6 +117,8 @@ class Services:
                 secret=secret,
                 embedded=embedded,
             )
+            services.consent_keys  # noqa: B018 - loads (or creates) the keys and publishes
+            # the public ones for workers before any render is queued
             cleanup.pop_all()  # opened: close() owns them now
         return services
 
@@ -164,7 +174,7 @@ def build_app(settings: Settings | None = None) -> Litestar:
             await services.close()
 
     return Litestar(
-        route_handlers=[GraphQLController, health, media],
+        route_handlers=[GraphQLController, health, media, reelgraph_keys],
         lifespan=[lifespan],
         debug=False,
     )

@@ -92,6 +92,8 @@ def load_kek(settings: Settings) -> Kek:
     generated (mode 0600) on first use."""
     if settings.cameo_kek:
         key = _decode_kek(settings.cameo_kek, "cameo_kek")
+    elif settings.environment == "production":
+        raise RuntimeError("set REELGRAPH_CAMEO_KEK in production (API and workers need it)")
     else:
         path = kek_path(settings)
         if not path.exists():

@@ -45,6 +45,7 @@ __all__ = [
     "b64url_decode",
     "b64url_encode",
     "consent_dir",
+    "new_signing_document",
     "paserk_pid",
     "paseto_sign",
     "paseto_verify",
@@ -266,10 +267,15 @@ class VerifyingKeyring:
                 document = json.loads(settings.consent_public_keys)
             except ValueError as err:
                 raise KeyringError(f"consent_public_keys is not JSON: {err}") from None
-            issuer, entries = _parse_document(document)
-            return cls(entries, issuer=issuer)
+            return cls.from_document(document)
         path = public_keys_path(settings)
         return cls.from_file(path)
+
+    @classmethod
+    def from_document(cls, document: Any) -> VerifyingKeyring:
+        """From a public keys document (as `/.well-known/reelgraph-keys` serves it)."""
+        issuer, entries = _parse_document(document)
+        return cls(entries, issuer=issuer)
 
     @classmethod
     def from_file(cls, path: Path) -> VerifyingKeyring:
@@ -300,7 +306,7 @@ class VerifyingKeyring:
         }
 
     def _maybe_reload(self) -> None:
-        """Pick up keys an API process rotated in since this keyring was loaded."""
+        """Pick up keys an API process rotated in or retired since this ring was loaded."""
         if self._source is None:
             return
         with self._lock:
@@ -320,8 +326,8 @@ class VerifyingKeyring:
         _, footer_bytes = split_token(token)
         footer = _parse_footer(footer_bytes)
         kid = footer["kid"]
-        if kid not in self._entries:
-            self._maybe_reload()
+        # one stat: a key rotated in or retired by an API process counts at once
+        self._maybe_reload()
         entry = self._entries.get(kid)
         if entry is None:
             raise SignatureInvalid("the token names an unknown key")
@@ -384,6 +390,12 @@ def _new_entry(now_ms: int) -> _SecretEntry:
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
     return _SecretEntry(_PublicEntry(paserk_pid(public), public, now_ms, None), secret)
+
+
+def new_signing_document() -> str:
+    """A signing-keys document with one fresh key, as JSON: the value for
+    REELGRAPH_CONSENT_SIGNING_KEYS (its public half: `SigningKeyring` `.verifying().document()`)."""
+    return json.dumps({"keys": [_new_entry(_now_ms()).to_json()]})
 
 
 def _parse_secret_document(document: Any) -> list[_SecretEntry]:
@@ -450,6 +462,11 @@ class SigningKeyring:
         public-keys file beside it, which workers load."""
         retire_after_s = max(settings.render_token_ttl_s, settings.approval_token_ttl_s)
         public_path = public_keys_path(settings)
+        if settings.environment == "production" and not settings.consent_signing_keys:
+            raise KeyringError(
+                "set REELGRAPH_CONSENT_SIGNING_KEYS in production (every API replica needs "
+                "the same keys; give workers REELGRAPH_CONSENT_PUBLIC_KEYS)"
+            )
         if settings.consent_signing_keys:
             try:
                 document = json.loads(settings.consent_signing_keys)

@@ -28,6 +28,7 @@ from litestar.testing import AsyncTestClient
 TRACE_DIR = Path(tempfile.mkdtemp(prefix="reelgraph-trace-"))
 os.environ["REELGRAPH_TRACE_STATEMENTS"] = str(TRACE_DIR)
 
+from consent.keyring import new_signing_document  # noqa: E402
 from graph.embedded import EmbeddedServer  # noqa: E402
 from server import build_app, embedded_urls  # noqa: E402
 from settings import Settings  # noqa: E402
@@ -62,6 +63,7 @@ def settings(embedded: EmbeddedServer, data_dir: Path) -> Settings:
         _env_file=None,
         data_dir=data_dir,
         secret_key="test-secret-" + "x" * 32,
+        consent_signing_keys=new_signing_document(),  # as production must be configured
         login_limit_per_address=1_000_000,
         signup_limit_per_address=1_000_000,
         **urls,
