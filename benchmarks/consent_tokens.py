@@ -55,7 +55,7 @@ def measure(name: str, func: Callable[[], object], number: int, repeat: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--number", type=int, default=20_000, help="calls per repeat")
+    parser.add_argument("--number", type=int, default=5_000, help="calls per repeat")
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
 
