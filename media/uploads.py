@@ -179,42 +179,53 @@ async def _save_multipart(
     body: AsyncIterable[bytes], content_type: str, out, max_bytes: int, field: str
 ) -> int:
     boundary = _boundary(content_type)
-    written = other = 0
+    parser = PushMultipartParser(boundary, max_segment_count=8)
+    # everything read, preamble and epilogue included: the parser skips bytes after the
+    # closing boundary, and a client must not stream those forever either
+    budget = max_bytes + _MULTIPART_OVERHEAD + _OTHER_PARTS_MAX
+    received = written = other = 0
     found = False
     current: MultipartSegment | None = None
     try:
-        with PushMultipartParser(boundary, max_segment_count=8) as parser:
-            async for chunk in body:
-                for event in parser.parse(chunk):
-                    if isinstance(event, MultipartSegment):
-                        current = event
-                        if event.name == field:
-                            if found:
-                                raise UploadRejected(
-                                    f'Send one video in the "{field}" field, not several.', 400
-                                )
-                            found = True
-                            # refuse before writing a byte of something declared otherwise
-                            _check_declared(event.content_type)
-                    elif event is None:
-                        current = None
-                    elif current is not None and current.name == field:
-                        written = await _write(out, event, written, max_bytes)
-                    else:
-                        other += len(event)
-                        if other > _OTHER_PARTS_MAX:
+        async for chunk in body:
+            received += len(chunk)
+            if received > budget:
+                raise _too_large(max_bytes)
+            for event in parser.parse(chunk):
+                if isinstance(event, MultipartSegment):
+                    current = event
+                    if event.name == field:
+                        if found:
                             raise UploadRejected(
-                                "The form carries too much besides the video; send only "
-                                f'the "{field}" field.',
-                                413,
+                                f'Send one video in the "{field}" field, not several.', 400
                             )
-                if parser.closed:
-                    break
-            if not parser.closed:
-                raise UploadRejected(
-                    "The upload ended before the video was complete; try sending it again.",
-                    400,
-                )
+                        found = True
+                        # refuse before writing a byte of something declared otherwise
+                        _check_declared(event.content_type)
+                    elif event.filename is not None:
+                        raise UploadRejected(
+                            f'Send the video in the form field "{field}" (it came in '
+                            f'"{event.name}").',
+                            400,
+                        )
+                elif event is None:
+                    current = None
+                elif current is not None and current.name == field:
+                    written = await _write(out, event, written, max_bytes)
+                else:
+                    other += len(event)
+                    if other > _OTHER_PARTS_MAX:
+                        raise UploadRejected(
+                            "The form carries too much besides the video; send only "
+                            f'the "{field}" field.',
+                            413,
+                        )
+        try:
+            parser.close()  # raises when the closing boundary never came
+        except MultipartError as exc:
+            raise UploadRejected(
+                "The upload ended before the video was complete; try sending it again.", 400
+            ) from exc
     except MultipartError as exc:
         raise UploadRejected(
             f'The upload is not valid multipart/form-data; send the video in the "{field}" '

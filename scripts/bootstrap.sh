@@ -57,3 +57,9 @@ if command -v npm >/dev/null 2>&1 && [ ! -d tests/paseto_interop/node_modules/pa
   npm ci --prefix tests/paseto_interop --no-audit --no-fund --silent ||
     echo "warning: npm ci in tests/paseto_interop failed; its test will retry" >&2
 fi
+
+# test-only: the independent PASETO implementation tests/test_consent_tokens.py verifies with
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/paseto_interop/node_modules/paseto ]; then
+  npm ci --prefix tests/paseto_interop --no-audit --no-fund --silent ||
+    echo "warning: npm ci in tests/paseto_interop failed; its test will retry" >&2
+fi
