@@ -55,12 +55,15 @@ def make_capture(
     seconds: float = 4.0,
     fps: int = 12,
     size: tuple[int, int] = (360, 480),
+    rotation: int = 0,
 ) -> Path:
     """Write a capture video of `kind` to `path` and return the path.
 
     The container follows the suffix: .mp4 (the default for any other suffix), .mov or .webm.
     `seconds` sets the length (use 2 for "too short", 16 for "too long"); `size` is
     (width, height), both even. "not_video" writes a few KB of text whatever the suffix.
+    `rotation` (a multiple of 90, counter-clockwise) stores the frames turned the other way
+    with a display rotation that turns them upright, as phones store portrait video.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +83,12 @@ def make_capture(
     audio = None
     if kind != "no_audio":
         audio = _audio(count / fps, silent=kind == "silent")
-    _encode(path, frames, fps=fps, width=width, height=height, audio=audio)
+    turns = (rotation // 90) % 4
+    if frames is not None and turns:
+        frames = (np.ascontiguousarray(np.rot90(f, k=-turns)) for f in frames)
+        if turns % 2:
+            width, height = height, width
+    _encode(path, frames, fps=fps, width=width, height=height, audio=audio, rotation=rotation)
     return path
 
 
@@ -187,6 +195,7 @@ def _encode(
     width: int,
     height: int,
     audio: np.ndarray | None,
+    rotation: int = 0,
 ) -> None:
     fmt, vcodec, acodec = _CONTAINERS.get(path.suffix.lower(), _CONTAINERS[".mp4"])
     with av.open(str(path), mode="w", format=fmt) as out:
@@ -196,6 +205,8 @@ def _encode(
             video.width, video.height, video.pix_fmt = width, height, "yuv420p"
             if vcodec == "libx264":
                 video.options = {"preset": "ultrafast", "crf": "23"}
+            if rotation % 360:
+                video.set_display_rotation(rotation)
         sound = None
         if audio is not None:
             sound = out.add_stream(acodec, rate=_SAMPLE_RATE)

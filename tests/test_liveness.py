@@ -179,3 +179,12 @@ def test_too_few_frames(captures: Path) -> None:
     # a 1 fps slideshow has 4 frames in 4 seconds: too few to judge presence or movement
     result = verify_capture(make_capture(captures / "slides.mp4", fps=1))
     _rejected(result, "TOO_FEW_FRAMES")
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_phone_video_stored_sideways_is_turned_upright(captures: Path, rotation: int) -> None:
+    # the cascade finds only upright faces: this passes only if the display rotation is applied
+    result = verify_capture(make_capture(captures / f"rot{rotation}.mp4", rotation=rotation))
+    assert result.ok, result.reason
+    # the crops are upright too: the renderer gets the face the right way up
+    assert all(_one_face(jpeg) == 1 for jpeg in result.reference_frames)
