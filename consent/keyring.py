@@ -20,6 +20,7 @@ import binascii
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -61,6 +62,8 @@ _PUBLIC_PREFIX = "k4.public."
 _SECRET_PREFIX = "k4.secret."
 _SIG_BYTES = 64
 _DOCUMENT_VERSION = 1
+
+logger = logging.getLogger("reelgraph.consent")
 
 
 class KeyringError(Exception):
@@ -343,13 +346,16 @@ class VerifyingKeyring:
         return claims, footer
 
 
-def _mtime(path: Path | None) -> int | None:
+def _mtime(path: Path | None) -> tuple[int, ...] | None:
+    """What changes whenever a key file is rewritten: each write is a new file renamed into
+    place (a new inode), and file times alone are only as fine as the kernel's clock tick."""
     if path is None:
         return None
     try:
-        return path.stat().st_mtime_ns
+        st = path.stat()
     except FileNotFoundError:
         return None
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
 def _parse_footer(footer: bytes) -> dict:
@@ -453,7 +459,8 @@ class SigningKeyring:
         self._retire_after_s = retire_after_s
         self._pyseto: dict[str, KeyInterface] = {}
         self._verifying: VerifyingKeyring | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._mtime = _mtime(path)
 
     @classmethod
     def load(cls, settings: Settings) -> SigningKeyring:
@@ -505,14 +512,39 @@ class SigningKeyring:
         with contextlib.suppress(FileNotFoundError):
             if self._public_path.read_text(encoding="utf-8") == text:
                 return
-        write_atomic(self._public_path, text, mode=0o644)
+        try:
+            write_atomic(self._public_path, text, mode=0o644)
+        except OSError as err:
+            if self._path is not None:  # the keys live beside it: the folder must be writable
+                raise
+            # keys from settings: workers get REELGRAPH_CONSENT_PUBLIC_KEYS instead
+            logger.warning(
+                "could not publish consent public keys to %s: %s", self._public_path, err
+            )
 
     def _save(self) -> None:
         self._verifying = None
         if self._path is not None:
             document = {"keys": [entry.to_json() for entry in self._entries]}
             write_atomic(self._path, json.dumps(document, indent=1), mode=0o600)
+            self._mtime = _mtime(self._path)
         self._publish()
+
+    def _maybe_reload(self) -> None:
+        """Pick up a rotation or retirement another API process wrote to the keys file."""
+        if self._path is None:
+            return
+        with self._lock:
+            mtime = _mtime(self._path)
+            if mtime is None or mtime == self._mtime:
+                return
+            try:
+                document = json.loads(self._path.read_text(encoding="utf-8"))
+            except ValueError as err:
+                raise KeyringError(f"{self._path} is not JSON: {err}") from None
+            self._entries = _parse_secret_document(document)
+            self._mtime = mtime
+            self._verifying = None
 
     def _signer(self, now_ms: int) -> _SecretEntry:
         live = [entry for entry in self._entries if entry.public.live(now_ms)]
@@ -522,6 +554,7 @@ class SigningKeyring:
 
     @property
     def current_kid(self) -> str:
+        self._maybe_reload()
         return self._signer(_now_ms()).public.kid
 
     def sign(
@@ -534,6 +567,7 @@ class SigningKeyring:
     ) -> str:
         """A v4.public token of `claims` (compact JSON) signed by the current key; the footer
         gets that key's `kid` unless it names one."""
+        self._maybe_reload()
         signer = self._signer(_now_ms() if now_ms is None else now_ms)
         footer = {"kid": signer.public.kid, **(footer or {})}
         key = self._pyseto.get(signer.public.kid)
@@ -551,6 +585,7 @@ class SigningKeyring:
         the longest token lifetime, then retire."""
         now = _now_ms() if now_ms is None else now_ms
         with self._lock:
+            self._maybe_reload()
             fresh = _new_entry(max(now, *(e.public.created_at + 1 for e in self._entries)))
             retire_at = now + self._retire_after_s * 1000
             self._entries = [
@@ -566,6 +601,7 @@ class SigningKeyring:
         """Stop `kid` verifying now (a compromised key); its tokens are refused from now on."""
         now = _now_ms() if now_ms is None else now_ms
         with self._lock:
+            self._maybe_reload()
             if kid not in {entry.public.kid for entry in self._entries}:
                 raise KeyError(kid)
             self._entries = [
@@ -578,6 +614,7 @@ class SigningKeyring:
 
     def verifying(self) -> VerifyingKeyring:
         """The public half of this ring (what workers get)."""
+        self._maybe_reload()
         ring = self._verifying
         if ring is None:
             ring = VerifyingKeyring([entry.public for entry in self._entries], issuer=self.issuer)

@@ -357,6 +357,20 @@ def test_rotation_new_key_signs_old_verifies_until_retired(
     assert verify_render_token(verifier, long_lived, now_ms=retire_at, **RENDER)
 
 
+def test_api_processes_sharing_a_data_folder_follow_each_others_rotation(
+    tmp_path: Path, ring: SigningKeyring
+) -> None:
+    other = SigningKeyring.load(_settings(tmp_path))  # a second API process
+    assert other.current_kid == ring.current_kid
+    new_kid = ring.rotate(now_ms=NOW)
+    token, _ = _approval_token(ring)
+    assert other.current_kid == new_kid  # it signs with the new key from now on too
+    assert verify_approval_token(other, token, now_ms=NOW, **APPROVAL)
+    old = next(k for k in other.verifying().kids if k != new_kid)
+    other.retire(old, now_ms=NOW)
+    assert ring.verifying().document()["keys"][0]["retiresAt"] == NOW
+
+
 def test_a_retired_kid_is_refused(ring: SigningKeyring, verifier: VerifyingKeyring) -> None:
     token, _ = _render_token(ring)
     kid = ring.current_kid
