@@ -28,6 +28,7 @@ from media.store import MediaStore, open_media_store
 from schema import build_schema
 from settings import Settings, get_settings
 from transport.graphql import graphql_controller
+from transport.uploads import cameo_capture_upload
 from workers.celery_app import make_celery
 from workers.queue import RenderQueue
 
@@ -174,7 +175,7 @@ def build_app(settings: Settings | None = None) -> Litestar:
             await services.close()
 
     return Litestar(
-        route_handlers=[GraphQLController, health, media, reelgraph_keys],
+        route_handlers=[GraphQLController, health, media, reelgraph_keys, cameo_capture_upload],
         lifespan=[lifespan],
         debug=False,
     )

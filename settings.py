@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     cameo_kek: str | None = None
     # a cameo capture upload (3-15 s): room for 15 s of 4K phone video; reading stops past it
     capture_max_bytes: int = 200 * 1024 * 1024
+    # a liveness challenge must be uploaded within this; one upload per challenge
+    cameo_challenge_ttl_s: int = 300
+    # captures (challenges issued) per user per window; 0 turns the limit off
+    cameo_capture_limit_per_user: int = 5
+    cameo_capture_window_s: int = 3600
+    cameo_verify_time_limit_s: int = 120  # one capture's verification in the worker
 
     # rate limits, counted in Redis so they hold across API processes; 0 turns one off
     login_limit_per_handle: int = 10  # log-in attempts per handle per window

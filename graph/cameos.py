@@ -64,8 +64,12 @@ LIVE_CAMEOS_OF_OWNERS = Cypher(
 UNWIND $ownerIds AS ownerId
 MATCH (o:User {id: ownerId})-[:OWNS]->(c:Cameo)
 WHERE c.state <> 'DELETED'
+OPTIONAL MATCH (v:User {id: $viewerId})
+OPTIONAL MATCH (o)-[k:BLOCKS]-(v)
+WITH o, c, count(k) AS blocks
 RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
-          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo,
+       blocks > 0 AS blocked
 """
 )
 
@@ -73,8 +77,12 @@ CAMEOS_BY_IDS = Cypher(
     """
 UNWIND $ids AS id
 MATCH (o:User)-[:OWNS]->(c:Cameo {id: id})
+OPTIONAL MATCH (v:User {id: $viewerId})
+OPTIONAL MATCH (o)-[k:BLOCKS]-(v)
+WITH o, c, count(k) AS blocks
 RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
-          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo,
+       blocks > 0 AS blocked
 """
 )
 
@@ -349,15 +357,26 @@ async def live_cameo(db: GraphDriver, owner_id: str) -> Row | None:
     return (await cameos_of_owners(db, [owner_id])).get(owner_id)
 
 
-async def cameos_of_owners(db: GraphDriver, owner_ids: list[str]) -> dict[str, Row]:
-    """Each owner's cameo that is not DELETED, by owner id (absent when none)."""
-    rows = await db.read(LIVE_CAMEOS_OF_OWNERS, {"ownerIds": owner_ids})
-    return {row["cameo"]["ownerId"]: row["cameo"] for row in rows}
+def _with_block(row: Row) -> Row:
+    return {**row["cameo"], "blocked": bool(row["blocked"])}
 
 
-async def cameos_by_ids(db: GraphDriver, ids: list[str]) -> dict[str, Row]:
-    rows = await db.read(CAMEOS_BY_IDS, {"ids": ids})
-    return {row["cameo"]["id"]: row["cameo"] for row in rows}
+async def cameos_of_owners(
+    db: GraphDriver, owner_ids: list[str], viewer_id: str | None = None
+) -> dict[str, Row]:
+    """Each owner's cameo that is not DELETED, by owner id (absent when none); `blocked`:
+    whether the owner and the viewer block each other, either way."""
+    params = {"ownerIds": owner_ids, "viewerId": viewer_id}
+    rows = await db.read(LIVE_CAMEOS_OF_OWNERS, params)
+    return {row["cameo"]["ownerId"]: _with_block(row) for row in rows}
+
+
+async def cameos_by_ids(
+    db: GraphDriver, ids: list[str], viewer_id: str | None = None
+) -> dict[str, Row]:
+    """Cameos by id, DELETED ones too, each with `blocked` as in cameos_of_owners."""
+    rows = await db.read(CAMEOS_BY_IDS, {"ids": ids, "viewerId": viewer_id})
+    return {row["cameo"]["id"]: _with_block(row) for row in rows}
 
 
 async def accept_capture(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from strawberry.dataloader import DataLoader
 
+from graph import appearances as appearance_repo
+from graph import cameos as cameo_repo
 from graph import clips as clip_repo
 from graph import engagement as engagement_repo
 from graph import lineage as lineage_repo
@@ -15,6 +18,10 @@ from graph import users as user_repo
 from graph.driver import GraphDriver
 
 __all__ = ["ClipPageKey", "FollowPageKey", "Loaders", "RemixPageKey"]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _loader(batch: Any) -> DataLoader:
@@ -64,6 +71,11 @@ class Loaders:
     blockers_of_user: DataLoader = field(init=False)
     viewer_likes_clip: DataLoader = field(init=False)
     published_remix_count_by_clip: DataLoader = field(init=False)
+    appearances_by_clip: DataLoader = field(init=False)
+    cameo_by_owner: DataLoader = field(init=False)
+    cameo_by_id: DataLoader = field(init=False)
+    cameo_usable_by_viewer: DataLoader = field(init=False)
+    grants_by_cameo: DataLoader = field(init=False)
 
     def __post_init__(self) -> None:
         self.user_by_id = _loader(self._users_by_ids)
@@ -80,6 +92,11 @@ class Loaders:
         self.blockers_of_user = _loader(self._blockers_of)
         self.viewer_likes_clip = _loader(self._viewer_likes)
         self.published_remix_count_by_clip = _loader(self._published_remix_counts)
+        self.appearances_by_clip = _loader(self._appearances)
+        self.cameo_by_owner = _loader(self._cameos_by_owners)
+        self.cameo_by_id = _loader(self._cameos_by_ids)
+        self.cameo_usable_by_viewer = _loader(self._cameos_usable_by_viewer)
+        self.grants_by_cameo = _loader(self._grants_by_cameos)
 
     async def _users_by_ids(self, ids: list[str]) -> list[dict | None]:
         found = await user_repo.users_by_ids(self.db, ids)
@@ -142,6 +159,33 @@ class Loaders:
     async def _published_remix_counts(self, ids: list[str]) -> list[int]:
         found = await engagement_repo.published_remix_counts(self.db, self.viewer_id, ids)
         return [found.get(i, 0) for i in ids]
+
+    async def _appearances(self, ids: list[str]) -> list[list[dict]]:
+        """Each clip's FEATURES edges (cameo, owner, decision): Clip.cameos and who may see
+        a draft (its cameos' owners)."""
+        found = await appearance_repo.appearances_by_clips(self.db, ids)
+        return [found.get(i, []) for i in ids]
+
+    # --- cameos: rows carry `blocked` (owner and viewer block each other, either way)
+
+    async def _cameos_by_owners(self, owner_ids: list[str]) -> list[dict | None]:
+        found = await cameo_repo.cameos_of_owners(self.db, owner_ids, self.viewer_id)
+        return [found.get(i) for i in owner_ids]
+
+    async def _cameos_by_ids(self, ids: list[str]) -> list[dict | None]:
+        found = await cameo_repo.cameos_by_ids(self.db, ids, self.viewer_id)
+        return [found.get(i) for i in ids]
+
+    async def _cameos_usable_by_viewer(self, ids: list[str]) -> list[bool]:
+        if self.viewer_id is None:
+            return [False] * len(ids)
+        rows = await cameo_repo.usable_cameos(self.db, self.viewer_id, ids, _now_ms())
+        usable = {row["id"]: row["usable"] for row in rows}
+        return [usable.get(i, False) for i in ids]
+
+    async def _grants_by_cameos(self, ids: list[str]) -> list[list[dict]]:
+        found = await cameo_repo.grants_of_cameo(self.db, ids)
+        return [found.get(i, []) for i in ids]
 
     # --- remix lineage: one statement per level of a document, for every clip in it
 

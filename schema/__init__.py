@@ -6,10 +6,12 @@ import strawberry
 from strawberry.types import Info
 
 from errors import NotFound
+from resolvers import cameos as cameo_resolvers
 from resolvers import clips as clip_resolvers
 from resolvers import users as user_resolvers
 from resolvers.ids import decode_any, decode_id
 from schema.base import Node
+from schema.cameos import Cameo, CameoGrant, CameoMutations, CameoQueries
 from schema.clips import Clip, ClipConnection, ClipState, CreateClipInput, clip_connection
 from schema.engagement import EngagementMutations
 from schema.extensions import (
@@ -44,13 +46,19 @@ async def _user(info: Info, user_id: str) -> dict:
 
 
 @strawberry.type
-class Query(FeedQueries, LineageQueries):
+class Query(CameoQueries, FeedQueries, LineageQueries):
     @strawberry.field
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, raw_id = decode_any(id)
         if type_name == "User":
             row = await info.context.loaders.user_by_id.load(raw_id)
             return User.from_row(row) if row else None
+        if type_name == "Cameo":
+            cameo = await cameo_resolvers.visible_cameo(info.context, raw_id)
+            return Cameo.from_row(cameo) if cameo else None
+        if type_name == "CameoGrant":
+            grant = await cameo_resolvers.visible_grant(info.context, raw_id)
+            return CameoGrant.from_row(grant) if grant else None
         if type_name == "Clip":
             clip = await clip_resolvers.visible_clip(info.context, raw_id)
             return Clip.from_row(clip) if clip else None
@@ -82,7 +90,7 @@ class Query(FeedQueries, LineageQueries):
 
 
 @strawberry.type
-class Mutation(EngagementMutations):
+class Mutation(EngagementMutations, CameoMutations):
     @strawberry.mutation
     async def sign_up(self, info: Info, input: SignUpInput) -> AuthPayload:
         pair = await user_resolvers.sign_up(

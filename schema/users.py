@@ -12,6 +12,7 @@ from resolvers import users as user_resolvers
 from resolvers.ids import encode_id
 from resolvers.pagination import Page
 from schema.base import Connection, Node, connection, from_epoch_ms
+from schema.cameos import UserCameoFields
 
 if TYPE_CHECKING:
     from schema.clips import Clip
@@ -20,7 +21,7 @@ __all__ = ["AuthPayload", "SignUpInput", "User", "UserConnection", "user_connect
 
 
 @strawberry.type
-class User(Node):
+class User(Node, UserCameoFields):
     raw_id: strawberry.Private[str]
     handle: str
     display_name: str

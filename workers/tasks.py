@@ -20,6 +20,7 @@ from celery.worker.request import Request
 from graph.driver import driver_for
 from media.store import open_media_store
 from settings import Settings
+from workers.cameo_tasks import register_cameo_tasks
 from workers.failures import failure_reason, retry_delay_s, time_limit_reason, transient_reason
 from workers.queue import RENDER_TASK
 from workers.reaper import start_reaper
@@ -69,6 +70,8 @@ def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
         warm = getattr(runtime().renderer, "load", None)
         if callable(warm):
             warm()  # load model weights once per process, before the first task
+
+    register_cameo_tasks(app, settings, runtime)  # capture checks share the render queue
 
     reaper_stop = []
 

@@ -1,0 +1,153 @@
+"""`POST /cameo-captures/{challengeId}`: the capture video of a liveness challenge.
+
+The owner of the challenge (Bearer token) uploads a multipart body with the file in the
+field "video" (or the raw video). In order, nothing written before its checks pass:
+1. the token, then the challenge looked at without using it (unknown, used, expired or
+   someone else's: refused before a byte of the body is read);
+2. the body streamed to a file under the data folder, under `capture_max_bytes`, and the
+   container proven (media.uploads: never trusted by name or declared type);
+3. the challenge used, atomically (consent.challenges: a second upload racing on it loses);
+4. the cameo told this capture is the one whose verdict counts, then the check queued.
+202 with JSON `{cameoId, state, challengeId}`; errors are JSON `{status_code, detail, code}`
+with a contract code. A failed step deletes the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from kombu.exceptions import OperationalError
+from litestar import Request, post
+from litestar.datastructures import State
+from litestar.response import Response
+
+from consent.challenges import ChallengeRefused, consume_challenge, load_challenge
+from errors import Unauthenticated
+from graph import cameos as cameo_repo
+from media.uploads import UploadRejected, save_upload
+from resolvers.context import Context
+from resolvers.ids import encode_id
+from workers.cameo_tasks import capture_upload_dir, send_verification
+
+__all__ = ["cameo_capture_upload"]
+
+logger = logging.getLogger(__name__)
+
+_CHALLENGE_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_CODES = {400: "BAD_USER_INPUT", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
+
+
+def _error(status: int, detail: str, code: str | None = None) -> Response[dict[str, Any]]:
+    code = code or _CODES.get(status, "CONFLICT" if status in (409, 410) else "BAD_USER_INPUT")
+    if status >= 500:
+        code = "INTERNAL"
+    return Response(
+        {"status_code": status, "detail": detail, "code": code},
+        status_code=status,
+        headers={"cache-control": "no-store"},
+    )
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _peek_refusal(challenge: Any, viewer_id: str, now: int) -> ChallengeRefused | None:
+    """Why the challenge cannot be used, judged before the body is read; the atomic use
+    after the upload decides for good."""
+    if challenge is None:
+        return None  # unknown or used: consume_challenge says which
+    if challenge.user_id != viewer_id:
+        return ChallengeRefused("this capture challenge belongs to someone else", 403)
+    if challenge.expires_at <= now:
+        return ChallengeRefused(
+            "this capture challenge has expired; start a new capture and upload the video"
+            " before its challenge expires",
+            410,
+        )
+    return None
+
+
+# the body cap is save_upload's (settings.capture_max_bytes), counted while streaming
+@post("/cameo-captures/{challenge_id:str}", status_code=202, request_max_body_size=None)
+async def cameo_capture_upload(
+    request: Request, state: State, challenge_id: str
+) -> Response[dict[str, Any]]:
+    """Accept a capture video for the viewer's challenge and queue its verification."""
+    services = state.services
+    settings = services.settings
+    ctx = await Context.for_request(services, request.headers.get("authorization"))
+    try:
+        viewer_id = ctx.require_viewer()
+    except Unauthenticated as exc:
+        return _error(401, exc.message)
+    if not _CHALLENGE_ID.fullmatch(challenge_id):
+        return _error(404, "no such capture challenge; start a new capture")
+    now = _now()
+    refusal = _peek_refusal(await load_challenge(services.redis, challenge_id), viewer_id, now)
+    if refusal is not None:
+        return _error(refusal.status, refusal.reason)
+
+    upload_dir = capture_upload_dir(settings)
+    await asyncio.to_thread(upload_dir.mkdir, parents=True, exist_ok=True)
+    try:
+        path = await save_upload(
+            request.stream(),
+            content_type=request.headers.get("content-type", ""),
+            content_length=_int_or_none(request.headers.get("content-length")),
+            dest_dir=upload_dir,
+            max_bytes=settings.capture_max_bytes,
+        )
+    except UploadRejected as exc:
+        return _error(exc.status, exc.reason, exc.code)
+
+    queued = False
+    try:
+        try:
+            challenge = await consume_challenge(services.redis, challenge_id, viewer_id, now=_now())
+        except ChallengeRefused as exc:
+            return _error(exc.status, exc.reason)
+        cameo = await cameo_repo.accept_capture(
+            services.graph, viewer_id, challenge.cameo_id, challenge.id, _now()
+        )
+        if cameo is None:
+            return _error(409, "this cameo was deleted; start a new capture", "CONFLICT")
+        try:
+            await send_verification(settings, cameo["id"], challenge.id, path)
+        except (OperationalError, OSError) as exc:
+            logger.warning("capture queue unavailable for cameo %s: %s", cameo["id"], exc)
+            await cameo_repo.reject_capture(
+                services.graph,
+                cameo["id"],
+                challenge.id,
+                "The capture could not be queued for checking; start a new capture and upload"
+                " it again.",
+            )
+            return _error(503, "the capture queue is unavailable; try again shortly")
+        queued = True
+        return Response(
+            {
+                "cameoId": encode_id("Cameo", cameo["id"]),
+                "state": cameo["state"],
+                "challengeId": encode_id("CameoChallenge", challenge.id),
+            },
+            status_code=202,
+            headers={"cache-control": "no-store"},
+        )
+    finally:
+        if not queued:  # the worker deletes it once it has checked it
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(Path(path).unlink, missing_ok=True)

@@ -1,0 +1,163 @@
+"""The cameo verification task: a capture upload checked offline, its verdict recorded.
+
+The task is thin (STYLE): `verify_upload` is the plain function. It runs B's liveness
+check on the uploaded file; on success it seals the reference frames under a new data key
+(consent.references) and records ACTIVE with the wrapped key in one statement, then deletes
+the reference files of the capture it replaced; on failure it records REJECTED (or, for a
+cameo already ACTIVE, keeps it and records the failure) with a reason a person can act on.
+The upload file is always deleted. Only the latest accepted capture of a cameo may record a
+verdict (graph.cameos ACTIVATE_CAPTURE/REJECT_CAPTURE guard on its id).
+
+Tasks go to the render queue, the one every worker consumes: a verification waits behind
+the renders already queued, and needs no worker of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+
+from consent.envelope import Kek, load_kek
+from consent.references import delete_reference_files, seal_reference_frames
+from graph import cameos as cameo_repo
+
+if TYPE_CHECKING:
+    from settings import Settings
+    from workers.render_job import RenderRuntime
+
+__all__ = [
+    "VERIFY_CAMEO_TASK",
+    "capture_upload_dir",
+    "register_cameo_tasks",
+    "send_verification",
+    "verify_upload",
+]
+
+logger = logging.getLogger(__name__)
+
+VERIFY_CAMEO_TASK = "reelgraph.verify_cameo"
+SERVER_PROBLEM = (
+    "We could not check this capture because of a problem on our side; start a new capture"
+    " and upload it again."
+)
+TOO_SLOW = "Checking this capture took too long; record a shorter video (3 to 15 seconds)."
+
+
+def capture_upload_dir(settings: Settings) -> Path:
+    """Where the API streams capture uploads and the worker reads them (a shared folder)."""
+    return settings.data_dir / "uploads" / "cameos"
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def verify_upload(
+    rt: RenderRuntime, kek: Kek, cameo_id: str, capture_id: str, path: Path, upload_dir: Path
+) -> str:
+    """Check one uploaded capture and record the verdict: "active", "rejected", or "stale"
+    (a newer capture was accepted, or the cameo deleted, meanwhile)."""
+    from workers.liveness import verify_capture  # OpenCV loads only where captures are checked
+
+    try:
+        if not path.resolve().is_relative_to(upload_dir.resolve()):
+            raise ValueError(f"not a capture upload: {path}")  # a task names only our uploads
+        result = verify_capture(path)
+        if not result.ok:
+            reason = result.reason or SERVER_PROBLEM
+            cameo = rt.run(cameo_repo.reject_capture(rt.graph, cameo_id, capture_id, reason))
+            return "rejected" if cameo else "stale"
+        wrapped, keys = seal_reference_frames(rt.media, kek, cameo_id, result.reference_frames)
+        try:
+            outcome = rt.run(
+                cameo_repo.activate_capture(
+                    rt.graph,
+                    cameo_id,
+                    capture_id,
+                    wrapped_key=wrapped,
+                    kek_id=kek.kid,
+                    ref_keys=keys,
+                    now=_now(),
+                )
+            )
+        except BaseException:
+            delete_reference_files(rt.media, keys)
+            raise
+        if outcome is None:  # this capture no longer counts: its files name nothing
+            delete_reference_files(rt.media, keys)
+            return "stale"
+        _, replaced = outcome
+        delete_reference_files(rt.media, replaced)  # the previous capture's, now unreferenced
+        return "active"
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _reject_quietly(rt: RenderRuntime, cameo_id: str, capture_id: str, reason: str) -> None:
+    try:
+        rt.run(cameo_repo.reject_capture(rt.graph, cameo_id, capture_id, reason))
+    except Exception as exc:  # the graph is down too: the cameo keeps waiting for a capture
+        logger.warning("could not record the failed capture of cameo %s: %r", cameo_id, exc)
+
+
+def register_cameo_tasks(
+    app: Celery, settings: Settings, runtime: Callable[..., RenderRuntime]
+) -> None:
+    """Define the verification task on app; `runtime` is the worker process's runtime."""
+    keks: list[Kek] = []
+    upload_dir = capture_upload_dir(settings)
+
+    def kek() -> Kek:
+        if not keks:
+            keks.append(load_kek(settings))
+        return keks[0]
+
+    @app.task(
+        name=VERIFY_CAMEO_TASK,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        soft_time_limit=settings.cameo_verify_time_limit_s,
+        time_limit=settings.cameo_verify_time_limit_s + 30,
+    )
+    def verify_cameo(cameo_id: str, capture_id: str, path: str) -> str:
+        rt = runtime()
+        try:
+            outcome = verify_upload(rt, kek(), cameo_id, capture_id, Path(path), upload_dir)
+        except SoftTimeLimitExceeded:
+            _reject_quietly(rt, cameo_id, capture_id, TOO_SLOW)
+            return "rejected"
+        except Exception:
+            logger.exception("verification of cameo %s failed", cameo_id)
+            _reject_quietly(rt, cameo_id, capture_id, SERVER_PROBLEM)
+            return "failed"
+        logger.info("cameo %s capture %s: %s", cameo_id, capture_id, outcome)
+        return outcome
+
+
+def _send(settings: Settings, cameo_id: str, capture_id: str, path: Path) -> None:
+    from workers.celery_app import make_celery
+
+    celery_app = make_celery(settings)
+    try:
+        celery_app.send_task(
+            VERIFY_CAMEO_TASK,
+            args=[cameo_id, capture_id, str(path)],
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+        )
+    finally:
+        celery_app.close()
+
+
+async def send_verification(settings: Settings, cameo_id: str, capture_id: str, path: Path) -> None:
+    """Queue a capture's verification (API side); raises kombu's OperationalError or OSError
+    when the broker cannot take it. Captures are rare (rate limited), so each send opens and
+    closes its own connection."""
+    await asyncio.to_thread(_send, settings, cameo_id, capture_id, path)
