@@ -1,14 +1,16 @@
 """Receiving an uploaded video safely: streamed to disk under a size cap, checked for real.
 
-A Litestar handler hands over the request's body stream as it arrives:
+A Litestar handler hands over its request, whose body is read as it arrives:
 
-    path = await save_upload(
-        request.stream(),
-        content_type=request.headers.get("content-type", ""),
-        content_length=_int_or_none(request.headers.get("content-length")),
-        dest_dir=settings.data_dir / "uploads",
-        max_bytes=settings.capture_max_bytes,
-    )
+    @post("/cameo-captures/{id:str}", request_max_body_size=settings.capture_max_bytes + 65536)
+    async def upload(request: Request, id: str) -> ...:
+        try:
+            path = await save_upload(
+                request, dest_dir=settings.data_dir / "uploads",
+                max_bytes=settings.capture_max_bytes,
+            )
+        except UploadRejected as rejected:  # .reason for the client, .status for HTTP
+            ...
 
 (Litestar's own multipart parsing spools every part before the handler runs; this parses the
 stream itself with `multipart`'s push parser, which Litestar depends on.) The body is either
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+from litestar import Request
 from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
 __all__ = [
@@ -100,24 +103,37 @@ def _check_declared(declared: str | None) -> None:
 
 
 async def save_upload(
-    body: AsyncIterable[bytes],
+    body: Request | AsyncIterable[bytes],
     *,
-    content_type: str,
     dest_dir: Path,
     max_bytes: int,
+    content_type: str | None = None,
     content_length: int | None = None,
     field: str = "video",
 ) -> Path:
     """Stream an uploaded video into a new file under dest_dir and return its path.
 
-    body: the request body as it arrives (Litestar: `request.stream()`). content_type: the
-    request's Content-Type header: multipart/form-data (the file in `field`, its part
-    declared video/mp4, video/quicktime or video/webm) or one of those video types for a raw
-    body. Reading stops as soon as the video passes max_bytes (or at once when
-    content_length says it will). The file is then checked with check_container and named
-    `<random>.mp4|.mov|.webm|.mkv` after what it really is. Raises UploadRejected; on any failure,
-    the client disconnecting included, nothing is left in dest_dir.
+    body: a Litestar Request (its stream, Content-Type and Content-Length are read from it),
+    or the body as it arrives (`request.stream()`) with content_type, the request's
+    Content-Type header, and optionally content_length. The body is multipart/form-data
+    (the file in `field`, its part declared video/mp4, video/quicktime or video/webm) or
+    one of those video types for a raw body. Reading stops as soon as the video passes
+    max_bytes (or at once when content_length says it will). The file is then checked with
+    check_container and named `<random>.mp4|.mov|.webm|.mkv` after what it really is.
+    Raises UploadRejected; on any failure, the client disconnecting or the task being
+    cancelled included, nothing is left in dest_dir.
+
+    The route must lift Litestar's own body limit (10 MB by default) to max_bytes plus a
+    little for the form: `@post(..., request_max_body_size=max_bytes + 64 * 1024)`.
     """
+    if isinstance(body, Request):
+        request = body
+        content_type = request.headers.get("content-type", "")
+        length = request.headers.get("content-length", "")
+        content_length = int(length) if length.isdigit() else None
+        body = request.stream()
+    if content_type is None:
+        raise TypeError("content_type is required with a body stream")
     if content_length is not None and content_length > max_bytes + _MULTIPART_OVERHEAD:
         raise _too_large(max_bytes)
     media_type = content_type.split(";", 1)[0].strip().lower()

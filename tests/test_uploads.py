@@ -268,21 +268,25 @@ async def test_save_upload_fits_a_litestar_handler(tmp_path: Path, videos: dict[
     # Litestar's own body limit (10 MB by default) must be lifted to the cap plus form overhead
     @post("/upload", request_max_body_size=cap + 64 * 1024)
     async def upload(request: Request) -> Response:
-        length = request.headers.get("content-length")
         try:
-            path = await save_upload(
-                request.stream(),
-                content_type=request.headers.get("content-type", ""),
-                content_length=int(length) if length else None,
-                dest_dir=dest,
-                max_bytes=cap,
-            )
+            path = await save_upload(request, dest_dir=dest, max_bytes=cap)
         except UploadRejected as rejected:
             return Response({"error": rejected.reason}, status_code=rejected.status)
         return Response({"name": path.name, "size": path.stat().st_size}, status_code=201)
 
+    @post("/upload-stream", request_max_body_size=cap + 64 * 1024)
+    async def upload_stream(request: Request) -> Response:
+        # the stream form, for a caller that reads headers itself
+        path = await save_upload(
+            request.stream(),
+            content_type=request.headers["content-type"],
+            dest_dir=dest,
+            max_bytes=cap,
+        )
+        return Response({"name": path.name}, status_code=201)
+
     payload = videos["mp4"].read_bytes()
-    async with AsyncTestClient(Litestar([upload])) as client:
+    async with AsyncTestClient(Litestar([upload, upload_stream])) as client:
         ok = await client.post("/upload", files={"video": ("me.mp4", payload, "video/mp4")})
         assert ok.status_code == 201, ok.text
         assert ok.json()["size"] == len(payload)
@@ -297,7 +301,13 @@ async def test_save_upload_fits_a_litestar_handler(tmp_path: Path, videos: dict[
         )
         assert big.status_code == 413
         assert "larger than 1 MB" in big.json()["error"]
-    assert _left(dest) == [ok.json()["name"]]
+        assert _left(dest) == [ok.json()["name"]]
+
+        raw = await client.post(
+            "/upload-stream", content=payload, headers={"content-type": "video/mp4"}
+        )
+        assert raw.status_code == 201, raw.text
+    assert sorted(_left(dest)) == sorted([ok.json()["name"], raw.json()["name"]])
 
 
 async def test_endless_bytes_after_the_form_are_not_read_forever(
