@@ -524,6 +524,13 @@ def test_a_token_of_one_purpose_never_verifies_as_another(
             verify_render_token(verifier, junk, now_ms=NOW, **RENDER)  # type: ignore[arg-type]
 
 
+def test_a_token_of_another_issuer_is_rejected(ring: SigningKeyring) -> None:
+    token, _ = _render_token(ring)
+    document = {**ring.verifying().document(), "issuer": "elsewhere"}
+    with pytest.raises(TokenRejected, match="another issuer"):
+        verify_render_token(VerifyingKeyring.from_document(document), token, now_ms=NOW, **RENDER)
+
+
 async def test_a_revoked_jti_is_refused_sync_and_async(
     settings: Settings, ring: SigningKeyring, verifier: VerifyingKeyring
 ) -> None:
