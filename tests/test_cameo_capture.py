@@ -1,0 +1,235 @@
+"""Liveness capture end to end: challenge, upload, a real worker's verdict, encrypted
+reference frames on disk; and every upload the route must refuse.
+
+Capture videos are real files built by tests/capture_videos.py; the worker is a real Celery
+process (conftest `start_worker`). Tests wait for the cameo's state, never for time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis.asyncio as aredis
+from conftest import Account, purge_render_queue, start_worker
+from litestar.testing import AsyncTestClient
+
+from consent.challenges import Challenge, store_challenge
+from consent.envelope import load_kek, unwrap_key
+from consent.references import open_reference_frames
+from graph import cameos as cameo_repo
+from resolvers.ids import decode_id, encode_id
+from server import build_app
+from tests.capture_videos import make_capture, multipart_body
+from workers.cameo_tasks import capture_upload_dir
+
+START = "mutation { startCameoCapture { id uploadUrl expiresAt } }"
+VIEWER_CAMEO = "{ viewer { cameo { id state rejectReason } } }"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def worker(settings, tmp_path_factory: pytest.TempPathFactory):
+    purge_render_queue(settings)  # no task another module left queued runs here
+    log = tmp_path_factory.mktemp("capture-worker") / "worker.log"
+    running = start_worker(settings, log)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def redis(settings):
+    client = aredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def raw(account: Account) -> str:
+    return decode_id(account.id, "User")
+
+
+async def start(gql, account: Account) -> dict:
+    return (await gql.ok(START, token=account.token))["startCameoCapture"]
+
+
+async def upload(
+    client: Any,
+    upload_url: str,
+    token: str | None,
+    payload: bytes,
+    *,
+    content_type: str = "video/mp4",
+    filename: str = "capture.mp4",
+) -> Any:
+    body, header = multipart_body(payload, filename=filename, content_type=content_type)
+    headers = {"content-type": header}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return await client.post(urlsplit(upload_url).path, content=body, headers=headers)
+
+
+async def wait_cameo(graph, owner_id: str, done, within_s: float = 120) -> dict:
+    """The owner's cameo once done(row) holds; within_s only bounds a stuck test."""
+    deadline = time.monotonic() + within_s
+    while True:
+        cameo = await cameo_repo.live_cameo(graph, owner_id)
+        if cameo is not None and done(cameo):
+            return cameo
+        assert time.monotonic() < deadline, f"cameo stuck: {cameo}"
+        await asyncio.sleep(0.1)
+
+
+def leftover_uploads(settings) -> list[Path]:
+    folder = capture_upload_dir(settings)
+    return [p for p in folder.iterdir() if p.is_file()] if folder.exists() else []
+
+
+async def test_a_good_capture_activates_the_cameo_with_encrypted_reference_frames(
+    gql, app, graph, settings, services, tmp_path
+):
+    owner = await gql.sign_up("capture")
+    challenge = await start(gql, owner)
+    video = make_capture(tmp_path / "me.mp4").read_bytes()
+    response = await upload(app, challenge["uploadUrl"], owner.token, video)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["state"] == "PENDING_VERIFICATION"
+    assert accepted["challengeId"] == challenge["id"]
+
+    cameo = await wait_cameo(graph, raw(owner), lambda c: c["state"] != "PENDING_VERIFICATION")
+    assert cameo["state"] == "ACTIVE", cameo
+    shown = (await gql.ok(VIEWER_CAMEO, token=owner.token))["viewer"]["cameo"]
+    assert shown == {"id": accepted["cameoId"], "state": "ACTIVE", "rejectReason": None}
+
+    refs = (await cameo_repo.reference_media(graph, [cameo["id"]]))[cameo["id"]]
+    assert refs["refKeys"] and all(
+        key.startswith(f"cameos/{cameo['id']}/") and key.endswith(".ref") for key in refs["refKeys"]
+    )
+    kek = load_kek(settings)
+    assert refs["kekId"] == kek.kid
+    data_key = unwrap_key(kek, refs["wrappedKey"], cameo_id=cameo["id"])
+    assert len(data_key) == 32
+    for key in refs["refKeys"]:
+        blob = (services.media.root / key).read_bytes()
+        assert JPEG_MAGIC not in blob and b"JFIF" not in blob  # ciphertext at rest only
+    frames = open_reference_frames(
+        services.media, kek, cameo["id"], refs["wrappedKey"], refs["refKeys"]
+    )
+    assert frames and all(frame.startswith(JPEG_MAGIC) for frame in frames)
+    assert not leftover_uploads(settings)  # the upload is gone once checked
+
+    # a failed re-capture leaves the ACTIVE cameo and its likeness as they were, and says why
+    still = make_capture(tmp_path / "still.mp4", kind="still").read_bytes()
+    again = await start(gql, owner)
+    assert (await upload(app, again["uploadUrl"], owner.token, still)).status_code == 202
+    kept = await wait_cameo(graph, raw(owner), lambda c: c["lastCaptureFailure"] is not None)
+    assert kept["state"] == "ACTIVE" and "still picture" in kept["lastCaptureFailure"]
+    same = (await cameo_repo.reference_media(graph, [cameo["id"]]))[cameo["id"]]
+    assert same["refKeys"] == refs["refKeys"] and same["wrappedKey"] == refs["wrappedKey"]
+    shown = (await gql.ok(VIEWER_CAMEO, token=owner.token))["viewer"]["cameo"]
+    assert shown["state"] == "ACTIVE" and "still picture" in shown["rejectReason"]
+
+    # a passing re-capture replaces the frames and the data key, and deletes the old files
+    third = await start(gql, owner)
+    assert (await upload(app, third["uploadUrl"], owner.token, video)).status_code == 202
+    fresh = await wait_cameo(graph, raw(owner), lambda c: c["lastCaptureFailure"] is None)
+    assert fresh["state"] == "ACTIVE" and fresh["id"] == cameo["id"]
+    new = (await cameo_repo.reference_media(graph, [cameo["id"]]))[cameo["id"]]
+    assert set(new["refKeys"]).isdisjoint(refs["refKeys"])
+    assert new["wrappedKey"] != refs["wrappedKey"]
+    assert not any((services.media.root / key).exists() for key in refs["refKeys"])
+    assert all((services.media.root / key).exists() for key in new["refKeys"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "seconds", "words"),
+    [
+        ("still", 4, "still picture"),
+        ("no_face", 4, "face"),
+        ("no_audio", 4, "no sound"),
+        ("good", 16, "longer than 15 seconds"),
+    ],
+)
+async def test_a_capture_that_fails_a_check_is_rejected_with_a_reason(
+    gql, app, graph, settings, tmp_path, kind, seconds, words
+):
+    owner = await gql.sign_up(kind)
+    challenge = await start(gql, owner)
+    video = make_capture(tmp_path / f"{kind}.mp4", kind=kind, seconds=seconds).read_bytes()
+    response = await upload(app, challenge["uploadUrl"], owner.token, video)
+    assert response.status_code == 202, response.text
+    cameo = await wait_cameo(graph, raw(owner), lambda c: c["state"] != "PENDING_VERIFICATION")
+    assert cameo["state"] == "REJECTED"
+    shown = (await gql.ok(VIEWER_CAMEO, token=owner.token))["viewer"]["cameo"]
+    assert shown["state"] == "REJECTED" and words in shown["rejectReason"]
+    refs = (await cameo_repo.reference_media(graph, [cameo["id"]]))[cameo["id"]]
+    assert refs["wrappedKey"] is None and refs["refKeys"] == []
+    assert not leftover_uploads(settings)
+    # another try starts over from PENDING_VERIFICATION
+    retry = await start(gql, owner)
+    good = make_capture(tmp_path / "good.mp4").read_bytes()
+    assert (await upload(app, retry["uploadUrl"], owner.token, good)).status_code == 202
+    passed = await wait_cameo(graph, raw(owner), lambda c: c["state"] == "ACTIVE")
+    assert passed["id"] == cameo["id"] and passed["lastCaptureFailure"] is None
+
+
+async def test_uploads_are_refused_with_clear_reasons(gql, app, graph, settings, redis, tmp_path):
+    owner, stranger = await gql.sign_up("refused"), await gql.sign_up("stranger")
+    challenge = await start(gql, owner)
+    url = challenge["uploadUrl"]
+    video = make_capture(tmp_path / "me.mp4").read_bytes()
+
+    async def refused(response: Any, status: int, code: str, words: str) -> None:
+        assert response.status_code == status, response.text
+        body = response.json()
+        assert body["code"] == code and words in body["detail"], body
+
+    await refused(await upload(app, url, None, video), 401, "UNAUTHENTICATED", "sign in")
+    await refused(await upload(app, url, stranger.token, video), 403, "FORBIDDEN", "someone else")
+    unknown = url.rsplit("/", 1)[0] + "/NoSuchChallenge"
+    await refused(await upload(app, unknown, owner.token, video), 404, "NOT_FOUND", "start")
+    not_video = make_capture(tmp_path / "fake.mp4", kind="not_video").read_bytes()
+    response = await upload(app, url, owner.token, not_video)
+    assert response.status_code == 415 and response.json()["code"] == "BAD_USER_INPUT"
+    response = await upload(app, url, owner.token, video, content_type="image/png")
+    assert response.status_code == 415
+
+    # an upload past the size cap is cut off while it streams
+    small = settings.model_copy(update={"capture_max_bytes": len(video) // 2})
+    async with AsyncTestClient(app=build_app(small)) as capped:
+        response = await upload(capped, url, owner.token, video)
+    assert response.status_code == 413 and "larger than" in response.json()["detail"]
+
+    # none of that used the challenge up, nor left a file behind
+    assert not leftover_uploads(settings)
+    cameo = await cameo_repo.live_cameo(graph, raw(owner))
+    assert cameo["state"] == "PENDING_VERIFICATION"
+    response = await upload(app, url, owner.token, video)
+    assert response.status_code == 202, response.text
+    # a used challenge stays used
+    await refused(await upload(app, url, owner.token, video), 409, "CONFLICT", "already used")
+    await wait_cameo(graph, raw(owner), lambda c: c["state"] == "ACTIVE")
+
+    # an expired challenge is refused: one written already past its expiry, as a late upload
+    # would find it (the expiry is the time the challenge names, not Redis's)
+    now = int(time.time() * 1000)
+    expired = Challenge(
+        id="ExpiredChallenge" + str(now),
+        user_id=raw(owner),
+        cameo_id=cameo["id"],
+        phrase="1 2 3 4 5 6",
+        moves=["LEFT", "RIGHT", "UP"],
+        created_at=now - 301_000,
+        expires_at=now - 1_000,
+    )
+    await store_challenge(redis, expired)
+    late = url.rsplit("/", 1)[0] + "/" + expired.id
+    await refused(await upload(app, late, owner.token, video), 410, "CONFLICT", "expired")
+    query = "query($id: ID!) { cameoChallenge(id: $id) { id } }"
+    gone = await gql.ok(query, {"id": encode_id("CameoChallenge", expired.id)}, owner.token)
+    assert gone["cameoChallenge"] is None
+    assert not leftover_uploads(settings)
