@@ -36,6 +36,7 @@ from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
 __all__ = [
     "ALLOWED_TYPES",
+    "MAX_SIDE",
     "ContainerInfo",
     "UploadRejected",
     "check_container",
@@ -48,6 +49,7 @@ __all__ = [
 ALLOWED_TYPES = frozenset({"video/mp4", "video/quicktime", "video/webm"})
 _OTHER_PARTS_MAX = 64 * 1024  # bytes of form fields besides the video (none are needed)
 _MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers on top of the video itself
+MAX_SIDE = 4096  # a 4K phone video; a bigger first frame is not even decoded
 _MOV_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
 _EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 
@@ -296,10 +298,12 @@ _NOT_A_VIDEO = (
 )
 
 
-def check_container(path: Path) -> ContainerInfo:
+def check_container(path: Path, *, max_side: int = MAX_SIDE) -> ContainerInfo:
     """Prove the file is an MP4, QuickTime or WebM video whose first frame decodes.
 
-    Reads only the header and the first video frame. Raises UploadRejected(reason, 415).
+    Reads only the header and the first video frame; a picture larger than max_side pixels
+    on a side (as the header says) is refused before that frame is decoded. Raises
+    UploadRejected(reason, 415).
     """
     try:
         with open_container(Path(path)) as container:
@@ -308,6 +312,13 @@ def check_container(path: Path) -> ContainerInfo:
                     "The file has no video in it; send a video recorded with your camera.", 415
                 )
             video = container.streams.video[0]
+            width, height = video.codec_context.width, video.codec_context.height
+            if max(width, height) > max_side:
+                raise UploadRejected(
+                    f"The video is {width}x{height} pixels; record at {max_side} pixels on the "
+                    "longest side or less.",
+                    415,
+                )
             first = next(container.decode(video), None)
             if first is None:
                 raise UploadRejected(_NOT_A_VIDEO, 415)

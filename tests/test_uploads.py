@@ -329,3 +329,11 @@ async def test_a_huge_text_field_is_refused(tmp_path: Path) -> None:
     )
     reason = await _rejected(tmp_path, 413, Body(body), f"multipart/form-data; boundary={boundary}")
     assert "besides the video" in reason
+
+
+def test_check_container_refuses_absurd_pictures_unread(tmp_path: Path) -> None:
+    wide = make_capture(tmp_path / "wide.mp4", seconds=1, size=(4200, 128))
+    with pytest.raises(UploadRejected) as caught:
+        check_container(wide)
+    assert caught.value.status == 415 and "4200x128" in caught.value.reason
+    assert check_container(wide, max_side=8192).width == 4200

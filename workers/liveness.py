@@ -27,14 +27,13 @@ import av
 import cv2
 import numpy as np
 
-from media.uploads import open_container
+from media.uploads import MAX_SIDE, open_container
 
 __all__ = ["LivenessResult", "verify_capture"]
 
 SAMPLES = 12  # frames sampled evenly across the recording
 MIN_SAMPLES = 6  # fewer distinct frames than this cannot show presence or movement
 ONE_FACE_SHARE = 2 / 3  # share of sampled frames that must hold exactly one face
-MAX_SIDE = 4096  # longest picture side accepted (4K)
 MIN_SIDE = 120  # shortest picture side: below it no face is findable
 MAX_FPS = 120  # slow-motion capture beyond this is refused rather than decoded
 REFERENCE_SIDE = 960  # sampled frames are kept at most this large (reference crops)
