@@ -50,6 +50,7 @@ __all__ = [
     "paserk_pid",
     "paseto_sign",
     "paseto_verify",
+    "public_document",
     "public_keys_path",
     "signing_keys_path",
     "split_token",
@@ -402,6 +403,16 @@ def new_signing_document() -> str:
     """A signing-keys document with one fresh key, as JSON: the value for
     REELGRAPH_CONSENT_SIGNING_KEYS (its public half: `SigningKeyring` `.verifying().document()`)."""
     return json.dumps({"keys": [_new_entry(_now_ms()).to_json()]})
+
+
+def public_document(signing_document: str) -> str:
+    """The public half of a signing-keys document, as JSON: the value for workers'
+    REELGRAPH_CONSENT_PUBLIC_KEYS (what /.well-known/reelgraph-keys serves)."""
+    try:
+        entries = _parse_secret_document(json.loads(signing_document))
+    except ValueError as err:
+        raise KeyringError(f"the signing-keys document is not JSON: {err}") from None
+    return json.dumps(VerifyingKeyring([entry.public for entry in entries]).document())
 
 
 def _parse_secret_document(document: Any) -> list[_SecretEntry]:

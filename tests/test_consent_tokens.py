@@ -325,6 +325,23 @@ def test_workers_get_public_keys_only(tmp_path: Path, ring: SigningKeyring) -> N
     assert mode == 0o600
 
 
+def test_public_document_of_configured_keys_verifies_and_holds_no_secret() -> None:
+    """What an operator gives workers (docker-compose.yml): the public half of the API's keys."""
+    from consent.keyring import new_signing_document, public_document
+
+    secret_text = new_signing_document()
+    public_text = public_document(secret_text)
+    assert "secret" not in public_text
+    signer = SigningKeyring.load(
+        Settings(consent_signing_keys=secret_text, data_dir=Path("/nonexistent/reelgraph"))
+    )
+    token, _ = mint_render_token(signer, owner_id="o", ttl_s=60, **RENDER)
+    verifier = VerifyingKeyring.load(Settings(consent_public_keys=public_text))
+    assert verify_render_token(verifier, token, **RENDER)["cameo"] == RENDER["cameo_id"]
+    with pytest.raises(KeyringError):
+        public_document("{not json")
+
+
 def test_keys_persist_and_production_needs_configured_keys(
     tmp_path: Path, ring: SigningKeyring
 ) -> None:
