@@ -34,18 +34,25 @@ BUILT: dict[str, object] = {
     "ClipEdge": ALL,
     "ClipConnection": ALL,
     "CreateClipInput": ALL,
+    "CameoState": ALL,
+    "CameoAudience": ALL,
+    "Cameo": ALL,
+    "CameoGrant": ALL,
+    "CameoChallenge": ALL,
     "User": {
         "id", "handle", "displayName", "createdAt", "followerCount", "followingCount",
-        "followers", "following", "viewerFollows", "clips",
+        "followers", "following", "viewerFollows", "clips", "cameo",
     },
     "Clip": {
         "id", "author", "prompt", "state", "failureReason", "moods", "createdAt", "publishedAt",
         "video", "renderProgress", "remixOf",
     },
-    "Query": {"node", "viewer", "user", "clip", "drafts"},
+    "Query": {"node", "viewer", "user", "clip", "drafts", "cameoChallenge"},
     "Mutation": {
         "signUp", "logIn", "refreshToken", "follow", "unfollow", "blockUser",
         "createClip", "publishClip", "deleteClip",
+        "startCameoCapture", "setCameoAudience", "setCameoRestrictions", "grantCameo",
+        "revokeCameoGrant", "deleteCameo",
     },
 }  # fmt: skip
 
