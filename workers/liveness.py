@@ -34,6 +34,7 @@ __all__ = ["LivenessResult", "verify_capture"]
 SAMPLES = 12  # frames sampled evenly across the recording
 MIN_SAMPLES = 6  # fewer distinct frames than this cannot show presence or movement
 ONE_FACE_SHARE = 2 / 3  # share of sampled frames that must hold exactly one face
+LENGTH_SLACK_S = 0.1  # lengths this close outside min_s..max_s still pass
 MIN_SIDE = 120  # shortest picture side: below it no face is findable
 MAX_FPS = 120  # slow-motion capture beyond this is refused rather than decoded
 REFERENCE_SIDE = 960  # sampled frames are kept at most this large (reference crops)
@@ -197,13 +198,14 @@ def _measure(path: Path, *, min_s: float, max_s: float) -> _Shape:
     if first is None or end is None:
         raise _Rejected("NOT_VIDEO", "The video has no frames in it; record again.")
     duration = end - first
-    if duration < min_s:
+    # recorders often leave the last packet without a duration: a frame's worth of slack
+    if duration < min_s - LENGTH_SLACK_S:
         raise _Rejected(
             "TOO_SHORT",
             f"The video is {duration:.1f} seconds long; record between {min_s:g} and "
             f"{max_s:g} seconds.",
         )
-    if duration > max_s:
+    if duration > max_s + LENGTH_SLACK_S:
         raise _too_long(duration, min_s, max_s)
     if packets / duration > MAX_FPS * 1.05:
         raise _Rejected(
