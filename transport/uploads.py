@@ -54,13 +54,6 @@ def _error(status: int, detail: str, code: str | None = None) -> Response[dict[s
     )
 
 
-def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _now() -> int:
     return int(time.time() * 1000)
 
@@ -104,13 +97,7 @@ async def cameo_capture_upload(
     upload_dir = capture_upload_dir(settings)
     await asyncio.to_thread(upload_dir.mkdir, parents=True, exist_ok=True)
     try:
-        path = await save_upload(
-            request.stream(),
-            content_type=request.headers.get("content-type", ""),
-            content_length=_int_or_none(request.headers.get("content-length")),
-            dest_dir=upload_dir,
-            max_bytes=settings.capture_max_bytes,
-        )
+        path = await save_upload(request, dest_dir=upload_dir, max_bytes=settings.capture_max_bytes)
     except UploadRejected as exc:
         return _error(exc.status, exc.reason, exc.code)
 
