@@ -87,14 +87,16 @@ RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .ver
 )
 
 # an upload was accepted: this capture (the challenge id) is the one whose verdict counts; a
-# first or rejected cameo waits in PENDING_VERIFICATION, an ACTIVE one stays ACTIVE meanwhile
+# first or rejected cameo waits in PENDING_VERIFICATION, an ACTIVE one stays ACTIVE meanwhile;
+# an earlier capture's failure is no longer the latest word
 ACCEPT_CAPTURE = Cypher(
     """
 MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo {id: $id})
 SET c._lock = true REMOVE c._lock
 WITH o, c
 WHERE c.state <> 'DELETED'
-SET c.captureId = $captureId, c.captureAt = $now,
+SET c.captureId = $captureId, c.captureAt = $now, c.rejectReason = null,
+    c.lastCaptureFailure = null,
     c.state = CASE WHEN c.state = 'ACTIVE' THEN 'ACTIVE' ELSE 'PENDING_VERIFICATION' END
 RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
           .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo

@@ -136,8 +136,9 @@ async def test_a_good_capture_activates_the_cameo_with_encrypted_reference_frame
     # a passing re-capture replaces the frames and the data key, and deletes the old files
     third = await start(gql, owner)
     assert (await upload(app, third["uploadUrl"], owner.token, video)).status_code == 202
-    fresh = await wait_cameo(graph, raw(owner), lambda c: c["lastCaptureFailure"] is None)
+    fresh = await wait_cameo(graph, raw(owner), lambda c: c["verifiedAt"] > kept["verifiedAt"])
     assert fresh["state"] == "ACTIVE" and fresh["id"] == cameo["id"]
+    assert fresh["lastCaptureFailure"] is None
     new = (await cameo_repo.reference_media(graph, [cameo["id"]]))[cameo["id"]]
     assert set(new["refKeys"]).isdisjoint(refs["refKeys"])
     assert new["wrappedKey"] != refs["wrappedKey"]
@@ -173,6 +174,9 @@ async def test_a_capture_that_fails_a_check_is_rejected_with_a_reason(
     retry = await start(gql, owner)
     good = make_capture(tmp_path / "good.mp4").read_bytes()
     assert (await upload(app, retry["uploadUrl"], owner.token, good)).status_code == 202
+    # the rejection was the earlier capture's: the one being checked has none (yet)
+    shown = (await gql.ok(VIEWER_CAMEO, token=owner.token))["viewer"]["cameo"]
+    assert shown["rejectReason"] is None and shown["state"] != "REJECTED"
     passed = await wait_cameo(graph, raw(owner), lambda c: c["state"] == "ACTIVE")
     assert passed["id"] == cameo["id"] and passed["lastCaptureFailure"] is None
 
