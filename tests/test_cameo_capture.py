@@ -237,3 +237,14 @@ async def test_uploads_are_refused_with_clear_reasons(gql, app, graph, settings,
     gone = await gql.ok(query, {"id": encode_id("CameoChallenge", expired.id)}, owner.token)
     assert gone["cameoChallenge"] is None
     assert not leftover_uploads(settings)
+
+
+async def test_an_upload_for_a_cameo_deleted_meanwhile_is_refused(gql, app, graph, tmp_path):
+    owner = await gql.sign_up("gone")
+    challenge = await start(gql, owner)
+    await gql.ok("mutation { deleteCameo { state } }", token=owner.token)
+    video = make_capture(tmp_path / "me.mp4").read_bytes()
+    response = await upload(app, challenge["uploadUrl"], owner.token, video)
+    assert response.status_code == 409 and response.json()["code"] == "CONFLICT"
+    assert "deleted" in response.json()["detail"]
+    assert await cameo_repo.live_cameo(graph, raw(owner)) is None  # nothing came back to life

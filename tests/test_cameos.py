@@ -9,6 +9,7 @@ token ids), straight into the graph, so these tests need nothing of that flow.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -18,7 +19,7 @@ import pytest
 import redis.asyncio as aredis
 from conftest import Account, GraphQLClient, active_cameo, rendered_clip
 
-from consent.challenges import MOVES
+from consent.challenges import MOVES, Challenge, ChallengeRefused, consume_challenge
 from consent.envelope import EnvelopeError, KeyShredded, decrypt, load_kek, reference_aad
 from consent.references import open_reference_frames
 from consent.tokens import is_revoked
@@ -468,3 +469,38 @@ async def test_delete_cameo_shreds_the_key_and_ends_every_use(
     await gql.ok(START, token=owner.token)
     fresh = (await gql.ok(VIEWER_CAMEO, token=owner.token))["viewer"]["cameo"]
     assert fresh["id"] != gid and fresh["state"] == "PENDING_VERIFICATION"
+
+
+async def test_a_challenge_is_used_once_even_by_racing_uploads(gql, graph, redis):
+    owner = await gql.sign_up("racer")
+    challenge = (await gql.ok(START, token=owner.token))["startCameoCapture"]
+    raw_id = decode_id(challenge["id"], "CameoChallenge")
+    results = await asyncio.gather(
+        *(consume_challenge(redis, raw_id, raw(owner), now=_now()) for _ in range(5)),
+        return_exceptions=True,
+    )
+    used = [r for r in results if isinstance(r, Challenge)]
+    refused = [r for r in results if isinstance(r, ChallengeRefused)]
+    assert len(used) == 1 and len(refused) == 4
+    assert {r.status for r in refused} == {409} and all("already used" in r.reason for r in refused)
+
+
+async def test_only_the_latest_accepted_capture_records_a_verdict(gql, graph):
+    owner = await gql.sign_up("twice")
+    now = _now()
+    cameo = await cameo_repo.ensure_cameo(graph, raw(owner), "01TWICE" + str(now)[-10:], now)
+    assert await cameo_repo.accept_capture(graph, raw(owner), cameo["id"], "first", now)
+    assert await cameo_repo.accept_capture(graph, raw(owner), cameo["id"], "second", now)
+    stale = await cameo_repo.activate_capture(
+        graph, cameo["id"], "first", wrapped_key="k", kek_id="x", ref_keys=[], now=now
+    )
+    assert stale is None  # the first capture's worker deletes its own files then
+    assert await cameo_repo.reject_capture(graph, cameo["id"], "first", "too late") is None
+    assert (await cameo_repo.live_cameo(graph, raw(owner)))["state"] == "PENDING_VERIFICATION"
+    rejected = await cameo_repo.reject_capture(graph, cameo["id"], "second", "No face.")
+    assert rejected["state"] == "REJECTED" and rejected["rejectReason"] == "No face."
+    # a verdict is recorded once: the capture no longer counts after it
+    again = await cameo_repo.activate_capture(
+        graph, cameo["id"], "second", wrapped_key="k", kek_id="x", ref_keys=[], now=now
+    )
+    assert again is None
