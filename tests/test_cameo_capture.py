@@ -8,6 +8,7 @@ process (conftest `start_worker`). Tests wait for the cameo's state, never for t
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from graph import cameos as cameo_repo
 from resolvers.ids import decode_id, encode_id
 from server import build_app
 from tests.capture_videos import make_capture, multipart_body
+from transport.uploads import STALE_UPLOAD_S
 from workers.cameo_tasks import capture_upload_dir
 
 START = "mutation { startCameoCapture { id uploadUrl expiresAt } }"
@@ -248,3 +250,19 @@ async def test_an_upload_for_a_cameo_deleted_meanwhile_is_refused(gql, app, grap
     assert response.status_code == 409 and response.json()["code"] == "CONFLICT"
     assert "deleted" in response.json()["detail"]
     assert await cameo_repo.live_cameo(graph, raw(owner)) is None  # nothing came back to life
+
+
+async def test_an_upload_sweeps_uploads_no_task_will_check(gql, app, settings, tmp_path):
+    folder = capture_upload_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    lost, recent = folder / "lost.mp4", folder / "recent.mp4"
+    lost.write_bytes(b"left behind by a process that died")
+    recent.write_bytes(b"still being checked")
+    old = time.time() - STALE_UPLOAD_S - 60
+    os.utime(lost, (old, old))
+    owner = await gql.sign_up("sweeper")
+    challenge = await start(gql, owner)
+    response = await upload(app, challenge["uploadUrl"], owner.token, b"not a video at all")
+    assert response.status_code == 415
+    assert not lost.exists() and recent.exists()
+    recent.unlink()

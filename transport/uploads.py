@@ -35,11 +35,14 @@ from resolvers.context import Context
 from resolvers.ids import encode_id
 from workers.cameo_tasks import capture_upload_dir, send_verification
 
-__all__ = ["cameo_capture_upload"]
+__all__ = ["STALE_UPLOAD_S", "cameo_capture_upload", "sweep_stale_uploads"]
 
 logger = logging.getLogger(__name__)
 
 _CHALLENGE_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+# an upload still here after a day was never checked (its task is lost): far longer than a
+# verification waits in the queue
+STALE_UPLOAD_S = 24 * 3600
 _CODES = {400: "BAD_USER_INPUT", 401: "UNAUTHENTICATED", 403: "FORBIDDEN", 404: "NOT_FOUND"}
 
 
@@ -56,6 +59,20 @@ def _error(status: int, detail: str, code: str | None = None) -> Response[dict[s
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+def sweep_stale_uploads(upload_dir: Path, older_than_s: float = STALE_UPLOAD_S) -> int:
+    """Delete uploads nobody will check any more (a process died between saving one and
+    its verification deleting it); captures are rare, so each upload sweeps. Returns how
+    many files went."""
+    cutoff = time.time() - older_than_s
+    swept = 0
+    for path in upload_dir.iterdir() if upload_dir.is_dir() else ():
+        with contextlib.suppress(OSError):  # a concurrent sweep or check took it first
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                swept += 1
+    return swept
 
 
 def _peek_refusal(challenge: Any, viewer_id: str, now: int) -> ChallengeRefused | None:
@@ -95,7 +112,7 @@ async def cameo_capture_upload(
         return _error(refusal.status, refusal.reason)
 
     upload_dir = capture_upload_dir(settings)
-    await asyncio.to_thread(upload_dir.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(sweep_stale_uploads, upload_dir)
     try:
         path = await save_upload(request, dest_dir=upload_dir, max_bytes=settings.capture_max_bytes)
     except UploadRejected as exc:
