@@ -21,6 +21,7 @@ from litestar.response import Response
 from auth.tokens import TokenService
 from consent.keyring import SigningKeyring
 from consent.well_known import reelgraph_keys
+from events.bus import close_hub
 from graph.driver import GraphDriver, GraphUnavailable, driver_for
 from graph.embedded import EmbeddedServer
 from media.http import media
@@ -125,6 +126,7 @@ class Services:
 
     async def close(self) -> None:
         try:
+            await close_hub(self.redis)  # live subscriptions' pub/sub connection
             await self.graph.close()
             await self.redis.aclose()
             self.render_queue.close()

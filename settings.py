@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     max_anonymous_sockets_per_address: int = 8  # sockets without a token, per client address
     max_operations_per_socket: int = 50  # in flight at once; the next gets RATE_LIMITED
     socket_lease_s: int = 60  # a socket's entry in that count, renewed while it is open
+    socket_ping_interval_s: float = 15.0  # graphql-transport-ws pings to idle sockets; 0: none
+    # undelivered events one subscription may hold; one more closes its socket (slow client)
+    subscription_queue_size: int = 256
+    # a live subscription re-reads its source this often even without a doorbell
+    subscription_resync_s: float = 30.0
 
     # rendering
     # "preview", "diffusers", or a renderer class by import path ("package.module:Class")

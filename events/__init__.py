@@ -1,1 +1,2 @@
-"""Events for users: notification records now, live delivery with the subscriptions issue."""
+"""Events for users: pub/sub delivery across API processes (bus), notification streams
+(notifications), feed and render events (feed, render)."""

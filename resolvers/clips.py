@@ -12,6 +12,7 @@ from ulid import ULID
 
 from consent import require_cameo_consent
 from errors import BadUserInput, Conflict, Forbidden, NotFound
+from events.feed import clip_published
 from graph import clips as clip_repo
 from resolvers.ids import decode_id
 from resolvers.loaders import ClipPageKey
@@ -147,6 +148,7 @@ async def publish_clip(ctx: Context, clip_id: str) -> dict:
         current = await _own_clip_or_explain(ctx, viewer_id, raw_id)
         raise Conflict(f"only a DRAFT can be published; this clip is {current['state']}")
     _forget_clip_pages(ctx)
+    await clip_published(ctx.services.redis, clip)  # feedUpdates subscribers, every process
     return clip
 
 

@@ -18,6 +18,7 @@ from errors import BadUserInput, Conflict, Forbidden, NotFound, Unauthenticated
 from graph import users as user_repo
 from resolvers.ids import decode_id
 from resolvers.loaders import FollowPageKey
+from resolvers.notifications import new_follower as notify_new_follower
 from resolvers.pagination import Page, make_page, page_size, time_id_cursor
 
 if TYPE_CHECKING:
@@ -159,6 +160,7 @@ async def follow(ctx: Context, user_id: str) -> dict:
     if not await user_repo.follow(ctx.services.graph, viewer_id, target_id, now_ms()):
         await _explain_refusal(ctx, viewer_id, target_id)
     _forget_follow_state(ctx, viewer_id, target_id)
+    await notify_new_follower(ctx, viewer_id, target_id, now_ms())
     return await _load_user(ctx, target_id)
 
 

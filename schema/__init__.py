@@ -24,6 +24,7 @@ from schema.extensions import (
 )
 from schema.feeds import FeedQueries
 from schema.lineage import LineageQueries
+from schema.notifications import NotificationQueries, Subscription
 from schema.rate_limits import MutationRateLimit
 from schema.users import AuthPayload, SignUpInput, User
 
@@ -46,7 +47,7 @@ async def _user(info: Info, user_id: str) -> dict:
 
 
 @strawberry.type
-class Query(CameoQueries, FeedQueries, LineageQueries):
+class Query(CameoQueries, FeedQueries, LineageQueries, NotificationQueries):
     @strawberry.field
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, raw_id = decode_any(id)
@@ -164,6 +165,7 @@ def build_schema(
     return Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[User, Clip, ClipState],
         extensions=[
             *limit_extensions(max_depth, max_aliases, max_tokens),

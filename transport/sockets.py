@@ -14,6 +14,11 @@ Close codes a client can meet, beyond the protocol's own (4401, 4408, 4409):
   the user's refresh families closes their sockets on this same path);
 - 4429: a second connection_init, or too many open sockets for this user (or, without a
   token, for this client address);
+- 1013 (try again later): the client does not read its events fast enough. Each
+  subscription holds at most REELGRAPH_SUBSCRIPTION_QUEUE_SIZE undelivered events; one more
+  and the socket is closed (when the close frame cannot be written within a few seconds,
+  because the client reads nothing at all, the connection is dropped). The client reconnects
+  and resumes with `notifications(after: <last cursor>)`; no other socket waits on it;
 - 4500: an unexpected server error, always logged with its traceback.
 """
 
@@ -42,6 +47,7 @@ from strawberry.utils.aio import aclosing
 
 from auth.addresses import address_subject, client_address
 from errors import BadUserInput, RateLimited, Unauthenticated
+from events.bus import on_slow_consumer
 from resolvers.context import Context
 from schema.extensions import ErrorCodes, classify, introspection_allowed
 
@@ -74,6 +80,31 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+
+
+_CLOSE_GRACE_S = 3.0  # for a slow client's close frame to go out
+
+
+def _transport_of(websocket: Any) -> Any:
+    """The asyncio transport under an ASGI websocket, when the server is uvicorn: its
+    `send` is a bound method of the connection's protocol, wrapped by the framework in
+    closures. None when it cannot be found (another server, the in-process test client)."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(getattr(websocket, "send", None), 0)]
+    while stack:
+        obj, depth = stack.pop()
+        if obj is None or id(obj) in seen or depth > 8:
+            continue
+        seen.add(id(obj))
+        transport = getattr(obj, "transport", None)
+        if transport is not None and callable(getattr(transport, "abort", None)):
+            return transport
+        stack.append((getattr(obj, "__self__", None), depth + 1))
+        stack.append((getattr(obj, "__wrapped__", None), depth + 1))
+        for cell in getattr(obj, "__closure__", None) or ():
+            with contextlib.suppress(ValueError):  # an empty cell
+                stack.append((cell.cell_contents, depth + 1))
+    return None
 
 
 def frame_problem(message: object) -> str | None:
@@ -157,6 +188,7 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         self.timers: list[asyncio.Task] = []
         # each operation's own context, handed from handle_subscribe to its task
         self.operation_contexts: dict[str, Context] = {}
+        self.dropping = False  # closing a slow client: no second close
         codes = [e for e in self.schema.extensions if isinstance(e, type)]
         self.error_codes = next((e for e in codes if issubclass(e, ErrorCodes)), ErrorCodes)
 
@@ -204,6 +236,8 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
             self.timers.append(asyncio.create_task(self._close_when_expired(expires_at)))
         await self.send_message({"type": "connection_ack"})
         self.connection_acknowledged = True
+        if self.settings.socket_ping_interval_s > 0:
+            self.timers.append(asyncio.create_task(self._ping()))
 
     async def _count_socket(self) -> bool:
         viewer_id = self.context.viewer_id
@@ -249,6 +283,37 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         await asyncio.sleep(max(0.0, expires_at - time.time()))
         await self.close(4403, "Forbidden: the access token has expired; reconnect with a new one")
 
+    async def _ping(self) -> None:
+        """graphql-transport-ws keep-alive: a ping every interval (clients answer pong), so
+        proxies keep an idle socket open; uvicorn's own WebSocket pings find dead peers."""
+        while True:
+            await asyncio.sleep(self.settings.socket_ping_interval_s)
+            try:
+                await self.send_message({"type": "ping"})
+            except (WebSocketDisconnect, WebSocketDisconnected, RuntimeError, OSError):
+                return
+
+    def slow_client(self) -> None:
+        """A subscription's queue overflowed: close the socket (see the module's 1013)."""
+        if self.dropping:
+            return
+        self.dropping = True
+        logger.info("closing a socket whose client does not read its events (1013)")
+        self.timers.append(asyncio.create_task(self._drop_slow_client()))
+
+    async def _drop_slow_client(self) -> None:
+        reason = "the client does not read its events fast enough; reconnect with after"
+        try:
+            await asyncio.wait_for(self.close(1013, reason), _CLOSE_GRACE_S)
+        except TimeoutError:
+            # not even the close frame goes out: the client reads nothing. Drop the TCP
+            # connection, so the blocked sends end and the socket's slot is given back
+            transport = _transport_of(self.context.websocket)
+            if transport is not None:
+                transport.abort()
+            else:
+                logger.warning("could not drop a socket whose client reads nothing")
+
     async def handle_subscribe(self, message: Any) -> None:
         if not self.connection_acknowledged:
             await self.close(4401, "Unauthorized")
@@ -276,7 +341,12 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
             await self.close(4403, f"Forbidden: {exc.message}")
             return
         self.operation_contexts[message["id"]] = context
-        await super().handle_subscribe(message)
+        # the operation's task is made inside, and keeps this value: its listeners call it
+        token = on_slow_consumer.set(self.slow_client)
+        try:
+            await super().handle_subscribe(message)
+        finally:
+            on_slow_consumer.reset(token)
 
     async def run_operation(self, operation: Operation) -> None:
         """strawberry 0.341's run_operation, run with the operation's own context."""

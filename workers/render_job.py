@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from events import render as render_events
 from graph import clips as clip_repo
 from graph.driver import GraphDriver
 from media.probe import probe_video
@@ -131,6 +132,7 @@ def run_render(rt: RenderRuntime, clip_id: str, claim: Claim | str) -> str:
         )
         if not owned:
             raise RenderCancelled(f"clip {clip_id} was removed or taken over")
+        render_events.render_progressed(clip_id)  # renderProgress subscribers
 
     assert rt.renderer is not None
     try:
@@ -162,6 +164,7 @@ def _store(rt: RenderRuntime, clip_id: str, owner: str, attempt: int, path: Path
     # if this raises, whether the move to DRAFT happened is unknown: the file stays, and the
     # media sweep deletes it later if no clip names it
     finished = rt.run(clip_repo.finish_render(rt.graph, clip_id, owner, attempt, video, _now()))
+    render_events.render_finished(finished)  # renderProgress, and RENDER_FINISHED to the author
     if finished is None:
         # removed or taken over by another claim: the key is this claim's alone, so no clip
         # names it, now or later
@@ -185,6 +188,7 @@ def fail(rt: RenderRuntime, clip_id: str, claim: Claim, reason: str) -> bool:
             worker=claim.worker,
         )
     )
+    render_events.render_finished(failed)  # renderProgress, and RENDER_FINISHED to the author
     if failed is None:
         logger.info(
             "clip %s: not failed; claim %s attempt %s no longer holds it",
