@@ -46,12 +46,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-# test-only: the independent PASETO implementation tests/test_consent_tokens.py verifies with
-if command -v npm >/dev/null 2>&1 && [ ! -d tests/paseto_interop/node_modules/paseto ]; then
-  npm ci --prefix tests/paseto_interop --no-audit --no-fund --silent ||
-    echo "warning: npm ci in tests/paseto_interop failed; its test will retry" >&2
-fi
-
 # the graphql-ws reference client for the subscription tests (they also install it on first use)
 if [[ "$extras" == *dev* ]] && command -v npm >/dev/null 2>&1 &&
   [ ! -d tests/graphql_ws_client/node_modules ]; then
