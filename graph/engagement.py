@@ -24,9 +24,12 @@ are not locked: every like of an author's clips would queue on the author's node
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from graph.driver import Cypher, GraphDriver, Row
 
 __all__ = [
+    "Engaged",
     "like",
     "published_remix_counts",
     "record_view",
@@ -54,7 +57,8 @@ WITH v, a, c, count(old) AS had
 MERGE (v)-[l:LIKED]->(c)
 ON CREATE SET l.at = $now
 SET c.likeCount = coalesce(c.likeCount, 0) + (1 - had)
-RETURN c {.*, authorId: a.id} AS clip
+RETURN c {.*, authorId: a.id} AS clip,
+       size([(r:Clip)-[:REMIX_OF]->(c) WHERE r.state = 'PUBLISHED' | 1]) AS remixes
 """
 )
 
@@ -64,7 +68,8 @@ UNLIKE = Cypher(
 WITH a, c, collect(l) AS likes
 FOREACH (edge IN likes | DELETE edge)
 SET c.likeCount = coalesce(c.likeCount, 0) - size(likes)
-RETURN c {.*, authorId: a.id} AS clip
+RETURN c {.*, authorId: a.id} AS clip,
+       size([(r:Clip)-[:REMIX_OF]->(c) WHERE r.state = 'PUBLISHED' | 1]) AS remixes
 """
 )
 
@@ -80,7 +85,8 @@ SET w.views = w.views + 1, w.completions = w.completions + $completed, w.lastAt 
     c.viewCount = coalesce(c.viewCount, 0) + 1,
     c.completionCount = coalesce(c.completionCount, 0) + $completed,
     c.rewatchCount = coalesce(c.rewatchCount, 0) + rewatch
-RETURN c {.*, authorId: a.id} AS clip
+RETURN c {.*, authorId: a.id} AS clip,
+       size([(r:Clip)-[:REMIX_OF]->(c) WHERE r.state = 'PUBLISHED' | 1]) AS remixes
 """
 )
 
@@ -108,17 +114,25 @@ RETURN id, sum(CASE WHEN r IS NOT NULL AND blocks = 0 THEN 1 ELSE 0 END) AS remi
 )
 
 
-def _clip(rows: list[Row]) -> Row | None:
-    return rows[0]["clip"] if rows else None
+class Engaged(NamedTuple):
+    """A clip after a like, unlike or view, and its direct PUBLISHED remixes (all of them,
+    whoever is looking: what its popularity is made of)."""
+
+    clip: Row
+    remixes: int
 
 
-async def like(db: GraphDriver, viewer_id: str, clip_id: str, now: int) -> Row | None:
+def _clip(rows: list[Row]) -> Engaged | None:
+    return Engaged(rows[0]["clip"], rows[0]["remixes"]) if rows else None
+
+
+async def like(db: GraphDriver, viewer_id: str, clip_id: str, now: int) -> Engaged | None:
     """The liked clip; None when it is not a published clip the viewer may see."""
     params = {"viewerId": viewer_id, "clipId": clip_id, "now": now}
     return _clip(await db.write(LIKE, params))
 
 
-async def unlike(db: GraphDriver, viewer_id: str, clip_id: str) -> Row | None:
+async def unlike(db: GraphDriver, viewer_id: str, clip_id: str) -> Engaged | None:
     """The clip without the viewer's like; None as for like()."""
     return _clip(await db.write(UNLIKE, {"viewerId": viewer_id, "clipId": clip_id}))
 
@@ -132,7 +146,7 @@ async def record_view(
     completed: bool,
     slack_ms: int,
     now: int,
-) -> Row | None:
+) -> Engaged | None:
     """The clip with the view counted; None when it may not be viewed or watched_ms is
     longer than the clip (plus slack_ms)."""
     params = {

@@ -11,7 +11,13 @@ from typing import Any
 
 from graph.driver import Cypher, GraphDriver, Row
 
-__all__ = ["following_page", "for_you_ranking", "visible_feed_clips"]
+__all__ = [
+    "following_page",
+    "for_you_candidates",
+    "for_you_viewer",
+    "popularity_rows",
+    "visible_feed_clips",
+]
 
 # Published clips by people the viewer follows, newest first; (publishedAt, id) keyset
 # the filter sits after WITH: in the MATCH's WHERE, FalkorDB planned a scan of every clip and
@@ -32,47 +38,72 @@ ORDER BY at DESC, id DESC
 """
 )
 
-# FOR_YOU candidates, best first, as of $now. Tier 2: by someone the viewer follows, or a
-# remix of such a person's clip; tier 1: by someone a followed person follows (a friend of a
-# friend); tier 0: everyone else. Within a tier, by popularity decayed with age:
-#   (1 + likes + 10 x completion rate + 20 x remix rate) / (hours since publishing + 2)^1.5
-# (both rates capped at 1). The viewer's own clips, clips of anyone with a block between
-# them and the viewer either way, and clips published after $now are left out.
-# Cost: it scores every published clip (of the mood), so it grows with the graph: on this VM,
-# 20k clips and 2k users with 50 follows each took ~0.3 s signed out and ~1.9 s signed in
-# (the friends-of-friends list test per clip). Large graphs need the popularity precomputed.
-FOR_YOU_RANKING = Cypher(
+# FOR_YOU reads candidates, never every clip (see resolvers.feeds for how they are ranked).
+# The viewer's social context: whom they follow, and whom those people follow (friends of
+# friends, including the followed themselves). Kept for a short while per viewer: on the
+# seeded graph (10k users, ~1M follows) it costs ~12 ms, the viewer who follows the most
+# returns 10k ids.
+FOR_YOU_VIEWER = Cypher(
     """
-OPTIONAL MATCH (v:User {id: $viewerId})
-OPTIONAL MATCH (v)-[:BLOCKS]-(x:User)
-WITH v, collect(DISTINCT x.id) AS hidden
-OPTIONAL MATCH (v)-[:FOLLOWS]->(f:User)
-WITH v, hidden, collect(DISTINCT f.id) AS followed
+MATCH (v:User {id: $viewerId})
 OPTIONAL MATCH (v)-[:FOLLOWS]->(:User)-[:FOLLOWS]->(g:User)
-WITH hidden, followed, collect(DISTINCT g.id) AS friendsOfFriends
-MATCH (a:User)-[:POSTED]->(c:Clip)
-WHERE c.state = 'PUBLISHED' AND c.publishedAt <= $now
-  AND ($mood IS NULL OR $mood IN c.moods)
+WITH v, collect(DISTINCT g.id) AS friendsOfFriends
+RETURN [(v)-[:FOLLOWS]->(f:User) | f.id] AS followed, friendsOfFriends
+"""
+)
+
+# The candidates' rows: the newest $recent published clips since $since (the publishedAt
+# index: a page reads the window, not the graph), and the clips named in $popular (the top of
+# the popularity index); each with its author, its parent's author and what its popularity
+# is made of. Left out: unpublished, another mood, the viewer's own, and anyone with a block
+# between them and the viewer either way (the caller leaves out popular clips published after
+# $now: a publishedAt test here makes FalkorDB look each id up through the publishedAt index,
+# twice as slow; the filters sit after a WITH for the same reason). `inWindow` counts the
+# window's clips and `edge` is the publishedAt of the oldest recent one, so the caller can
+# size the next window.
+FOR_YOU_CANDIDATES = Cypher(
+    """
+OPTIONAL MATCH (v:User {id: coalesce($viewerId, '')})
+OPTIONAL MATCH (v)-[:BLOCKS]-(x:User)
+WITH collect(DISTINCT x.id) AS hidden
+OPTIONAL MATCH (c:Clip)
+WHERE c.publishedAt >= $since AND c.publishedAt <= $now
+WITH hidden, c
+WHERE c IS NULL OR (c.state = 'PUBLISHED' AND ($mood IS NULL OR $mood IN c.moods))
+WITH hidden, c.id AS id, c.publishedAt AS at
+ORDER BY at DESC, id DESC
+WITH hidden, collect(id) AS ids, collect(at) AS ats
+WITH hidden, size(ids) AS inWindow, ids[..$recent] AS recent, ats[..$recent] AS ats
+WITH hidden, inWindow, CASE WHEN size(ats) = 0 THEN null ELSE ats[-1] END AS edge,
+     recent + $popular AS pool
+UNWIND pool AS id
+WITH DISTINCT hidden, inWindow, edge, id
+MATCH (a:User)-[:POSTED]->(c:Clip {id: id})
+WITH hidden, inWindow, edge, a, c
+WHERE c.state = 'PUBLISHED' AND ($mood IS NULL OR $mood IN c.moods)
   AND NOT a.id IN hidden AND ($viewerId IS NULL OR a.id <> $viewerId)
 OPTIONAL MATCH (c)-[:REMIX_OF]->(:Clip)<-[:POSTED]-(pa:User)
-WITH a, c, followed, friendsOfFriends, pa.id AS parentAuthor,
-     coalesce(c.viewCount, 0) AS views,
-     size([(r:Clip)-[:REMIX_OF]->(c) WHERE r.state = 'PUBLISHED' | 1]) AS remixes
-WITH a, c,
-     CASE WHEN a.id IN followed OR (parentAuthor IS NOT NULL AND parentAuthor IN followed)
-          THEN 2 WHEN a.id IN friendsOfFriends THEN 1 ELSE 0 END AS tier,
-     CASE WHEN views > 0 THEN toFloat(coalesce(c.completionCount, 0)) / views ELSE 0.0 END
-       AS completionRate,
-     CASE WHEN views > 0 THEN toFloat(remixes) / views ELSE 0.0 END AS remixRate,
-     toFloat($now - c.publishedAt) / 3600000.0 AS ageHours
-WITH a, c, tier,
-     (1.0 + coalesce(c.likeCount, 0)
-      + 10.0 * CASE WHEN completionRate > 1.0 THEN 1.0 ELSE completionRate END
-      + 20.0 * CASE WHEN remixRate > 1.0 THEN 1.0 ELSE remixRate END)
-     / ((ageHours + 2.0) ^ 1.5) AS score
-RETURN c.id AS id, a.id AS authorId, tier, score
-ORDER BY tier DESC, score DESC, c.publishedAt DESC, c.id DESC
-LIMIT $limit
+RETURN c.id AS id, a.id AS authorId, pa.id AS parentAuthorId, c.publishedAt AS publishedAt,
+       coalesce(c.likeCount, 0) AS likes, coalesce(c.viewCount, 0) AS views,
+       coalesce(c.completionCount, 0) AS completions,
+       size([(r:Clip)-[:REMIX_OF]->(c) WHERE r.state = 'PUBLISHED' | 1]) AS remixes,
+       inWindow, edge
+"""
+)
+
+# What the popularity index is rebuilt from: every published clip anyone engaged with (a clip
+# nobody liked or viewed has popularity 1 and is found by its age alone). A full scan (~2 s
+# on 100k clips): run in the background every few minutes, never for a page.
+POPULARITY_ROWS = Cypher(
+    """
+MATCH (c:Clip)
+WHERE c.state = 'PUBLISHED'
+WITH c
+WHERE coalesce(c.likeCount, 0) > 0 OR coalesce(c.viewCount, 0) > 0
+RETURN c.id AS id, c.moods AS moods, c.publishedAt AS publishedAt,
+       coalesce(c.likeCount, 0) AS likes, coalesce(c.viewCount, 0) AS views,
+       coalesce(c.completionCount, 0) AS completions,
+       size([(r:Clip)-[:REMIX_OF]->(c) WHERE r.state = 'PUBLISHED' | 1]) AS remixes
 """
 )
 
@@ -110,12 +141,40 @@ async def following_page(
     return await db.read(FOLLOWING_PAGE, params)
 
 
-async def for_you_ranking(
-    db: GraphDriver, viewer_id: str | None, mood: str | None, now: int, limit: int
+async def for_you_viewer(db: GraphDriver, viewer_id: str) -> tuple[list[str], list[str]]:
+    """(ids the viewer follows, ids those people follow); empty for an unknown viewer."""
+    rows = await db.read(FOR_YOU_VIEWER, {"viewerId": viewer_id})
+    if not rows:
+        return [], []
+    return rows[0]["followed"], rows[0]["friendsOfFriends"]
+
+
+async def for_you_candidates(
+    db: GraphDriver,
+    viewer_id: str | None,
+    mood: str | None,
+    *,
+    now: int,
+    since: int,
+    recent: int,
+    popular: list[str],
 ) -> list[Row]:
-    """Rows of {id, authorId, tier, score}, best first."""
-    params = {"viewerId": viewer_id, "mood": mood, "now": now, "limit": limit}
-    return await db.read(FOR_YOU_RANKING, params)
+    """Rows of {id, authorId, parentAuthorId, publishedAt, likes, views, completions, remixes,
+    inWindow, edge}, in no particular order."""
+    params = {
+        "viewerId": viewer_id,
+        "mood": mood,
+        "now": now,
+        "since": since,
+        "recent": recent,
+        "popular": popular,
+    }
+    return await db.read(FOR_YOU_CANDIDATES, params)
+
+
+async def popularity_rows(db: GraphDriver) -> list[Row]:
+    """Rows of {id, moods, publishedAt, likes, views, completions, remixes}."""
+    return await db.read(POPULARITY_ROWS)
 
 
 async def visible_feed_clips(db: GraphDriver, viewer_id: str | None, ids: list[str]) -> dict:

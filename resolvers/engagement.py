@@ -12,20 +12,25 @@ and view their own published clips; those count like anyone's.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import TYPE_CHECKING
 
+from redis.exceptions import RedisError
 from strawberry.dataloader import DataLoader
 
 from errors import BadUserInput, Conflict, NotFound
 from graph import engagement as engagement_repo
 from resolvers.clips import visible_clip
 from resolvers.ids import decode_id
+from resolvers.popularity import record as record_popularity
 from resolvers.users import now_ms
 
 if TYPE_CHECKING:
     from resolvers.context import Context
 
 __all__ = ["VIEW_SLACK_MS", "ClipStatsRow", "clip_stats", "like_clip", "record_view", "unlike_clip"]
+
+logger = logging.getLogger(__name__)
 
 # players report a little past the end (a last frame, a seek); more than this is not a view
 VIEW_SLACK_MS = 2000
@@ -57,6 +62,16 @@ def _fresh(ctx: Context, clip_id: str) -> None:
     _forget(ctx.loaders.clip_by_id, clip_id)
 
 
+async def _engaged(ctx: Context, clip_id: str, engaged: engagement_repo.Engaged) -> None:
+    """After a write: forget the cached row, and put the clip's new popularity in FOR_YOU's
+    index (the counters changed in the graph already; a failure here only delays that)."""
+    _fresh(ctx, clip_id)
+    try:
+        await record_popularity(ctx.services.redis, engaged.clip, engaged.remixes)
+    except RedisError:
+        logger.exception("could not update the popularity of %s; the next rebuild will", clip_id)
+
+
 def _liked(ctx: Context, clip_id: str, liked: bool) -> None:
     _forget(ctx.loaders.viewer_likes_clip, clip_id)
     ctx.loaders.viewer_likes_clip.prime(clip_id, liked)
@@ -65,23 +80,23 @@ def _liked(ctx: Context, clip_id: str, liked: bool) -> None:
 async def like_clip(ctx: Context, clip_id: str) -> dict:
     viewer_id = ctx.require_viewer()
     raw_id = decode_id(clip_id, "Clip")
-    clip = await engagement_repo.like(ctx.services.graph, viewer_id, raw_id, now_ms())
-    if clip is None:
+    engaged = await engagement_repo.like(ctx.services.graph, viewer_id, raw_id, now_ms())
+    if engaged is None:
         raise await _why_not(ctx, raw_id, "liked")
-    _fresh(ctx, raw_id)
+    await _engaged(ctx, raw_id, engaged)
     _liked(ctx, raw_id, True)
-    return clip
+    return engaged.clip
 
 
 async def unlike_clip(ctx: Context, clip_id: str) -> dict:
     viewer_id = ctx.require_viewer()
     raw_id = decode_id(clip_id, "Clip")
-    clip = await engagement_repo.unlike(ctx.services.graph, viewer_id, raw_id)
-    if clip is None:
+    engaged = await engagement_repo.unlike(ctx.services.graph, viewer_id, raw_id)
+    if engaged is None:
         raise await _why_not(ctx, raw_id, "unliked")
-    _fresh(ctx, raw_id)
+    await _engaged(ctx, raw_id, engaged)
     _liked(ctx, raw_id, False)
-    return clip
+    return engaged.clip
 
 
 async def record_view(ctx: Context, clip_id: str, watched_ms: int, completed: bool) -> dict:
@@ -89,7 +104,7 @@ async def record_view(ctx: Context, clip_id: str, watched_ms: int, completed: bo
     raw_id = decode_id(clip_id, "Clip")
     if watched_ms < 0:
         raise BadUserInput("watchedMs must be 0 or more")
-    clip = await engagement_repo.record_view(
+    engaged = await engagement_repo.record_view(
         ctx.services.graph,
         viewer_id,
         raw_id,
@@ -98,7 +113,7 @@ async def record_view(ctx: Context, clip_id: str, watched_ms: int, completed: bo
         slack_ms=VIEW_SLACK_MS,
         now=now_ms(),
     )
-    if clip is None:
+    if engaged is None:
         error = await _why_not(ctx, raw_id, "viewed")
         current = await visible_clip(ctx, raw_id)
         if isinstance(error, NotFound) and current and current["state"] == "PUBLISHED":
@@ -108,8 +123,8 @@ async def record_view(ctx: Context, clip_id: str, watched_ms: int, completed: bo
                     f"watchedMs is longer than the clip: at most {limit} for this clip"
                 )
         raise error
-    _fresh(ctx, raw_id)
-    return clip
+    await _engaged(ctx, raw_id, engaged)
+    return engaged.clip
 
 
 async def clip_stats(ctx: Context, clip: dict) -> ClipStatsRow:

@@ -6,10 +6,19 @@ nobody). A clip published between two pages is newer than any cursor, so it neve
 later page: no duplicates, no skips.
 
 FOR_YOU is ranked once per first page and then read by position. What is guaranteed:
-- The first page (no `after`) ranks up to FOR_YOU_CANDIDATES published clips as of that
-  moment (graph.feeds FOR_YOU_RANKING: tier, then decayed popularity, then newest, then id),
-  applies the author-diversity rule below over that whole list, and keeps the ordered ids
-  for SNAPSHOT_TTL_S in Redis under a random token. The cursor is (token, position).
+- The first page (no `after`) ranks candidates, never every clip: the newest RECENT_CLIPS
+  published clips (read through the publishedAt index, in a window that adapts to the
+  publishing rate) and the POPULAR_CLIPS most popular ones (resolvers.popularity: a Redis
+  sorted set kept current by likes and views, rebuilt from the graph every few minutes).
+  Each candidate's score is recomputed exactly from the graph: tier (2: by someone the viewer
+  follows, or a remix of such a person's clip; 1: by someone a followed person follows; 0:
+  anyone else), then popularity decayed by age, then newest, then id. The viewer's follows
+  and friends of friends are read once per VIEWER_CONTEXT_TTL_S. The best FOR_YOU_CANDIDATES
+  go through the author-diversity rule below, and the ordered ids are kept for
+  SNAPSHOT_TTL_S in Redis under a random token. The cursor is (token, position).
+  So a page costs O(candidates), whatever the graph's size; the price is that a clip that is
+  neither among the newest nor among the most popular is not shown (a followed person's
+  old, unnoticed clip is in FOLLOWING, not FOR_YOU).
 - Later pages read the same list by position: clips published, liked or viewed in between
   change nothing, so no clip is shown twice and none is skipped. Each page's clips are read
   again from the graph, and any that is no longer PUBLISHED, or whose author now has a block
@@ -40,6 +49,7 @@ from errors import BadUserInput
 from graph import feeds as feed_repo
 from resolvers.moods import normalize_moods
 from resolvers.pagination import Page, cursor_key, encode_cursor, page_size
+from resolvers.popularity import decayed_score, popular_ids, popularity
 from resolvers.users import now_ms
 
 if TYPE_CHECKING:
@@ -49,19 +59,32 @@ __all__ = [
     "DIVERSITY_WINDOW",
     "FOR_YOU_CANDIDATES",
     "PER_AUTHOR",
+    "POPULAR_CLIPS",
+    "RECENT_CLIPS",
     "SNAPSHOT_TTL_S",
+    "VIEWER_CONTEXT_TTL_S",
     "diversify",
     "following_feed",
     "for_you_feed",
+    "rank_candidates",
 ]
 
-FOR_YOU_CANDIDATES = 500
+FOR_YOU_CANDIDATES = 500  # the length of a ranked list (what all its pages can show)
+RECENT_CLIPS = 300  # candidates: the newest published clips...
+POPULAR_CLIPS = 200  # ...and the top of the popularity index
+MIN_WINDOW_MS = 15 * 60_000
+MAX_WINDOW_MS = 90 * 86_400_000
+VIEWER_CONTEXT_TTL_S = 60
 SNAPSHOT_TTL_S = 1800
 DIVERSITY_WINDOW = 10
 PER_AUTHOR = 2
 _FOLLOWING, _FOR_YOU = "F", "Y"  # the first value of each kind's cursor
 _KIND_NAMES = {_FOLLOWING: "FOLLOWING", _FOR_YOU: "FOR_YOU"}
 _SNAPSHOT_KEY = "reelgraph:feed:for-you:{}"
+_CONTEXT_KEY = "reelgraph:feed:for-you-viewer:{}"
+# per mood, how far back the newest clips are read (None: no bound); adapted after each
+# ranking to the publishing rate, so the window holds a few times RECENT_CLIPS clips
+_windows: dict[str | None, int | None] = {}
 
 
 def _mood(mood: str | None) -> str | None:
@@ -136,10 +159,70 @@ def diversify(
     return out
 
 
+async def _viewer_context(ctx: Context, viewer_id: str | None) -> tuple[set[str], set[str]]:
+    """(followed ids, friends-of-friends ids), kept VIEWER_CONTEXT_TTL_S per viewer."""
+    if viewer_id is None:
+        return set(), set()
+    key = _CONTEXT_KEY.format(viewer_id)
+    raw = await ctx.services.redis.get(key)
+    if raw is not None:
+        followed, fof = json.loads(raw)
+    else:
+        followed, fof = await feed_repo.for_you_viewer(ctx.services.graph, viewer_id)
+        await ctx.services.redis.set(key, json.dumps([followed, fof]), ex=VIEWER_CONTEXT_TTL_S)
+    return set(followed), set(fof)
+
+
+def _next_window(window: int | None, in_window: int, edge: int | None, now: int) -> int | None:
+    """The recent window for the next ranking of this mood: wide enough to hold RECENT_CLIPS
+    clips, narrow enough to read no more than a few times that."""
+    if in_window > 4 * RECENT_CLIPS and edge is not None:
+        return max(MIN_WINDOW_MS, 2 * (now - edge))  # the newest RECENT_CLIPS span now - edge
+    if window is not None and in_window < RECENT_CLIPS:
+        return None if window * 4 > MAX_WINDOW_MS else window * 4
+    return window
+
+
+def rank_candidates(
+    rows: list[dict], followed: set[str], friends_of_friends: set[str], now: int
+) -> list[dict]:
+    """Candidate rows, best first: tier (2: by someone the viewer follows or a remix of such a
+    person's clip; 1: by a friend of a friend; 0: anyone else), then decayed popularity, then
+    newest, then id. Rows published after `now` are left out."""
+    ranked = []
+    for row in rows:
+        if row["publishedAt"] > now:
+            continue
+        if row["authorId"] in followed or row.get("parentAuthorId") in followed:
+            tier = 2
+        elif row["authorId"] in friends_of_friends:
+            tier = 1
+        else:
+            tier = 0
+        value = popularity(row["likes"], row["views"], row["completions"], row["remixes"])
+        score = decayed_score(value, row["publishedAt"], now)
+        ranked.append((tier, score, row["publishedAt"], row["id"], row))
+    ranked.sort(key=lambda entry: entry[:4], reverse=True)
+    return [entry[4] for entry in ranked]
+
+
 async def _rank(ctx: Context, viewer_id: str | None, mood: str | None) -> tuple[str, list[str]]:
-    ranked = await feed_repo.for_you_ranking(
-        ctx.services.graph, viewer_id, mood, now_ms(), FOR_YOU_CANDIDATES
+    now = now_ms()
+    followed, fof = await _viewer_context(ctx, viewer_id)
+    popular = await popular_ids(ctx.services, mood, POPULAR_CLIPS)
+    window = _windows.get(mood)
+    rows = await feed_repo.for_you_candidates(
+        ctx.services.graph,
+        viewer_id,
+        mood,
+        now=now,
+        since=0 if window is None else now - window,
+        recent=RECENT_CLIPS,
+        popular=popular,
     )
+    if rows:
+        _windows[mood] = _next_window(window, rows[0]["inWindow"], rows[0]["edge"], now)
+    ranked = rank_candidates(rows, followed, fof, now)[:FOR_YOU_CANDIDATES]
     ids = [row["id"] for row in diversify(ranked)]
     token = secrets.token_urlsafe(12)
     snapshot = json.dumps({"viewer": viewer_id or "", "mood": mood or "", "ids": ids})

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
+import redis.asyncio as aredis
 from conftest import Account, GraphQLClient, rendered_clip
 
 from graph import clips as clip_repo
-from resolvers.feeds import diversify
+from graph import feeds as feed_repo
+from resolvers import popularity
+from resolvers.feeds import MIN_WINDOW_MS, RECENT_CLIPS, _next_window, diversify, rank_candidates
 from resolvers.ids import decode_id, encode_id
 from resolvers.users import now_ms
 
@@ -371,12 +377,144 @@ async def test_a_feed_page_costs_constant_statements(
         await gql.ok(FOLLOW, {"id": author.id}, viewer.token)
         parent = await _clip(graph, author, now - HOUR)
         await _clip(graph, author, now - MINUTE, parent=parent)
+    await _page(gql, "FOR_YOU")  # the popularity index is built (once per process)
     costs = {}
     for first in (2, 20):
         before = services.graph.round_trips
         data = await gql.ok(query, {"kind": kind, "first": first}, viewer.token)
         costs[first] = services.graph.round_trips - before
         assert len(data["feed"]["edges"]) == first
-    # the ranking (FOR_YOU) and the page, the parents (when not on the page) and their
-    # authors' blocks, the authors, their counts, viewerFollows: never one per clip
-    assert max(costs.values()) <= (6 if kind == "FOLLOWING" else 7), costs
+    # the page, the parents (when not on the page) and their authors' blocks, the authors,
+    # their counts, viewerFollows, the clips' cameos: never one per clip; FOR_YOU adds its
+    # candidates and, once a minute per viewer, the viewer's follows and friends of friends
+    assert max(costs.values()) <= (7 if kind == "FOLLOWING" else 9), costs
+
+
+# ---------- FOR_YOU candidates and the popularity index ----------
+
+
+@pytest.fixture
+async def redis(settings) -> AsyncIterator[aredis.Redis]:
+    """The app's Redis on the tests' own event loop (the app's runs in the client's thread)."""
+    client = aredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def test_rank_candidates_orders_by_tier_then_decayed_popularity() -> None:
+    now = 100 * HOUR
+
+    def row(clip_id, author, at, likes=0, parent_author=None):
+        return {
+            "id": clip_id,
+            "authorId": author,
+            "parentAuthorId": parent_author,
+            "publishedAt": at,
+            "likes": likes,
+            "views": 0,
+            "completions": 0,
+            "remixes": 0,
+        }
+
+    rows = [
+        row("stranger-hot", "s1", now - MINUTE, likes=50),
+        row("stranger-old-hot", "s2", now - 24 * HOUR, likes=50),  # 50 x 2^-4 < 4 x 2^0
+        row("stranger-fresh", "s3", now - MINUTE, likes=3),
+        row("fof", "f1", now - 10 * HOUR),
+        row("followed-old", "a", now - 50 * HOUR),
+        row("remix-of-followed", "r", now - HOUR, parent_author="a"),
+        row("future", "a", now + 1),
+    ]
+    ranked = [r["id"] for r in rank_candidates(rows, {"a"}, {"a", "f1"}, now)]
+    assert ranked == [
+        "remix-of-followed",
+        "followed-old",
+        "fof",
+        "stranger-hot",
+        "stranger-fresh",
+        "stranger-old-hot",
+    ]
+
+
+async def test_likes_and_views_keep_the_popularity_index_current(
+    gql: GraphQLClient, graph, redis
+) -> None:
+    like = "mutation($id: ID!) { likeClip(clipId: $id) { likeCount } }"
+    unlike = "mutation($id: ID!) { unlikeClip(clipId: $id) { likeCount } }"
+    view = """mutation($id: ID!) {
+      recordView(clipId: $id, watchedMs: 1000, completed: true) { id } }"""
+    author, fan = await gql.sign_up("author"), await gql.sign_up("fan")
+    clip = await _clip(graph, author, now_ms() - HOUR, moods=["gaming"])
+    raw = decode_id(clip, "Clip")
+    await _page(gql, "FOR_YOU")  # the index exists
+
+    async def scores() -> tuple[float | None, float | None]:
+        everyone = await redis.zscore(popularity.index_key(None), raw)
+        gaming = await redis.zscore(popularity.index_key("gaming"), raw)
+        assert everyone == gaming  # one entry per mood, and one over every mood
+        return everyone, gaming
+
+    await gql.ok(like, {"id": clip}, fan.token)
+    liked, _ = await scores()
+    await gql.ok(view, {"id": clip}, fan.token)
+    viewed, _ = await scores()
+    await gql.ok(unlike, {"id": clip}, fan.token)
+    unliked, _ = await scores()
+    assert liked is not None and viewed > unliked > liked  # 1+1+10 > 1+10 > 1+1
+    published_at = (await clip_repo.clips_by_ids(graph, [raw]))[raw]["publishedAt"]
+    expected = math.log2(popularity.popularity(0, 1, 1, 0)) + (
+        published_at / popularity.HALF_LIFE_MS
+    )
+    assert unliked == pytest.approx(expected)
+
+
+async def test_popular_clips_older_than_the_window_are_candidates(
+    gql: GraphQLClient, graph, redis
+) -> None:
+    """The statement reads the window's newest clips and the popular ids it is given, and
+    checks the popular ones like the others: drafts, removed clips, the viewer's own and
+    blocked authors' clips never come back."""
+    viewer, ann, blocker = [await gql.sign_up(p) for p in ("v", "ann", "blocker")]
+    old = now_ms() - 200 * HOUR
+    popular = await _clip(graph, ann, old)
+    draft = await _clip(graph, ann, old, publish=False)
+    removed = await _clip(graph, ann, old)
+    fan = await gql.sign_up("fan")
+    like = "mutation($id: ID!) { likeClip(clipId: $id) { id } }"
+    for clip in (popular, removed):  # both in the index, then one removed
+        await gql.ok(like, {"id": clip}, fan.token)
+    assert await clip_repo.remove(graph, _raw(ann), decode_id(removed, "Clip"), old, "author")
+    own = await _clip(graph, viewer, old)
+    blocked = await _clip(graph, blocker, old)
+    await gql.ok(BLOCK, {"id": viewer.id}, blocker.token)
+    ids = [decode_id(c, "Clip") for c in (popular, draft, removed, own, blocked)]
+    now = now_ms()
+    rows = await feed_repo.for_you_candidates(
+        graph, _raw(viewer), None, now=now, since=now, recent=10, popular=ids
+    )
+    assert [row["id"] for row in rows] == [ids[0]]
+    assert rows[0]["authorId"] == _raw(ann) and rows[0]["inWindow"] == 0
+
+    # the likes put both in the index; a rebuild (every engaged published clip) drops the
+    # removed one, and the feed shows the popular one although it is 200 hours old
+    indexed = await redis.zrange(popularity.index_key(None), 0, -1)
+    assert ids[0] in indexed and ids[2] in indexed
+    assert await popularity.rebuild(SimpleNamespace(graph=graph, redis=redis)) > 0
+    indexed = await redis.zrange(popularity.index_key(None), 0, -1)
+    assert ids[0] in indexed and ids[2] not in indexed
+    assert popular in _ids(await _all(gql, "FOR_YOU", viewer.token))
+
+
+def test_the_recent_window_follows_the_publishing_rate() -> None:
+    now = 1000 * HOUR
+    # a window holding many times RECENT_CLIPS shrinks to twice the span of the newest ones
+    assert _next_window(None, 100 * RECENT_CLIPS, now - HOUR, now) == 2 * HOUR
+    assert _next_window(24 * HOUR, 5 * RECENT_CLIPS, now - HOUR, now) == 2 * HOUR
+    # never below the minimum
+    assert _next_window(HOUR, 10 * RECENT_CLIPS, now - 1, now) == MIN_WINDOW_MS
+    # too few clips: wider next time, then no bound at all
+    assert _next_window(HOUR, RECENT_CLIPS - 1, now - HOUR, now) == 4 * HOUR
+    assert _next_window(60 * 24 * HOUR, 1, now - HOUR, now) is None
+    # about right: unchanged
+    assert _next_window(HOUR, 2 * RECENT_CLIPS, now - HOUR, now) == HOUR
+    assert _next_window(None, 2 * RECENT_CLIPS, now - HOUR, now) is None
