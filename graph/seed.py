@@ -205,6 +205,7 @@ def plan_seed(
     max_depth: int = 50,
     now_ms: int,
     span_days: int = 28,
+    big_tree: int = 10_000,
 ) -> SeedPlan:
     """The whole synthetic graph as rows; deterministic in shape for a given seed."""
     from resolvers.moods import MOODS, infer_moods
@@ -251,8 +252,8 @@ def plan_seed(
     authors = _draw(popular_cdf, clips, rng)
     parent = [-1] * clips
     depth = [0] * clips
-    # a few long chains (one reaching max_depth), then many shallow trees: a remix of a
-    # uniformly chosen earlier clip gives depth about log(n)
+    # a few long chains (one reaching max_depth), one large tree, then many shallow trees: a
+    # remix of a uniformly chosen earlier clip gives depth about log(n)
     chains = max(1, clips // 5000) if max_depth > 0 and clips > max_depth else 0
     in_chain = [False] * clips
     for _ in range(chains):
@@ -264,6 +265,21 @@ def plan_seed(
             parent[cur], depth[cur] = prev, depth[prev] + 1
         for k in links:
             in_chain[k] = True
+    # one large tree (a tenth of the clips, up to big_tree) for the remixTree benchmark: each
+    # member remixes a uniformly chosen earlier member, so the tree is wide and ~e*ln(n) deep
+    tree_size = min(big_tree, clips // 10)
+    free = [k for k in range(clips) if not in_chain[k]]
+    if tree_size > 1 and len(free) > tree_size:
+        members = sorted(rng.choice(free[: len(free) // 2], size=1).tolist())
+        later = [k for k in free if k > members[0]]
+        members += sorted(rng.choice(later, size=tree_size - 1, replace=False).tolist())
+        for i, k in enumerate(members[1:], start=1):
+            p = members[int(rng.integers(i))]
+            if depth[p] >= max_depth:
+                p = members[0]
+            parent[k], depth[k] = p, depth[p] + 1
+        for k in members:
+            in_chain[k] = True  # placed: the random remixes below leave them be
     for k in range(1, clips):
         if in_chain[k] or rng.random() >= 0.3:
             continue
