@@ -1,18 +1,24 @@
 """Feeds and lineage on a seeded graph, through the real HTTP endpoint (issue 7).
 
-Starts a real `reelgraph serve` (embedded FalkorDB/Redis, no worker) on a fresh data folder,
-seeds it while it runs with `reelgraph seed --users N --clips M`, then, in one run:
+Starts a real `reelgraph serve` (embedded FalkorDB/Redis, no worker) on a data folder, seeds
+it while it runs with `reelgraph seed --users N --clips M` (or reuses a folder seeded by an
+earlier run: `--data-dir D`), starts the bare route of benchmarks/bare_feed.py on the same
+engine, then, in one run:
 
-- wrk (16 connections, 2 threads, --latency, --timeout 30s) on `/health`, the FOLLOWING first
-  page signed in as the seeded user who follows the most people, and the FOR_YOU first page
-  signed in (same user) and signed out; each page is 20 clips with author, counts and video;
 - remixTree of the biggest remix tree the seeder made (maxNodes = its size, up to 10,000) and
-  forkDepth of the root of a depth-50 chain: about 20 sequential requests each (httpx), p50.
+  forkDepth of the root of a depth-50 chain: about 20 sequential requests each (httpx), p50,
+  on an idle engine;
+- wrk (16 connections, 2 threads, --latency, --timeout 30s) on `/health`, then for each page
+  (FOLLOWING signed in, FOR_YOU signed out and signed in; a viewer who follows about the
+  mean and the one who follows the most) the GraphQL page and, right after it, the bare
+  route answering the same JSON through the same statements; each page is 20 clips with
+  author, counts and video. Each is requested once before wrk starts (a first FOR_YOU builds
+  the popularity index).
 
 The biggest tree and the chain root are found from the remix edges, read once through the
 running server's engine (the same way `reelgraph seed` reaches it).
 
-    .venv/bin/python benchmarks/feeds_load.py                  # 10k users, 100k clips
+    .venv/bin/python benchmarks/feeds_load.py --data-dir /tmp/feeds-bench  # 10k users, 100k clips
     .venv/bin/python benchmarks/feeds_load.py --users 500 --clips 5000 --seconds 5  # a smoke run
 
 Needs `wrk` (Debian: apt-get install wrk).
@@ -38,7 +44,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_load import ROOT, _gql, start_server
+from api_load import ROOT, _gql, _port, start_server
 
 sys.path.insert(0, str(ROOT))
 
@@ -167,42 +173,93 @@ def _p50(client: httpx.Client, query: str, variables: dict, runs: int) -> tuple[
     return statistics.median(times) * 1000, data
 
 
+def _start_bare(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    port = _port()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "bare_feed.py"), "--data-dir", str(data_dir),
+         "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=base, timeout=30) as client:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                client.post("/bare/feed", json={"variables": {"k": "FOR_YOU"}})
+                return proc, base
+            except httpx.TransportError:
+                time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    sys.exit("the bare route did not start")
+
+
+def _same_json(client: httpx.Client, base: str, bare: str, kind: str, token: str | None) -> int:
+    """The GraphQL page and the bare route answer the same clips (URLs aside: each signs its
+    own); returns the number of clips."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = {"query": PAGE, "variables": {"k": kind}}
+    graphql = client.post(f"{base}/graphql", json=body, headers=headers).json()
+    plain = client.post(f"{bare}/bare/feed", json=body, headers=headers).json()
+
+    def shape(answer: dict) -> list:
+        edges = answer["data"]["feed"]["edges"]
+        return [
+            (e["node"]["id"], e["node"]["prompt"], e["node"]["likeCount"], e["node"]["author"],
+             bool(e["node"]["video"]))
+            for e in edges
+        ]  # fmt: skip
+
+    # FOR_YOU: two rankings a moment apart may differ (a clip published meanwhile)
+    if kind == "FOLLOWING" and shape(graphql) != shape(plain):
+        sys.exit(f"the bare route answers other clips than GraphQL for {kind}")
+    return len(graphql["data"]["feed"]["edges"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--clips", type=int, default=100_000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--data-dir", type=Path, help="seeded once, reused by later runs (kept afterwards)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
 
     tmp = Path(tempfile.mkdtemp(prefix="reelgraph-feeds-"))
-    data_dir = tmp / "d"
+    data_dir = args.data_dir or tmp / "d"
+    marker = data_dir / f".feeds-seeded-{args.users}-{args.clips}"
     env = dict(os.environ, PYTHONPATH=str(ROOT), REELGRAPH_ENVIRONMENT="development")
     # one address signs in and reads over and over: lift the rate limits
     for name in ("LOGIN_LIMIT_PER_HANDLE", "LOGIN_LIMIT_PER_ADDRESS", "MUTATION_LIMIT_PER_USER"):
         env[f"REELGRAPH_{name}"] = "0"
     os.environ.update(REELGRAPH_ENVIRONMENT="development")
     server, base = start_server(ROOT, data_dir, env)
+    bare_proc = None
     try:
         with httpx.Client(base_url=base, timeout=120) as client:
-            t0 = time.monotonic()
-            subprocess.run(
-                [sys.executable, "-m", "cli", "seed", "--users", str(args.users), "--clips",
-                 str(args.clips), "--data-dir", str(data_dir)],
-                cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
-            )  # fmt: skip
-            seed_s = time.monotonic() - t0
+            if marker.exists():
+                print(f"reusing {data_dir} (seeded by an earlier run)", flush=True)
+            else:
+                t0 = time.monotonic()
+                subprocess.run(
+                    [sys.executable, "-m", "cli", "seed", "--users", str(args.users), "--clips",
+                     str(args.clips), "--data-dir", str(data_dir)],
+                    cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+                )  # fmt: skip
+                print(f"seeded in {time.monotonic() - t0:.0f} s", flush=True)
+                marker.touch()
             viewers, edges = _graph_facts(data_dir)
             tree_root, tree_size, chain_root = _trees(edges)
-            print(
-                f"seeded in {seed_s:.0f} s; {len(edges)} remix edges; viewers {viewers}", flush=True
-            )
+            print(f"{len(edges)} remix edges; viewers {viewers}", flush=True)
+            bare_proc, bare = _start_bare(data_dir, env)
             from graph.seed import SEED_PASSWORD
             from resolvers.ids import encode_id
 
-            # lineage first, on an idle engine (a feed that times out leaves its query running)
+            # lineage first, on an idle engine
             n = min(tree_size, 10_000)
             tree_ms, tree = _p50(
                 client, TREE, {"id": encode_id("Clip", tree_root), "n": n}, args.runs
@@ -234,29 +291,48 @@ def main() -> None:
                 )
                 for handle, follows in viewers
             ]
-            runs = [("`/health`", None, None)]
-            # the typical viewer and the signed-out page before the heavy viewer
-            for handle, follows, tok in reversed(tokens):
-                runs.append((f"FOLLOWING, {handle} ({follows} follows)", "FOLLOWING", tok))
-            runs.append(("FOR_YOU, signed out", "FOR_YOU", None))
-            for handle, follows, tok in reversed(tokens):
-                runs.append((f"FOR_YOU, {handle} ({follows} follows)", "FOR_YOU", tok))
+            pages = []
+            for _handle, follows, tok in reversed(tokens):  # the typical viewer first
+                pages.append((f"FOLLOWING, {follows} follows", "FOLLOWING", tok))
+            pages.append(("FOR_YOU, signed out", "FOR_YOU", None))
+            for _handle, follows, tok in reversed(tokens):
+                pages.append((f"FOR_YOU, {follows} follows", "FOR_YOU", tok))
+            for name, kind, tok in pages:
+                t0 = time.perf_counter()
+                clips = _same_json(client, base, bare, kind, tok)
+                print(
+                    f"{name}: {clips} clips; GraphQL and bare, one request each (cold):"
+                    f" {(time.perf_counter() - t0) * 1000:.0f} ms",
+                    flush=True,
+                )
             print(f"wrk -t2 -c16 -d{args.seconds}s --timeout 30s --latency", flush=True)
             print(
-                "| endpoint | req/s | requests | p50 | p99 | non-2xx | GraphQL errors | timeouts |"
+                "| endpoint | req/s | requests | p50 | p99 | non-2xx | GraphQL errors | timeouts"
+                " | req/s vs /health | req/s vs bare |"
             )
-            print("| --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
-            for name, kind, tok in runs:
-                if kind is None:
-                    r = _wrk(f"{base}/health", args.seconds)
-                else:
-                    body = {"query": PAGE, "variables": {"k": kind}}
-                    script = _script(tmp, f"{kind}{len(name)}", body, tok)
-                    r = _wrk(f"{base}/graphql", args.seconds, script)
+            print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+
+            def row(name: str, r: dict, health: float, bare_rps: float | None) -> None:
                 cells = [f"{r['rps']:.1f}", r["requests"], r["p50"], r["p99"], r["non2xx"]]
-                cells += [r["errors"], r["timeouts"]]
+                cells += [r["errors"], r["timeouts"], f"{r['rps'] / health:.1%}"]
+                cells.append(f"{r['rps'] / bare_rps:.0%}" if bare_rps else "")
                 print(f"| {name} | " + " | ".join(map(str, cells)) + " |", flush=True)
+
+            health = _wrk(f"{base}/health", args.seconds)
+            row("`/health`", health, health["rps"], None)
+            for name, kind, tok in pages:
+                body = {"query": PAGE, "variables": {"k": kind}}
+                script = _script(tmp, f"{kind}{len(name)}", body, tok)
+                graphql = _wrk(f"{base}/graphql", args.seconds, script)
+                plain = _wrk(f"{bare}/bare/feed", args.seconds, script)
+                row(f"{name}, GraphQL", graphql, health["rps"], plain["rps"])
+                row(f"{name}, bare route", plain, health["rps"], None)
+            health = _wrk(f"{base}/health", args.seconds)
+            row("`/health` again", health, health["rps"], None)
     finally:
+        if bare_proc is not None:
+            os.killpg(bare_proc.pid, signal.SIGTERM)
+            bare_proc.wait(timeout=60)
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
