@@ -140,3 +140,15 @@ class RateLimits:
             "mutations:user", user_id, s.mutation_limit_per_user, s.mutation_limit_window_s
         )
         await self._apply([bucket], count, "mutations")
+
+    async def cameo_captures(self, user_id: str) -> None:
+        """One cameo capture challenge issued to the user (settings.cameo_capture_limit_per_user
+        per cameo_capture_window_s): each one lets a video be uploaded and checked."""
+        s = self._settings
+        bucket = Bucket(
+            "cameo-captures:user",
+            user_id,
+            s.cameo_capture_limit_per_user,
+            s.cameo_capture_window_s,
+        )
+        await self._apply([bucket], 1, "cameo captures")

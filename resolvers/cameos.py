@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 from ulid import ULID
 
-from auth.rate_limits import Bucket, RateLimits
+from auth.rate_limits import RateLimits
 from consent.challenges import Challenge, load_challenge, new_challenge, store_challenge
 from consent.grants import AUDIENCES, cameo_visible, grant_expiry, normalize_restrictions
 from consent.references import delete_reference_files
@@ -61,15 +61,7 @@ async def start_capture(ctx: Context) -> Challenge:
     first capture); counted against the viewer's capture allowance."""
     viewer_id = ctx.require_viewer()
     s = ctx.settings
-    bucket = Bucket(
-        "cameo-captures:user",
-        viewer_id,
-        s.cameo_capture_limit_per_user,
-        s.cameo_capture_window_s,
-    )
-    # RateLimits has no public call for a bucket of another module; its GCRA is the one
-    # every limit shares, so captures are counted the same way as log-ins and mutations
-    await RateLimits(ctx.services.redis, s)._apply([bucket], 1, "cameo captures")
+    await RateLimits(ctx.services.redis, s).cameo_captures(viewer_id)
     now = now_ms()
     cameo = await cameo_repo.ensure_cameo(ctx.services.graph, viewer_id, str(ULID()), now)
     if cameo is None:
