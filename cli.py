@@ -13,8 +13,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from litestar import Litestar
 
 __all__ = ["main"]
 
@@ -48,7 +52,15 @@ def _settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def serve(settings: Settings, with_worker: bool) -> int:
+def api_app() -> Litestar:
+    """One API process of `serve --workers N`: uvicorn imports this by name in each process;
+    the parent passes the graph, Redis and data folder in the environment."""
+    from server import build_app
+
+    return build_app(get_settings())
+
+
+def serve(settings: Settings, with_worker: bool, workers: int = 1) -> int:
     import uvicorn
 
     from graph.embedded import DataDirInUse, EmbeddedServer, die_with_parent
@@ -75,16 +87,28 @@ def serve(settings: Settings, with_worker: bool) -> int:
                 start_new_session=True,  # we stop it in order, after the API
                 preexec_fn=die_with_parent,
             )
-        logger.info("reelgraph on http://%s:%s/graphql", settings.host, settings.port)
-        # uvicorn turns SIGINT/SIGTERM into a graceful shutdown: requests drain, lifespan closes
-        uvicorn.run(
-            build_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            lifespan="on",
-            timeout_graceful_shutdown=10,
+        logger.info(
+            "reelgraph on http://%s:%s/graphql (%d API process%s)",
+            settings.host,
+            settings.port,
+            workers,
+            "es" if workers > 1 else "",
         )
+        # uvicorn turns SIGINT/SIGTERM into a graceful shutdown: requests drain, lifespan closes
+        options: dict = {
+            "host": settings.host,
+            "port": settings.port,
+            "log_level": "info",
+            "lifespan": "on",
+            "timeout_graceful_shutdown": 10,
+        }
+        if workers > 1:
+            # N processes accept on one socket; each opens its own connections to the one
+            # engine this process started (events cross between them through its Redis)
+            os.environ.update(_settings_env(settings))
+            uvicorn.run("cli:api_app", factory=True, workers=workers, **options)
+        else:
+            uvicorn.run(build_app(settings), **options)
     finally:
         if worker is not None:
             _stop_worker(worker)
@@ -279,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         cmd.add_argument("--host")
         cmd.add_argument("--port", type=int)
         cmd.add_argument("--data-dir", dest="data_dir")
+        cmd.add_argument(
+            "--workers", type=int, default=1, help="API processes on the one port (default 1)"
+        )
     wk = sub.add_parser("worker", help="start a Celery render worker")
     wk.add_argument("--data-dir", dest="data_dir")
     ex = sub.add_parser("export-schema", help="write the GraphQL schema (SDL)")
@@ -305,7 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         return seed(settings, args.users, args.clips, args.seed, args.max_depth)
     if args.command == "worker":
         return worker(settings)
-    return serve(settings, with_worker=args.command == "run" and settings.with_worker)
+    if args.workers < 1:
+        print("reelgraph: --workers must be at least 1", file=sys.stderr)
+        return 2
+    return serve(
+        settings, with_worker=args.command == "run" and settings.with_worker, workers=args.workers
+    )
 
 
 if __name__ == "__main__":
