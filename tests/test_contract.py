@@ -39,6 +39,10 @@ BUILT: dict[str, object] = {
     "Cameo": ALL,
     "CameoGrant": ALL,
     "CameoChallenge": ALL,
+    "NotificationKind": ALL,
+    "Notification": ALL,
+    "RenderProgress": ALL,
+    "Subscription": ALL,
     "User": {
         "id", "handle", "displayName", "createdAt", "followerCount", "followingCount",
         "followers", "following", "viewerFollows", "clips", "cameo",
