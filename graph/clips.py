@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from graph.appearances import APPROVALS_UNMET
 from graph.driver import Cypher, GraphDriver, Row
 
 __all__ = [
@@ -53,12 +54,100 @@ WITH a, pa, p
 WHERE p.state = 'PUBLISHED'
 OPTIONAL MATCH (pa)-[k:BLOCKS]->(a)
 WITH a, p, count(k) AS blocked
-WHERE blocked = 0
+OPTIONAL MATCH (p)-[pf:FEATURES]->(:Cameo)
+WITH a, p, blocked, count(pf) AS parentCameos
+WHERE blocked = 0 AND parentCameos = 0
 CREATE (a)-[:POSTED]->(c:Clip {id: $id, prompt: $prompt, state: 'QUEUED', moods: $moods,
                                durationS: $durationS, seed: $seed, renderProgress: 0.0,
                                renderAttempts: 0, createdAt: $now, updatedAt: $now})
 CREATE (c)-[:REMIX_OF]->(p)
 RETURN c {.*, authorId: a.id, parentId: p.id} AS clip
+"""
+)
+
+# Featuring cameos, the usability rule of graph.cameos USABLE_CAMEOS is checked again inside
+# the statement that writes the clip (a grant revoked, a block or an audience change between
+# the resolver's check and this write then refuses it): every cameo in $cameos
+# ({cameoId, epoch, approval, decidedAt, token, jti}) is ACTIVE, still at the consent epoch
+# its render token names, and usable by the author. The cameos are locked first.
+_USABLE_BY_AUTHOR = """
+UNWIND $cameos AS use
+MATCH (o:User)-[:OWNS]->(m:Cameo {id: use.cameoId})
+SET m._lock = true REMOVE m._lock
+WITH a, p, use, o, m
+OPTIONAL MATCH (o)-[k:BLOCKS]-(a)
+WITH a, p, use, o, m, count(k) AS blocks
+OPTIONAL MATCH (m)-[g:GRANTED_TO]->(a)
+WITH a, p, use, o, m, blocks,
+     count(CASE WHEN g IS NOT NULL AND g.revokedAt IS NULL
+                     AND (g.expiresAt IS NULL OR g.expiresAt > $now)
+                THEN 1 END) AS grants
+OPTIONAL MATCH (o)-[f1:FOLLOWS]->(a)
+WITH a, p, use, o, m, blocks, grants, count(f1) AS ownerFollows
+OPTIONAL MATCH (a)-[f2:FOLLOWS]->(o)
+WITH a, p, use, o, m, blocks, grants, ownerFollows, count(f2) AS authorFollows
+WHERE m.state = 'ACTIVE' AND m.consentEpoch = use.epoch
+  AND (o.id = a.id
+       OR (blocks = 0
+           AND (m.audience = 'EVERYONE'
+                OR (m.audience IN ['APPROVED', 'MUTUALS'] AND grants > 0)
+                OR (m.audience = 'MUTUALS' AND ownerFollows > 0 AND authorFollows > 0))))
+WITH a, p, count(DISTINCT m) AS usable
+WHERE usable = size($cameos)
+"""
+
+_NEW_CLIP = """
+CREATE (a)-[:POSTED]->(c:Clip {id: $id, prompt: $prompt, state: 'QUEUED', moods: $moods,
+                               durationS: $durationS, seed: $seed, renderProgress: 0.0,
+                               renderAttempts: 0, createdAt: $now, updatedAt: $now})
+"""
+
+# one FEATURES edge per cameo, with its render token: the worker reads the tokens from here,
+# so a re-queued task (the reaper's) carries the same consent as the first
+_FEATURE_CAMEOS = """
+WITH a, p, c
+UNWIND $cameos AS use
+MATCH (m:Cameo {id: use.cameoId})
+CREATE (c)-[:FEATURES {approval: use.approval, decidedAt: use.decidedAt, epoch: use.epoch,
+                       renderToken: use.token, renderJti: use.jti}]->(m)
+WITH a, p, c, count(*) AS featured
+"""
+
+CREATE_CLIP_FEATURING = Cypher(
+    """
+MATCH (a:User {id: $authorId})
+SET a._lock = true REMOVE a._lock
+WITH a, null AS p
+"""
+    + _USABLE_BY_AUTHOR
+    + _NEW_CLIP
+    + _FEATURE_CAMEOS
+    + """RETURN c {.*, authorId: a.id} AS clip
+"""
+)
+
+# a remix featuring cameos: CREATE_REMIX's guards, and $cameos holds every cameo the parent
+# features (consent follows lineage: a remix features its parent's cameos too)
+CREATE_REMIX_FEATURING = Cypher(
+    """
+MATCH (a:User {id: $authorId})
+MATCH (pa:User)-[:POSTED]->(p:Clip {id: $parentId})
+SET a._lock = true, pa._lock = true, p._lock = true REMOVE a._lock, pa._lock, p._lock
+WITH a, pa, p
+WHERE p.state = 'PUBLISHED'
+OPTIONAL MATCH (pa)-[k:BLOCKS]->(a)
+WITH a, p, count(k) AS blocked
+OPTIONAL MATCH (p)-[:FEATURES]->(x:Cameo)
+WHERE NOT x.id IN $cameoIds
+WITH a, p, blocked, count(x) AS leftOut
+WHERE blocked = 0 AND leftOut = 0
+"""
+    + _USABLE_BY_AUTHOR
+    + _NEW_CLIP
+    + """CREATE (c)-[:REMIX_OF]->(p)
+"""
+    + _FEATURE_CAMEOS
+    + """RETURN c {.*, authorId: a.id, parentId: p.id} AS clip
 """
 )
 
@@ -148,12 +237,17 @@ RETURN c.id AS id
 """
 )
 
+# a use of a cameo revoked while the file was being stored (FEATURES REVOKED) keeps the
+# clip from DRAFT: the worker then fails it
 FINISH_RENDER = Cypher(
     """
 MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
 SET c._lock = true REMOVE c._lock
 WITH a, c
+OPTIONAL MATCH (c)-[r:FEATURES {approval: 'REVOKED'}]->(:Cameo)
+WITH a, c, count(r) AS revoked
 WHERE c.state = 'RENDERING' AND c.renderOwner = $owner AND c.renderAttempts = $attempt
+  AND revoked = 0
 SET c.state = 'DRAFT', c.renderProgress = 1.0, c.renderedAt = $now, c.updatedAt = $now,
     c.videoKey = $video.key, c.sha256 = $video.sha256, c.videoDurationMs = $video.durationMs,
     c.width = $video.width, c.height = $video.height, c.fps = $video.fps,
@@ -183,12 +277,17 @@ RETURN c {.*, authorId: a.id} AS clip
 """
 )
 
+# DRAFT -> PUBLISHED when every appearance is approved (graph.appearances
+# APPROVALS_UNMET; $approved names the approvals whose tokens the caller verified)
 PUBLISH = Cypher(
     """
 MATCH (a:User {id: $authorId})-[:POSTED]->(c:Clip {id: $id})
 SET c._lock = true REMOVE c._lock
 WITH a, c
 WHERE c.state = 'DRAFT'
+"""
+    + APPROVALS_UNMET
+    + """WHERE unmet = 0
 SET c.state = 'PUBLISHED', c.publishedAt = $now, c.updatedAt = $now
 RETURN c {.*, authorId: a.id} AS clip
 """
@@ -268,8 +367,15 @@ def _clip(rows: list[Row]) -> Row | None:
 
 
 async def create_clip(db: GraphDriver, params: dict[str, Any]) -> Row | None:
-    """The new QUEUED clip; None when the remix parent is missing, unpublished or blocked."""
-    statement = CREATE_REMIX if params.get("parentId") else CREATE_CLIP
+    """The new QUEUED clip; None when the remix parent is missing, unpublished or blocked,
+    or (params["cameos"]: the FEATURES edges to write) a cameo is no longer usable by the
+    author at the epoch its token names, or the remix leaves out a cameo of its parent."""
+    cameos = params.get("cameos") or []
+    if cameos:
+        params = {**params, "cameoIds": [use["cameoId"] for use in cameos]}
+        statement = CREATE_REMIX_FEATURING if params.get("parentId") else CREATE_CLIP_FEATURING
+    else:
+        statement = CREATE_REMIX if params.get("parentId") else CREATE_CLIP
     return _clip(await db.write(statement, params))
 
 
@@ -369,9 +475,14 @@ async def fail_render(
     return _clip(await db.write(FAIL_RENDER, params))
 
 
-async def publish(db: GraphDriver, author_id: str, clip_id: str, now: int) -> Row | None:
-    rows = await db.write(PUBLISH, {"authorId": author_id, "id": clip_id, "now": now})
-    return _clip(rows)
+async def publish(
+    db: GraphDriver, author_id: str, clip_id: str, now: int, approved: list[str] | None = None
+) -> Row | None:
+    """The PUBLISHED clip; None unless it was a DRAFT whose appearances are all approved,
+    those of others' cameos by the verified approvals named in `approved`
+    (graph.appearances.approved_key)."""
+    params = {"authorId": author_id, "id": clip_id, "now": now, "approved": approved or []}
+    return _clip(await db.write(PUBLISH, params))
 
 
 async def remove(

@@ -8,11 +8,15 @@ import secrets
 import unicodedata
 from typing import TYPE_CHECKING
 
+from redis.exceptions import RedisError
 from ulid import ULID
 
-from consent import require_cameo_consent
-from errors import BadUserInput, Conflict, Forbidden, NotFound
+from consent import MAX_CAMEOS, plan_cameo_uses
+from consent.approvals import request_publication
+from errors import BadUserInput, Conflict, ConsentRequired, Forbidden, NotFound
 from events.feed import clip_published
+from events.notifications import record_notification
+from graph import cameos as cameo_repo
 from graph import clips as clip_repo
 from resolvers.ids import decode_id
 from resolvers.loaders import ClipPageKey
@@ -27,9 +31,12 @@ __all__ = [
     "MAX_CAMEOS",
     "MAX_PROMPT",
     "can_see",
+    "clip_is_published",
     "create_clip",
     "delete_clip",
+    "delete_clip_media",
     "drafts",
+    "notify_owners",
     "publish_clip",
     "published_by_author",
     "visible_clip",
@@ -38,7 +45,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_PROMPT = 1000
-MAX_CAMEOS = 2
 MIN_DURATION_S, MAX_DURATION_S, DEFAULT_DURATION_S = 1, 20, 5
 
 
@@ -61,9 +67,13 @@ def _duration(seconds: int | None) -> int:
     return seconds
 
 
-def can_see(viewer_id: str | None, clip: dict, author_blocks_viewer: bool) -> bool:
-    """Authors see their own clips in every state; everyone else sees published ones only."""
-    if viewer_id is not None and clip["authorId"] == viewer_id:
+def can_see(
+    viewer_id: str | None, clip: dict, author_blocks_viewer: bool, *, features_viewer: bool = False
+) -> bool:
+    """Authors see their own clips in every state, and owners of cameos in a clip see it in
+    every state too (drafts of others included: their likeness is in it); everyone else
+    sees published ones only."""
+    if viewer_id is not None and (clip["authorId"] == viewer_id or features_viewer):
         return True
     return clip["state"] == "PUBLISHED" and not author_blocks_viewer
 
@@ -73,9 +83,12 @@ async def visible_clip(ctx: Context, clip_id: str) -> dict | None:
     if clip is None:
         return None
     viewer_id = ctx.optional_viewer()
-    blocked = False
-    if viewer_id is not None and clip["authorId"] != viewer_id:
-        blocked = await ctx.loaders.author_blocks_viewer.load(clip["authorId"])
+    if viewer_id is None or clip["authorId"] == viewer_id:
+        return clip if can_see(viewer_id, clip, False) else None
+    appearances = await ctx.loaders.appearances_by_clip.load(clip_id)
+    if any(appearance["ownerId"] == viewer_id for appearance in appearances):
+        return clip
+    blocked = await ctx.loaders.author_blocks_viewer.load(clip["authorId"])
     return clip if can_see(viewer_id, clip, blocked) else None
 
 
@@ -93,10 +106,9 @@ async def create_clip(
     duration = _duration(duration_seconds)
     mood_list = normalize_moods(moods) if moods is not None else infer_moods(prompt)
     parent_id = decode_id(remix_of, "Clip") if remix_of is not None else None
-    if cameo_ids:
-        if len(cameo_ids) > MAX_CAMEOS:
-            raise BadUserInput(f"a clip features at most {MAX_CAMEOS} cameos")
-        await require_cameo_consent(ctx, [decode_id(c, "Cameo") for c in cameo_ids])
+    requested = list(dict.fromkeys(decode_id(c, "Cameo") for c in cameo_ids or []))
+    if len(requested) > MAX_CAMEOS:
+        raise BadUserInput(f"a clip features at most {MAX_CAMEOS} cameos")
 
     params = {
         "authorId": viewer_id,
@@ -108,10 +120,18 @@ async def create_clip(
         "now": now_ms(),
         "parentId": parent_id,
     }
+    params["cameos"] = await _cameo_uses(ctx, params, requested)
     clip = await clip_repo.create_clip(ctx.services.graph, params)
     if clip is None:
         if parent_id is not None:
-            raise NotFound("the clip to remix does not exist or is not published")
+            parent = await visible_clip(ctx, parent_id)
+            if parent is None or parent["state"] != "PUBLISHED" or not params["cameos"]:
+                raise NotFound("the clip to remix does not exist or is not published")
+        if params["cameos"]:
+            raise ConsentRequired(
+                "consent to feature one of these cameos changed while the clip was being "
+                "made; nothing was created"
+            )
         raise NotFound("your account no longer exists")
     # the clip exists before its task does; if the queue refuses, the clip is taken back
     await ctx.services.render_queue.enqueue(clip["id"], on_refused=_discard(ctx, clip["id"]))
@@ -121,6 +141,37 @@ async def create_clip(
 
         await notify_remixed(ctx, clip)
     return clip
+
+
+async def _cameo_uses(ctx: Context, params: dict, requested: list[str]) -> list[dict]:
+    """The FEATURES edges the new clip gets: a remix features its parent's cameos too
+    (consent follows lineage), each needs the author's consent and the prompt must keep
+    each owner's rules; one render token each. Nothing is written here."""
+    db = ctx.services.graph
+    inherited: list[str] = []
+    if params["parentId"] is not None:
+        parent = await visible_clip(ctx, params["parentId"])
+        if parent is None or parent["state"] != "PUBLISHED":  # before saying what it features
+            raise NotFound("the clip to remix does not exist or is not published")
+        featured = await ctx.loaders.appearances_by_clip.load(params["parentId"])
+        inherited = [appearance["cameoId"] for appearance in featured]
+    cameo_ids = list(dict.fromkeys([*inherited, *requested]))
+    if not cameo_ids:
+        return []
+    if len(cameo_ids) > MAX_CAMEOS:
+        raise BadUserInput(
+            f"a clip features at most {MAX_CAMEOS} cameos, and the clip remixed already "
+            f"features {len(inherited)}"
+        )
+    checked = await cameo_repo.usable_cameos(db, params["authorId"], cameo_ids, params["now"])
+    return plan_cameo_uses(
+        ctx.services.consent_keys,
+        checked,
+        requested=cameo_ids,
+        clip=params,
+        ttl_s=ctx.settings.render_token_ttl_s,
+        now=params["now"],
+    )
 
 
 def _discard(ctx: Context, clip_id: str):
@@ -141,15 +192,43 @@ async def _own_clip_or_explain(ctx: Context, viewer_id: str, clip_id: str) -> di
 
 
 async def publish_clip(ctx: Context, clip_id: str) -> dict:
+    """DRAFT -> PUBLISHED, or AWAITING_APPROVAL while owners of cameos in it must approve
+    (each asked by an APPEARANCE_REQUESTED notification)."""
     viewer_id = ctx.require_viewer()
     raw_id = decode_id(clip_id, "Clip")
-    clip = await clip_repo.publish(ctx.services.graph, viewer_id, raw_id, now_ms())
-    if clip is None:
+    services = ctx.services
+    now = now_ms()
+    decision = await request_publication(
+        services.graph, services.consent_keys, services.redis, viewer_id, raw_id, now
+    )
+    if decision is None:
         current = await _own_clip_or_explain(ctx, viewer_id, raw_id)
         raise Conflict(f"only a DRAFT can be published; this clip is {current['state']}")
+    clip = decision.clip
+    ctx.loaders.clip_by_id.prime(raw_id, clip, force=True)
+    await notify_owners(ctx, clip, decision.asked, "APPEARANCE_REQUESTED", now)
+    if clip["state"] == "PUBLISHED":
+        await clip_is_published(ctx, clip)
+    return clip
+
+
+async def clip_is_published(ctx: Context, clip: dict) -> None:
+    """What follows a clip's move to PUBLISHED, by its author or by the last approval."""
     _forget_clip_pages(ctx)
     await clip_published(ctx.services.redis, clip)  # feedUpdates subscribers, every process
-    return clip
+
+
+async def notify_owners(
+    ctx: Context, clip: dict, user_ids: list[str], kind: str, at: int, actor_id: str | None = None
+) -> None:
+    """One notification per user about clip; the clip changed already, so a Redis failure
+    is logged and the mutation still succeeds."""
+    payload = {"clipId": clip["id"], "actorId": actor_id or clip["authorId"], "at": at}
+    for user_id in dict.fromkeys(user_ids):
+        try:
+            await record_notification(ctx.services.redis, user_id, kind, payload)
+        except (RedisError, OSError):
+            logger.exception("could not record %s for clip %s", kind, clip["id"])
 
 
 async def delete_clip(ctx: Context, clip_id: str) -> dict:
@@ -160,7 +239,7 @@ async def delete_clip(ctx: Context, clip_id: str) -> dict:
         return await _own_clip_or_explain(ctx, viewer_id, raw_id)  # already REMOVED
     _forget_clip_pages(ctx)
     if clip.get("videoKey"):
-        await _delete_media(ctx, clip["videoKey"])
+        await delete_clip_media(ctx, clip["videoKey"])
     return clip
 
 
@@ -170,7 +249,7 @@ def _forget_clip_pages(ctx: Context) -> None:
     ctx.loaders.clip_page_by_author.clear_all()
 
 
-async def _delete_media(ctx: Context, key: str) -> None:
+async def delete_clip_media(ctx: Context, key: str) -> None:
     """Delete a removed clip's file; if the store fails, the workers' media sweep retries."""
     try:
         await asyncio.to_thread(ctx.services.media.delete, key)

@@ -10,6 +10,7 @@ from resolvers import cameos as cameo_resolvers
 from resolvers import clips as clip_resolvers
 from resolvers import users as user_resolvers
 from resolvers.ids import decode_any, decode_id
+from schema.appearances import AppearanceMutations, AppearanceQueries
 from schema.base import Node
 from schema.cameos import Cameo, CameoGrant, CameoMutations, CameoQueries
 from schema.clips import Clip, ClipConnection, ClipState, CreateClipInput, clip_connection
@@ -47,7 +48,7 @@ async def _user(info: Info, user_id: str) -> dict:
 
 
 @strawberry.type
-class Query(CameoQueries, FeedQueries, LineageQueries, NotificationQueries):
+class Query(AppearanceQueries, CameoQueries, FeedQueries, LineageQueries, NotificationQueries):
     @strawberry.field
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, raw_id = decode_any(id)
@@ -91,7 +92,7 @@ class Query(CameoQueries, FeedQueries, LineageQueries, NotificationQueries):
 
 
 @strawberry.type
-class Mutation(EngagementMutations, CameoMutations):
+class Mutation(EngagementMutations, CameoMutations, AppearanceMutations):
     @strawberry.mutation
     async def sign_up(self, info: Info, input: SignUpInput) -> AuthPayload:
         pair = await user_resolvers.sign_up(
@@ -135,7 +136,9 @@ class Mutation(EngagementMutations, CameoMutations):
         )
         return Clip.from_row(row)
 
-    @strawberry.mutation(description="DRAFT -> PUBLISHED")
+    @strawberry.mutation(
+        description="DRAFT -> PUBLISHED, or AWAITING_APPROVAL while cameo approvals are pending"
+    )
     async def publish_clip(self, info: Info, clip_id: strawberry.ID) -> Clip:
         return Clip.from_row(await clip_resolvers.publish_clip(info.context, clip_id))
 

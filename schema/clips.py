@@ -12,6 +12,7 @@ from strawberry.types import Info
 from resolvers import clips as clip_resolvers
 from resolvers.ids import encode_id
 from resolvers.pagination import Page
+from schema.appearances import ClipCameoFields
 from schema.base import Connection, Node, connection, from_epoch_ms
 from schema.engagement import ClipEngagementFields
 from schema.lineage import ClipLineageFields
@@ -53,7 +54,7 @@ class VideoAsset:
 
 
 @strawberry.type
-class Clip(Node, ClipEngagementFields, ClipLineageFields):
+class Clip(Node, ClipEngagementFields, ClipLineageFields, ClipCameoFields):
     row: strawberry.Private[dict]
     prompt: str
     state: ClipState

@@ -20,15 +20,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
+
+from consent import ConsentWithdrawn, check_render_uses, withdrawn_reason
+from consent.envelope import EnvelopeError, Kek, KeyShredded, load_kek
+from consent.keyring import VerifyingKeyring
+from consent.references import open_reference_frames
+from consent.tokens import is_revoked_sync
 from events import render as render_events
+from graph import appearances as appearance_repo
+from graph import cameos as cameo_repo
 from graph import clips as clip_repo
 from graph.driver import GraphDriver
 from media.probe import probe_video
-from media.store import MediaStore, clip_video_key
+from media.store import MediaMissing, MediaStore, clip_video_key
+from settings import Settings
 from workers.failures import too_many_attempts_reason
 from workers.renderers import RenderCancelled, Renderer, RenderSpec
+from workers.renderers.base import CameoReference
 
-__all__ = ["Busy", "Claim", "RenderRuntime", "fail", "render_video_key", "run_render"]
+__all__ = [
+    "Busy",
+    "Claim",
+    "RenderConsent",
+    "RenderRuntime",
+    "fail",
+    "render_video_key",
+    "run_render",
+]
 
 logger = logging.getLogger(__name__)
 _PROGRESS_INTERVAL_S = 0.5
@@ -52,9 +71,40 @@ class RenderRuntime:
     lease_s: int
     max_attempts: int
     loop: asyncio.AbstractEventLoop
+    consent: RenderConsent | None = None  # None: clips featuring cameos fail
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
+
+
+class RenderConsent:
+    """What a worker needs to honour consent: public keys only (it verifies render tokens,
+    it can never mint one), the revocation list, and the KEK that unwraps reference keys.
+    Loaded on first use: an API process publishes the public keys when it starts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._keys: VerifyingKeyring | None = None
+        self._kek: Kek | None = None
+        self._redis: redis.Redis | None = None
+
+    @property
+    def keys(self) -> VerifyingKeyring:
+        if self._keys is None:
+            self._keys = VerifyingKeyring.load(self._settings)
+        return self._keys
+
+    @property
+    def kek(self) -> Kek:
+        if self._kek is None:
+            self._kek = load_kek(self._settings)
+        return self._kek
+
+    @property
+    def redis(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self._settings.redis_url or "")
+        return self._redis
 
 
 @dataclass
@@ -109,13 +159,30 @@ def run_render(rt: RenderRuntime, clip_id: str, claim: Claim | str) -> str:
         fail(rt, clip_id, claim, too_many_attempts_reason(rt.max_attempts))
         return "failed"
 
+    # consent before any reference media is read: every featured cameo's token verifies,
+    # is not revoked, and its owner's consent still holds; then the frames are decrypted
+    uses = rt.run(appearance_repo.render_uses(rt.graph, clip_id))
+    cameos: tuple[CameoReference, ...] = ()
+    if uses:
+        clip = {**clip, "parentId": uses[0]["parentId"]}
+        try:
+            _check_consent(rt, clip, uses)
+            cameos = _decrypt_references(rt, uses)
+        except ConsentWithdrawn as withdrawn:
+            logger.info("clip %s: consent check failed: %s", clip_id, withdrawn.__cause__)
+            fail(rt, clip_id, claim, withdrawn.reason)
+            return "failed"
+
     spec = RenderSpec(
         clip_id=clip_id,
         prompt=clip["prompt"],
         duration_s=int(clip["durationS"]),
         moods=tuple(clip.get("moods") or ()),
         seed=int(clip.get("seed") or 0),
+        cameo_labels=tuple(cameo.label for cameo in cameos),
+        cameos=cameos,
     )
+    del cameos  # the spec holds the only reference; it dies with the render
     last_report = 0.0
 
     def on_progress(fraction: float) -> None:
@@ -141,7 +208,19 @@ def run_render(rt: RenderRuntime, clip_id: str, claim: Claim | str) -> str:
         logger.info("render of %s cancelled", clip_id)
         return "cancelled"
     try:
-        return _store(rt, clip_id, owner, attempt, path)
+        if uses:
+            # consent may have been revoked while the render ran: then nothing is stored
+            try:
+                _check_consent(rt, clip, rt.run(appearance_repo.render_uses(rt.graph, clip_id)))
+            except ConsentWithdrawn as withdrawn:
+                logger.info("clip %s: consent withdrawn during the render", clip_id)
+                fail(rt, clip_id, claim, withdrawn.reason)
+                return "failed"
+        outcome = _store(rt, clip_id, owner, attempt, path)
+        # the store's guard refuses a clip whose use was revoked after the check above
+        if outcome == "lost" and uses and fail(rt, clip_id, claim, withdrawn_reason(None)):
+            return "failed"
+        return outcome
     finally:
         path.unlink(missing_ok=True)
 
@@ -172,6 +251,53 @@ def _store(rt: RenderRuntime, clip_id: str, owner: str, attempt: int, path: Path
         logger.info("clip %s: removed or taken over; deleted this render's %s", clip_id, key)
         return "lost"
     return "rendered"
+
+
+def _check_consent(rt: RenderRuntime, clip: dict, uses: list[dict]) -> None:
+    """ConsentWithdrawn unless every use still carries its owner's consent."""
+    if rt.consent is None:
+        raise ConsentWithdrawn(withdrawn_reason(None))
+    consent = rt.consent
+    author_id = clip["authorId"]
+
+    def still_usable(cameo_id: str, epoch: int) -> bool:
+        usable = cameo_repo.cameo_usable(rt.graph, cameo_id, author_id, epoch, _now())
+        return bool(rt.run(usable))
+
+    check_render_uses(
+        consent.keys,
+        clip,
+        uses,
+        is_revoked=lambda jti: is_revoked_sync(consent.redis, jti),
+        still_usable=still_usable,
+    )
+
+
+def _decrypt_references(rt: RenderRuntime, uses: list[dict]) -> tuple[CameoReference, ...]:
+    """Each featured cameo's reference frames, decrypted into memory (never to disk)."""
+    assert rt.consent is not None
+    ids = [use["cameoId"] for use in uses]
+    media = rt.run(cameo_repo.reference_media(rt.graph, ids))
+    references = []
+    for use in uses:
+        row = media.get(use["cameoId"])
+        handle = use.get("ownerHandle")
+        try:
+            if row is None or row["state"] != "ACTIVE":
+                raise KeyShredded("the cameo is gone")
+            frames = open_reference_frames(
+                rt.media, rt.consent.kek, row["id"], row["wrappedKey"], row["refKeys"]
+            )
+        except KeyShredded as shredded:  # deleted meanwhile: its likeness is unreadable
+            raise ConsentWithdrawn(withdrawn_reason(handle)) from shredded
+        except (EnvelopeError, MediaMissing) as broken:
+            logger.error("cameo %s: reference media does not open: %r", use["cameoId"], broken)
+            raise ConsentWithdrawn(
+                "a featured cameo's reference media could not be read, so the clip was not "
+                "rendered; try again later"
+            ) from broken
+        references.append(CameoReference(label=handle or "cameo", frames=tuple(frames)))
+    return tuple(references)
 
 
 def fail(rt: RenderRuntime, clip_id: str, claim: Claim, reason: str) -> bool:

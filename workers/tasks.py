@@ -24,7 +24,7 @@ from workers.cameo_tasks import register_cameo_tasks
 from workers.failures import failure_reason, retry_delay_s, time_limit_reason, transient_reason
 from workers.queue import RENDER_TASK
 from workers.reaper import start_reaper
-from workers.render_job import Busy, Claim, RenderRuntime, fail, run_render
+from workers.render_job import Busy, Claim, RenderConsent, RenderRuntime, fail, run_render
 from workers.renderers import get_renderer
 
 __all__ = ["register_tasks"]
@@ -53,6 +53,7 @@ def build_runtime(settings: Settings, secret: str, *, with_renderer: bool = True
         lease_s=settings.render_lease_s,
         max_attempts=settings.render_max_retries + 1,
         loop=loop,
+        consent=RenderConsent(settings),  # public keys only: workers never mint tokens
     )
 
 

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 __all__ = [
     "MAX_DURATION_S",
     "MIN_DURATION_S",
+    "CameoReference",
     "ProgressCallback",
     "RenderCancelled",
     "RenderSpec",
@@ -32,6 +33,18 @@ class RenderCancelled(Exception):
     """Raised by an on_progress callback to stop a render; the renderer re-raises it."""
 
 
+@dataclass(frozen=True, repr=False)
+class CameoReference:
+    """A featured cameo's decrypted reference frames (JPEG bytes), held in memory only: the
+    worker decrypts them after the render token verified and never writes them to disk."""
+
+    label: str  # the owner's handle, shown by the preview renderer
+    frames: tuple[bytes, ...]
+
+    def __repr__(self) -> str:  # never dump a likeness into a log
+        return f"CameoReference(label={self.label!r}, frames={len(self.frames)})"
+
+
 @dataclass(frozen=True)
 class RenderSpec:
     clip_id: str
@@ -40,6 +53,7 @@ class RenderSpec:
     moods: tuple[str, ...] = ()
     seed: int = 0
     cameo_labels: tuple[str, ...] = ()
+    cameos: tuple[CameoReference, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.duration_s, bool) or not isinstance(self.duration_s, int):

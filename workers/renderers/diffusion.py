@@ -1,8 +1,13 @@
-"""Text-to-video with diffusers' LTX-Video pipeline, encoded with the shared MP4 writer."""
+"""Text-to-video with diffusers' LTX-Video pipeline, encoded with the shared MP4 writer.
+
+A clip featuring a cameo is conditioned on the cameo's (decrypted, in-memory) reference frame
+through LTX-Video's image-to-video pipeline, built from the same loaded components.
+"""
 
 from __future__ import annotations
 
 import gc
+import io
 import threading
 import time
 from dataclasses import dataclass
@@ -16,7 +21,8 @@ from workers.renderers.base import ProgressCallback, RenderSpec, monotonic_progr
 from workers.renderers.encode import AUDIO_SAMPLE_RATE, encode_mp4
 
 if TYPE_CHECKING:
-    from diffusers import LTXPipeline
+    from diffusers import LTXImageToVideoPipeline, LTXPipeline
+    from PIL.Image import Image
 
 __all__ = ["LANDSCAPE", "PORTRAIT", "DiffusersRenderer", "RenderTimings"]
 
@@ -77,6 +83,7 @@ class DiffusersRenderer:
         self.tmp_dir = tmp_dir
         self.last_timings = RenderTimings()
         self._pipe: LTXPipeline | None = None
+        self._image_pipe: LTXImageToVideoPipeline | None = None
         self._lock = threading.RLock()  # one pipeline, one render (or load) at a time
 
     def num_frames(self, duration_s: int) -> int:
@@ -138,10 +145,39 @@ class DiffusersRenderer:
                 self._pipe = pipe
             return self._pipe
 
+    def image_pipeline(self) -> LTXImageToVideoPipeline:
+        """The image-to-video pipeline over the loaded components (no second copy in memory)."""
+        with self._lock:
+            if self._image_pipe is None:
+                from diffusers import LTXImageToVideoPipeline
+
+                self._image_pipe = LTXImageToVideoPipeline.from_pipe(self.load())
+                self._image_pipe.set_progress_bar_config(disable=True)
+            return self._image_pipe
+
+    def _reference_image(self, spec: RenderSpec) -> Image | None:
+        """The first featured cameo's first reference frame, fitted to the output size."""
+        from PIL import Image as PILImage
+        from PIL import ImageOps
+
+        for cameo in spec.cameos:
+            for frame in cameo.frames:
+                try:
+                    with PILImage.open(io.BytesIO(frame)) as image:
+                        return ImageOps.fit(image.convert("RGB"), (self.width, self.height))
+                except (OSError, ValueError):
+                    continue
+        return None
+
     def _generate(
         self, pipe: LTXPipeline, spec: RenderSpec, report: ProgressCallback
     ) -> np.ndarray:
         steps = self.num_inference_steps
+        reference = self._reference_image(spec)
+        conditioning: dict = {}
+        if reference is not None:
+            pipe = self.image_pipeline()
+            conditioning["image"] = reference
 
         def on_step_end(_pipe, step: int, _timestep, callback_kwargs: dict) -> dict:
             # a RenderCancelled raised here unwinds out of the denoising loop at once,
@@ -153,6 +189,7 @@ class DiffusersRenderer:
         generator = torch.Generator(device=self.device).manual_seed(spec.seed % 2**64)
         with torch.inference_mode():
             video = pipe(
+                **conditioning,
                 prompt=_prompt(spec),
                 height=self.height,
                 width=self.width,

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from workers.renderers.base import ProgressCallback, RenderSpec, monotonic_progress, temp_mp4
 from workers.renderers.encode import AUDIO_SAMPLE_RATE, encode_mp4
@@ -88,6 +89,7 @@ class PreviewRenderer:
         period = 2 * h  # rows per colour cycle; even so chroma rows stay aligned
         cy, cu, cv = _yuv_planes(_gradient(digest, h + period, w, period))
         patches = _overlay(spec, h, w)
+        thumbs = _thumbnails(spec, h, w)
         out = np.empty((h * 3 // 2, w), dtype=np.uint8)
         planes = (
             out[:h],
@@ -105,12 +107,56 @@ class PreviewRenderer:
             v_plane[:] = cv[off // 2 : off // 2 + h // 2]
             for patch in patches:
                 patch.apply(planes)
+            for thumb in thumbs:
+                thumb.apply(planes)
             # a progress bar along the bottom makes the clip's length visible
             filled = (w * (i + 1) // n_frames) & ~1
             y_plane[bar_y0:bar_y1, :filled] = 235
             u_plane[bar_y0 // 2 : bar_y1 // 2, : filled // 2] = 128
             v_plane[bar_y0 // 2 : bar_y1 // 2, : filled // 2] = 128
             yield out
+
+
+_THUMB = 96  # px, even so its chroma lines up
+_THUMB_GAP = 8
+
+
+@dataclass(frozen=True)
+class _Thumb:
+    """A featured cameo's reference frame, pasted opaque at (y, x) on every frame."""
+
+    y: int
+    x: int
+    planes: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    def apply(self, planes: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        y_plane, u_plane, v_plane = planes
+        ty, tu, tv = self.planes
+        y_plane[self.y : self.y + _THUMB, self.x : self.x + _THUMB] = ty
+        cy, cx = self.y // 2, self.x // 2
+        u_plane[cy : cy + _THUMB // 2, cx : cx + _THUMB // 2] = tu
+        v_plane[cy : cy + _THUMB // 2, cx : cx + _THUMB // 2] = tv
+
+
+def _thumbnails(spec: RenderSpec, h: int, w: int) -> list[_Thumb]:
+    """One square thumbnail per featured cameo, bottom right, from its first reference
+    frame: consent-gated rendering made visible (no token, no decrypted frame, no face)."""
+    thumbs: list[_Thumb] = []
+    y = h - 8 - _THUMB_GAP - _THUMB  # above the progress bar
+    x = w - _MARGIN - _THUMB
+    for cameo in spec.cameos[:_MAX_BADGES]:
+        if not cameo.frames or x < _MARGIN or y < _MARGIN:
+            continue
+        try:
+            with Image.open(io.BytesIO(cameo.frames[0])) as image:
+                square = ImageOps.fit(image.convert("RGB"), (_THUMB, _THUMB))
+        except (OSError, ValueError):  # not an image: show nothing rather than fail
+            continue
+        rgb = np.asarray(square, dtype=np.uint8).copy()
+        rgb[:2], rgb[-2:], rgb[:, :2], rgb[:, -2:] = 255, 255, 255, 255  # a white frame
+        thumbs.append(_Thumb(y & ~1, x & ~1, _yuv_planes(rgb)))
+        x -= _THUMB + _THUMB_GAP
+    return thumbs
 
 
 def _palette(digest: bytes) -> list[tuple[float, float, float]]:

@@ -1,0 +1,223 @@
+"""Owners' approvals of drafts that feature them: what publishing may rely on.
+
+An approval is a token the owner's decision mints (consent.tokens.mint_approval_token),
+bound to the clip, the cameo, its consent epoch and the clip's video sha256, and stored on
+the FEATURES edge. The publish paths never trust the edge's `approval` alone: they verify
+every stored approval token against the clip's current sha256 and the cameo's current
+epoch, check its jti is not revoked, and hand only the approvals that passed to the guarded
+statement (graph.appearances APPROVALS_UNMET). A token copied onto another clip's edge,
+a video changed after approval, or an approval from before the owner changed their
+audience therefore does not publish: such approvals go back to PENDING and are asked again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from consent.tokens import TokenRejected, is_revoked, mint_approval_token, verify_approval_token
+from errors import Conflict, ConsentRequired, Forbidden, NotFound
+from graph import appearances as appearance_repo
+from graph import clips as clip_repo
+from graph.appearances import approved_key
+
+if TYPE_CHECKING:
+    from consent.keyring import SigningKeyring, VerifyingKeyring
+    from graph.driver import GraphDriver
+
+__all__ = [
+    "ApprovalCheck",
+    "Decision",
+    "approve_appearance",
+    "check_approvals",
+    "reject_appearance",
+    "request_publication",
+]
+
+
+@dataclass
+class ApprovalCheck:
+    """A clip's appearances, sorted by what publishing can make of them."""
+
+    approved: list[str] = field(default_factory=list)  # approved_key of verified approvals
+    stale: list[str] = field(default_factory=list)  # approved_key of ones that did not verify
+    stale_owners: list[str] = field(default_factory=list)
+    pending_owners: list[str] = field(default_factory=list)
+    refused: list[dict] = field(default_factory=list)  # REJECTED or REVOKED appearances
+
+
+@dataclass
+class Decision:
+    """The clip after a publish request or an owner's decision, and whom to tell."""
+
+    clip: dict[str, Any]
+    asked: list[str] = field(default_factory=list)  # owners whose approval is now requested
+
+
+async def check_approvals(
+    keyring: SigningKeyring | VerifyingKeyring,
+    redis: Any,
+    clip: dict[str, Any],
+    appearances: list[dict[str, Any]],
+) -> ApprovalCheck:
+    """Verify every approval of an appearance of someone else's cameo in `clip` (a row with
+    id, authorId, sha256); the author's own cameos need no approval."""
+    check = ApprovalCheck()
+    for appearance in appearances:
+        owner_id = appearance["ownerId"]
+        if owner_id == clip["authorId"]:
+            continue
+        approval = appearance["approval"]
+        if approval in ("REJECTED", "REVOKED"):
+            check.refused.append(appearance)
+        elif approval == "PENDING":
+            check.pending_owners.append(owner_id)
+        else:
+            key = approved_key(appearance["cameoId"], appearance.get("approvalJti"))
+            if await _approval_holds(keyring, redis, clip, appearance):
+                check.approved.append(key)
+            else:
+                check.stale.append(key)
+                check.stale_owners.append(owner_id)
+    return check
+
+
+async def _approval_holds(
+    keyring: SigningKeyring | VerifyingKeyring, redis: Any, clip: dict, appearance: dict
+) -> bool:
+    if appearance.get("cameoState") != "ACTIVE" or not clip.get("sha256"):
+        return False
+    try:
+        claims = verify_approval_token(
+            keyring,
+            appearance.get("approvalToken") or "",
+            clip_id=clip["id"],
+            cameo_id=appearance["cameoId"],
+            epoch=appearance["cameoEpoch"],
+            sha256=clip["sha256"],
+        )
+    except TokenRejected:
+        return False
+    return claims["jti"] == appearance.get("approvalJti") and not await is_revoked(
+        redis, claims["jti"]
+    )
+
+
+async def _read(db: GraphDriver, clip_id: str) -> tuple[dict | None, list[dict]]:
+    clip = (await clip_repo.clips_by_ids(db, [clip_id])).get(clip_id)
+    appearances = (await appearance_repo.appearances_by_clips(db, [clip_id])).get(clip_id, [])
+    return clip, appearances
+
+
+async def request_publication(
+    db: GraphDriver,
+    keyring: SigningKeyring,
+    redis: Any,
+    author_id: str,
+    clip_id: str,
+    now: int,
+) -> Decision | None:
+    """publishClip: PUBLISHED when every appearance holds a verified approval (or is the
+    author's own), else AWAITING_APPROVAL with the owners to ask. None when the author's
+    clip is not a DRAFT (the caller explains); CONSENT_REQUIRED when an owner rejected
+    this clip or consent to it was revoked."""
+    clip, appearances = await _read(db, clip_id)
+    if clip is None or clip["authorId"] != author_id or clip["state"] != "DRAFT":
+        return None
+    check = await check_approvals(keyring, redis, clip, appearances)
+    if check.refused:
+        raise ConsentRequired(
+            "a cameo owner featured in this clip rejected it, or their consent was revoked, "
+            "so it cannot be published"
+        )
+    if check.stale:
+        await appearance_repo.reset_stale_approvals(db, clip_id, check.stale)
+    if check.pending_owners or check.stale:
+        submitted = await appearance_repo.submit_for_approval(db, author_id, clip_id, now)
+        if submitted is None:
+            return None
+        return Decision(submitted[0], asked=submitted[1])
+    published = await clip_repo.publish(db, author_id, clip_id, now, approved=check.approved)
+    return Decision(published) if published is not None else None
+
+
+def _own_appearance(clip: dict | None, appearances: list[dict], owner_id: str) -> dict:
+    """The owner's appearance in someone else's clip, or the client error saying why not."""
+    mine = [a for a in appearances if a["ownerId"] == owner_id]
+    if clip is None or not mine:
+        raise NotFound("no such clip features your cameo")
+    if clip["authorId"] == owner_id:
+        raise Forbidden("this is your own clip: your cameo in it needs no approval")
+    live = [a for a in mine if a["cameoState"] != "DELETED"]
+    return (live or mine)[0]
+
+
+async def approve_appearance(
+    db: GraphDriver,
+    keyring: SigningKeyring,
+    redis: Any,
+    owner_id: str,
+    clip_id: str,
+    *,
+    ttl_s: int,
+    now: int,
+) -> Decision:
+    """approveAppearance: the owner signs an approval of this exact video. When it was the
+    last approval awaited the clip is PUBLISHED by the same statement."""
+    clip, appearances = await _read(db, clip_id)
+    appearance = _own_appearance(clip, appearances, owner_id)
+    assert clip is not None
+    if clip["state"] not in appearance_repo.UNPUBLISHED_WITH_VIDEO:
+        raise Conflict(f"only a rendered, unpublished clip can be approved; it is {clip['state']}")
+    if appearance["approval"] == "APPROVED":
+        raise Conflict("you already approved this clip")
+    if appearance["approval"] == "REVOKED":
+        raise Conflict("your consent to this clip was revoked; it cannot be approved")
+    if appearance["cameoState"] != "ACTIVE":
+        raise Conflict("your cameo is not active, so it cannot be approved")
+    token, jti = mint_approval_token(
+        keyring,
+        clip_id=clip_id,
+        cameo_id=appearance["cameoId"],
+        epoch=appearance["cameoEpoch"],
+        owner_id=owner_id,
+        sha256=clip["sha256"],
+        ttl_s=ttl_s,
+        now_ms=now,
+    )
+    others = [a for a in appearances if a is not appearance]
+    check = await check_approvals(keyring, redis, clip, others)
+    if check.stale:  # asked again, so the clip can still be published
+        await appearance_repo.reset_stale_approvals(db, clip_id, check.stale)
+    params = {
+        "id": clip_id,
+        "cameoId": appearance["cameoId"],
+        "ownerId": owner_id,
+        "epoch": appearance["cameoEpoch"],
+        "sha256": clip["sha256"],
+        "token": token,
+        "jti": jti,
+        "now": now,
+        "approved": [*check.approved, approved_key(appearance["cameoId"], jti)],
+    }
+    approved = await appearance_repo.approve(db, params)
+    if approved is None:
+        raise Conflict("the clip changed while you approved it; look at it again")
+    asked = check.stale_owners if approved["state"] == "AWAITING_APPROVAL" else []
+    return Decision(approved, asked=asked)
+
+
+async def reject_appearance(db: GraphDriver, owner_id: str, clip_id: str, now: int) -> dict:
+    """rejectAppearance: the clip goes back to DRAFT with the REJECTED decision on it."""
+    clip, appearances = await _read(db, clip_id)
+    appearance = _own_appearance(clip, appearances, owner_id)
+    assert clip is not None
+    rejected = await appearance_repo.reject(db, owner_id, clip_id, now)
+    if rejected is not None:
+        return rejected
+    if clip["state"] not in appearance_repo.UNPUBLISHED_WITH_VIDEO:
+        raise Conflict(
+            f"only a rendered, unpublished clip can be rejected; it is {clip['state']} "
+            "(removeAppearance takes down a published one)"
+        )
+    raise Conflict(f"your decision on this clip is already {appearance['approval']}")
