@@ -43,20 +43,23 @@ BUILT: dict[str, object] = {
     "Notification": ALL,
     "RenderProgress": ALL,
     "Subscription": ALL,
+    "ApprovalState": ALL,
+    "CameoAppearance": ALL,
     "User": {
         "id", "handle", "displayName", "createdAt", "followerCount", "followingCount",
         "followers", "following", "viewerFollows", "clips", "cameo",
     },
     "Clip": {
         "id", "author", "prompt", "state", "failureReason", "moods", "createdAt", "publishedAt",
-        "video", "renderProgress", "remixOf",
+        "video", "renderProgress", "remixOf", "cameos",
     },
-    "Query": {"node", "viewer", "user", "clip", "drafts", "cameoChallenge"},
+    "Query": {"node", "viewer", "user", "clip", "drafts", "cameoChallenge", "cameoInbox"},
     "Mutation": {
         "signUp", "logIn", "refreshToken", "follow", "unfollow", "blockUser",
         "createClip", "publishClip", "deleteClip",
         "startCameoCapture", "setCameoAudience", "setCameoRestrictions", "grantCameo",
         "revokeCameoGrant", "deleteCameo",
+        "approveAppearance", "rejectAppearance", "removeAppearance",
     },
 }  # fmt: skip
 
