@@ -466,3 +466,42 @@ def test_the_diffusers_renderer_conditions_on_the_reference_frame(tmp_path) -> N
     path = renderer.render(spec, lambda _: None)
     assert renderer._image_pipe is not None  # the image-conditioned pipeline ran
     assert probe_video(path).width == 96
+
+
+# --- the owners' rules, as consent.policy reads them
+
+
+@pytest.mark.parametrize(
+    ("prompt", "rules", "broken"),
+    [
+        ("A senator giving a speech", ["no political content"], "no political content"),
+        ("vote for me!", ["No Politics"], "No Politics"),
+        ("an epic BRAWL", ["no violence"], "no violence"),
+        ("a v\u200biolent storm", ["no violence"], "no violence"),  # a zero-width space
+        ("\uff2b\uff29\uff33\uff33 in the rain", ["no romance"], "no romance"),  # fullwidth letters
+        ("a pint of beer", ["no alcohol"], "no alcohol"),
+        ("two cats dancing", ["no cats"], "no cats"),
+        ("a cat's dream", ["no cats"], "no cats"),
+        ("a scary clown", ["no clowns or spiders"], "no clowns or spiders"),
+        ("horror movies at night", ["no horror movies"], "no horror movies"),
+        ("crème brûlée", ["no creme brulee"], "no creme brulee"),
+        ("concatenate strings", ["no cats"], None),  # whole words only
+        ("horror films", ["no horror movies"], None),  # a phrase, in order
+        ("a quiet walk", ["no violence", "no alcohol", "no romance"], None),
+        ("anything", ["no", "   "], None),  # a rule with no words blocks nothing
+    ],
+)
+def test_restrictions_match_whole_normalised_words(prompt, rules, broken) -> None:
+    from consent.policy import check_prompt
+
+    assert check_prompt(prompt, rules) == broken
+
+
+def test_a_policy_violation_names_the_rule_only() -> None:
+    from consent.policy import enforce_restrictions
+    from errors import PolicyViolation
+
+    with pytest.raises(PolicyViolation) as refused:
+        enforce_restrictions("a bloody sword fight", ["no dogs", "no violence"])
+    assert refused.value.extensions == {"code": "POLICY_VIOLATION", "rule": "no violence"}
+    assert "sword" not in refused.value.message and "dogs" not in refused.value.message
