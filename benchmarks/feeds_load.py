@@ -10,8 +10,9 @@ engine, then, in one run:
   on an idle engine;
 - wrk (16 connections, 2 threads, --latency, --timeout 30s) on `/health`, then for each page
   (FOLLOWING signed in, FOR_YOU signed out and signed in; a viewer who follows about the
-  mean and the one who follows the most) the GraphQL page and, right after it, the bare
-  route answering the same JSON through the same statements; each page is 20 clips with
+  mean and the one who follows the most) the GraphQL page and the bare route answering the
+  same JSON through the same statements, alternating in --slices slices (req/s over all
+  slices, the median slice's p50, the worst slice's p99); each page is 20 clips with
   author, counts and video. Each is requested once before wrk starts (a first FOR_YOU builds
   the popularity index).
 
@@ -216,12 +217,34 @@ def _same_json(client: httpx.Client, base: str, bare: str, kind: str, token: str
     return len(graphql["data"]["feed"]["edges"])
 
 
+def _ms(value: str | None) -> float:
+    """wrk's '1.25s', '850.12ms' or '900.00us' in milliseconds."""
+    if not value:
+        return float("nan")
+    number, unit = re.fullmatch(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def _merged(slices: list[dict], seconds: int) -> dict:
+    """One row for several wrk slices: req/s over all of them, the median slice's p50, the
+    worst slice's p99, counts summed."""
+    p50s = sorted(_ms(r["p50"]) for r in slices)
+    out = {k: sum(r[k] for r in slices) for k in ("requests", "non2xx", "timeouts", "errors")}
+    out["rps"] = out["requests"] / (seconds * len(slices))
+    out["p50"] = f"{p50s[len(p50s) // 2]:.1f}ms"
+    out["p99"] = f"{max(_ms(r['p99']) for r in slices):.1f}ms"
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--clips", type=int, default=100_000)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument(
+        "--slices", type=int, default=3, help="GraphQL and bare alternate this many times"
+    )
     parser.add_argument(
         "--data-dir", type=Path, help="seeded once, reused by later runs (kept afterwards)"
     )
@@ -320,13 +343,19 @@ def main() -> None:
 
             health = _wrk(f"{base}/health", args.seconds)
             row("`/health`", health, health["rps"], None)
+            # GraphQL and bare alternate in slices, so a change of load on the machine (it
+            # is shared) falls on both alike
+            slice_s = max(1, args.seconds // args.slices)
             for name, kind, tok in pages:
                 body = {"query": PAGE, "variables": {"k": kind}}
                 script = _script(tmp, f"{kind}{len(name)}", body, tok)
-                graphql = _wrk(f"{base}/graphql", args.seconds, script)
-                plain = _wrk(f"{bare}/bare/feed", args.seconds, script)
-                row(f"{name}, GraphQL", graphql, health["rps"], plain["rps"])
-                row(f"{name}, bare route", plain, health["rps"], None)
+                graphql, plain = [], []
+                for _ in range(args.slices):
+                    graphql.append(_wrk(f"{base}/graphql", slice_s, script))
+                    plain.append(_wrk(f"{bare}/bare/feed", slice_s, script))
+                graphql_all, plain_all = _merged(graphql, slice_s), _merged(plain, slice_s)
+                row(f"{name}, GraphQL", graphql_all, health["rps"], plain_all["rps"])
+                row(f"{name}, bare route", plain_all, health["rps"], None)
             health = _wrk(f"{base}/health", args.seconds)
             row("`/health` again", health, health["rps"], None)
     finally:
