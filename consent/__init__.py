@@ -132,7 +132,7 @@ def check_render_uses(
     uses: list[dict[str, Any]],
     *,
     is_revoked: Callable[[str], bool],
-    still_usable: Callable[[str, int], bool],
+    usable_epochs: Callable[[list[str]], dict[str, int]],
 ) -> list[dict]:
     """What a worker checks for each featured cameo, before reading its reference media and
     again before storing the output; the verified claims, or ConsentWithdrawn.
@@ -140,10 +140,13 @@ def check_render_uses(
     `uses` are graph.appearances.render_uses rows (token, epoch, approval per cameo);
     `clip` the claimed clip row with parentId. Each token must verify (signature by a live
     key, purpose, this clip, cameo, grantee and spec hash, epoch, expiry), its jti must not be
-    revoked, the appearance must not be REVOKED, and `still_usable(cameo_id, epoch)` (graph
-    .cameos.cameo_usable: ACTIVE, usable by the author, consent epoch unchanged) must hold.
+    revoked, the appearance must not be REVOKED, and the cameo must still be usable by the
+    author under the epoch the token names: `usable_epochs(cameo_ids)` answers, in one
+    read, the current epoch of each cameo the author may use now (graph.cameos
+    usable_cameos: ACTIVE, usable), leaving the others out.
     """
     spec = clip_spec_hash(clip, [use["cameoId"] for use in uses])
+    usable = usable_epochs([use["cameoId"] for use in uses])
     verified = []
     for use in uses:
         handle = use.get("ownerHandle")
@@ -161,7 +164,7 @@ def check_render_uses(
             )
         except TokenRejected as rejected:
             raise ConsentWithdrawn(withdrawn_reason(handle)) from rejected
-        if is_revoked(claims["jti"]) or not still_usable(use["cameoId"], claims["epoch"]):
+        if is_revoked(claims["jti"]) or usable.get(use["cameoId"]) != claims["epoch"]:
             raise ConsentWithdrawn(withdrawn_reason(handle))
         verified.append(claims)
     return verified

@@ -260,16 +260,16 @@ def _check_consent(rt: RenderRuntime, clip: dict, uses: list[dict]) -> None:
     consent = rt.consent
     author_id = clip["authorId"]
 
-    def still_usable(cameo_id: str, epoch: int) -> bool:
-        usable = cameo_repo.cameo_usable(rt.graph, cameo_id, author_id, epoch, _now())
-        return bool(rt.run(usable))
+    def usable_epochs(cameo_ids: list[str]) -> dict[str, int]:
+        rows = rt.run(cameo_repo.usable_cameos(rt.graph, author_id, cameo_ids, _now()))
+        return {row["id"]: row["epoch"] for row in rows if row["usable"]}
 
     check_render_uses(
         consent.keys,
         clip,
         uses,
         is_revoked=lambda jti: is_revoked_sync(consent.redis, jti),
-        still_usable=still_usable,
+        usable_epochs=usable_epochs,
     )
 
 
