@@ -8,15 +8,19 @@ process (conftest `start_worker`). Tests wait for the cameo's state, never for t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aredis
-from conftest import Account, purge_render_queue, start_worker
+import uvicorn
+from conftest import Account, free_port, purge_render_queue, start_worker
 from litestar.testing import AsyncTestClient
 
 from consent.challenges import Challenge, store_challenge
@@ -266,3 +270,121 @@ async def test_an_upload_sweeps_uploads_no_task_will_check(gql, app, settings, t
     assert response.status_code == 415
     assert not lost.exists() and recent.exists()
     recent.unlink()
+
+
+@contextlib.asynccontextmanager
+async def serving(settings) -> AsyncIterator[int]:
+    """The app on a real uvicorn server in this event loop (the test client reads a request
+    body whole before the app sees it; these tests need it to arrive as it is sent)."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 30
+    while not (server.started or task.done()):
+        assert time.monotonic() < deadline, "the server did not start"
+        await asyncio.sleep(0.02)
+    if task.done():
+        task.result()
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+
+
+class Upload:
+    """A raw HTTP upload whose body is sent only as far as the test says."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def begin(cls, port: int, path: str, token: str, declared: int, first: bytes) -> Upload:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: video/mp4\r\nContent-Length: {declared}\r\n\r\n"
+        )
+        writer.write(head.encode() + first)
+        await writer.drain()
+        return cls(reader, writer)
+
+    async def response(self) -> tuple[int, dict]:
+        """The answer, however little of the body was sent."""
+        status = int((await self.reader.readline()).split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        body = await self.reader.readexactly(length)
+        return status, json.loads(body)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+
+MP4_START = b"\0\0\0\x18ftypmp42" + bytes(4096)  # what a video's first bytes look like
+
+
+async def test_a_body_is_not_read_for_a_challenge_that_cannot_be_used(gql, app, settings, redis):
+    """Refusals come before the body: a made-up or used challenge costs the server no
+    upload, and while one upload of a challenge streams, a second one is turned away."""
+    owner = await gql.sign_up("claimer")
+    challenge = await start(gql, owner)
+    path = urlsplit(challenge["uploadUrl"]).path
+    big = 100 * 1024 * 1024  # declared, never sent: an answer proves the body was not awaited
+    async with serving(settings) as port:
+        unknown = await Upload.begin(port, "/cameo-captures/NoSuchChallenge", owner.token, big, b"")
+        assert (await unknown.response())[0] == 404
+        await unknown.close()
+
+        first = await Upload.begin(port, path, owner.token, big, MP4_START)
+        second = await Upload.begin(port, path, owner.token, big, MP4_START)
+        status, body = await second.response()
+        assert status == 409 and "already being uploaded" in body["detail"], body
+        await second.close()
+        await first.close()  # the client gives up: its claim ends with it
+
+        # the server ends a dropped upload's claim (a state to wait for, not a time)
+        claim = "reelgraph:cameo-challenge-uploading:" + path.rsplit("/", 1)[1]
+        deadline = time.monotonic() + 30
+        while await redis.exists(claim):
+            assert time.monotonic() < deadline, "the dropped upload kept its claim"
+            await asyncio.sleep(0.02)
+
+    # none of that used the challenge: a whole upload goes through
+    response = await upload(app, challenge["uploadUrl"], owner.token, b"not a video at all")
+    assert response.status_code == 415, response.text  # refused for what it is, not unused
+    response = await upload(app, challenge["uploadUrl"], owner.token, b"still not a video")
+    assert response.status_code == 415, response.text  # a refusal lets the owner try again
+    assert not leftover_uploads(settings)
+
+
+async def test_a_slow_body_is_cut_off_when_its_challenge_expires(gql, graph, settings, redis):
+    owner = await gql.sign_up("slowpoke")
+    await start(gql, owner)  # creates the cameo
+    cameo = await cameo_repo.live_cameo(graph, raw(owner))
+    now = int(time.time() * 1000)
+    brief = Challenge(
+        id="BriefChallenge" + str(now),
+        user_id=raw(owner),
+        cameo_id=cameo["id"],
+        phrase="1 2 3 4 5 6",
+        moves=["LEFT", "RIGHT", "UP"],
+        created_at=now,
+        expires_at=now + 1_500,
+    )
+    await store_challenge(redis, brief)
+    async with serving(settings) as port:
+        upload_ = await Upload.begin(
+            port, f"/cameo-captures/{brief.id}", owner.token, 50 * 1024 * 1024, MP4_START
+        )
+        status, body = await upload_.response()  # the rest of the body never comes
+        await upload_.close()
+    assert status == 410 and body["code"] == "CONFLICT" and "expired" in body["detail"], body
+    assert not leftover_uploads(settings)

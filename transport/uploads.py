@@ -2,10 +2,13 @@
 
 The owner of the challenge (Bearer token) uploads a multipart body with the file in the
 field "video" (or the raw video). In order, nothing written before its checks pass:
-1. the token, then the challenge looked at without using it (unknown, used, expired or
-   someone else's: refused before a byte of the body is read);
+1. the token, then a claim on the challenge without using it (unknown, used, expired,
+   someone else's, or another upload on it still streaming: refused before a byte of the
+   body is read, so neither a made-up id nor parallel uploads make the server read and store
+   bodies for nothing);
 2. the body streamed to a file under the data folder, under `capture_max_bytes`, and the
-   container proven (media.uploads: never trusted by name or declared type);
+   container proven (media.uploads: never trusted by name or declared type); the body must
+   have arrived before the challenge expires (a slow body holds nothing longer than that);
 3. the challenge used, atomically (consent.challenges: a second upload racing on it loses);
 4. the cameo told this capture is the one whose verdict counts, then the check queued.
 202 with JSON `{cameoId, state, challengeId}`; errors are JSON `{status_code, detail, code}`
@@ -27,7 +30,13 @@ from litestar import Request, post
 from litestar.datastructures import State
 from litestar.response import Response
 
-from consent.challenges import ChallengeRefused, consume_challenge, load_challenge
+from consent.challenges import (
+    Challenge,
+    ChallengeRefused,
+    claim_upload,
+    consume_challenge,
+    release_upload,
+)
 from errors import Unauthenticated
 from graph import cameos as cameo_repo
 from media.uploads import UploadRejected, save_upload
@@ -75,22 +84,6 @@ def sweep_stale_uploads(upload_dir: Path, older_than_s: float = STALE_UPLOAD_S) 
     return swept
 
 
-def _peek_refusal(challenge: Any, viewer_id: str, now: int) -> ChallengeRefused | None:
-    """Why the challenge cannot be used, judged before the body is read; the atomic use
-    after the upload decides for good."""
-    if challenge is None:
-        return None  # unknown or used: consume_challenge says which
-    if challenge.user_id != viewer_id:
-        return ChallengeRefused("this capture challenge belongs to someone else", 403)
-    if challenge.expires_at <= now:
-        return ChallengeRefused(
-            "this capture challenge has expired; start a new capture and upload the video"
-            " before its challenge expires",
-            410,
-        )
-    return None
-
-
 # the body cap is save_upload's (settings.capture_max_bytes), counted while streaming
 @post("/cameo-captures/{challenge_id:str}", status_code=202, request_max_body_size=None)
 async def cameo_capture_upload(
@@ -98,7 +91,6 @@ async def cameo_capture_upload(
 ) -> Response[dict[str, Any]]:
     """Accept a capture video for the viewer's challenge and queue its verification."""
     services = state.services
-    settings = services.settings
     ctx = await Context.for_request(services, request.headers.get("authorization"))
     try:
         viewer_id = ctx.require_viewer()
@@ -106,22 +98,44 @@ async def cameo_capture_upload(
         return _error(401, exc.message)
     if not _CHALLENGE_ID.fullmatch(challenge_id):
         return _error(404, "no such capture challenge; start a new capture")
-    now = _now()
-    refusal = _peek_refusal(await load_challenge(services.redis, challenge_id), viewer_id, now)
-    if refusal is not None:
-        return _error(refusal.status, refusal.reason)
+    try:
+        challenge, claim = await claim_upload(services.redis, challenge_id, viewer_id, now=_now())
+    except ChallengeRefused as exc:
+        return _error(exc.status, exc.reason)
+    try:
+        return await _receive(services, viewer_id, challenge, request)
+    finally:
+        # the upload ended (a refusal lets the owner try again with the same challenge)
+        with contextlib.suppress(Exception):
+            await release_upload(services.redis, challenge_id, claim)
 
+
+async def _receive(
+    services: Any, viewer_id: str, challenge: Challenge, request: Request
+) -> Response[dict[str, Any]]:
+    """The claimed upload's body saved, the challenge used and the verification queued."""
+    settings = services.settings
     upload_dir = capture_upload_dir(settings)
     await asyncio.to_thread(sweep_stale_uploads, upload_dir)
     try:
-        path = await save_upload(request, dest_dir=upload_dir, max_bytes=settings.capture_max_bytes)
+        # after its expiry the challenge cannot be used: a body still arriving is not awaited
+        async with asyncio.timeout(max(0.0, (challenge.expires_at - _now()) / 1000)):
+            path = await save_upload(
+                request, dest_dir=upload_dir, max_bytes=settings.capture_max_bytes
+            )
     except UploadRejected as exc:
         return _error(exc.status, exc.reason, exc.code)
+    except TimeoutError:
+        return _error(
+            410,
+            "the capture challenge expired before the video finished uploading; start a new"
+            " capture and upload the video before its challenge expires",
+        )
 
     queued = False
     try:
         try:
-            challenge = await consume_challenge(services.redis, challenge_id, viewer_id, now=_now())
+            challenge = await consume_challenge(services.redis, challenge.id, viewer_id, now=_now())
         except ChallengeRefused as exc:
             return _error(exc.status, exc.reason)
         cameo = await cameo_repo.accept_capture(
