@@ -31,7 +31,13 @@ from resolvers.ids import decode_id, encode_id
 from server import build_app
 from tests.capture_videos import make_capture, multipart_body
 from transport.uploads import STALE_UPLOAD_S
-from workers.cameo_tasks import capture_upload_dir
+from workers.cameo_tasks import (
+    ATTEMPT_SUFFIX,
+    CRASHED,
+    capture_upload_dir,
+    send_verification,
+    verify_upload,
+)
 
 START = "mutation { startCameoCapture { id uploadUrl expiresAt } }"
 VIEWER_CAMEO = "{ viewer { cameo { id state rejectReason } } }"
@@ -388,3 +394,34 @@ async def test_a_slow_body_is_cut_off_when_its_challenge_expires(gql, graph, set
         await upload_.close()
     assert status == 410 and body["code"] == "CONFLICT" and "expired" in body["detail"], body
     assert not leftover_uploads(settings)
+
+
+async def test_an_upload_whose_check_took_a_worker_down_is_rejected_not_rechecked(
+    gql, graph, settings, tmp_path
+):
+    """A redelivered check finds the marker its crashed run left and rejects the capture."""
+    owner = await gql.sign_up("poison")
+    await start(gql, owner)
+    cameo = await cameo_repo.live_cameo(graph, raw(owner))
+    capture_id = "CrashedCapture" + str(int(time.time() * 1000))
+    assert await cameo_repo.accept_capture(graph, raw(owner), cameo["id"], capture_id, 1)
+    folder = capture_upload_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{capture_id}.mp4"
+    path.write_bytes(make_capture(tmp_path / "me.mp4").read_bytes())  # it would pass
+    marker = folder / (path.name + ATTEMPT_SUFFIX)
+    marker.touch()  # what a check killed mid-way leaves behind
+    await send_verification(settings, cameo["id"], capture_id, path)
+    rejected = await wait_cameo(graph, raw(owner), lambda c: c["state"] != "PENDING_VERIFICATION")
+    assert rejected["state"] == "REJECTED" and rejected["rejectReason"] == CRASHED
+    assert not path.exists() and not marker.exists()
+
+
+def test_a_task_naming_a_file_outside_the_uploads_never_touches_it(settings, tmp_path):
+    precious = tmp_path / "precious.mp4"
+    precious.write_bytes(b"not ours to delete")
+    escape = capture_upload_dir(settings) / ".." / ".." / precious.name
+    for path in (precious, escape):
+        with pytest.raises(ValueError, match="not a capture upload"):
+            verify_upload(None, None, "cameo", "capture", path, capture_upload_dir(settings))
+    assert precious.read_bytes() == b"not ours to delete"

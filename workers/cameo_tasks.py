@@ -8,6 +8,11 @@ cameo already ACTIVE, keeps it and records the failure) with a reason a person c
 The upload file is always deleted. Only the latest accepted capture of a cameo may record a
 verdict (graph.cameos ACTIVATE_CAPTURE/REJECT_CAPTURE guard on its id).
 
+A check that kills its worker process (a decoder crashing on a crafted file) is redelivered
+(acks_late, reject_on_worker_lost); a marker file beside the upload, made before the check
+starts, tells the redelivered task that this file already took a worker down, so it is
+rejected instead of checked again: one poisoned upload cannot keep crashing workers.
+
 Tasks go to the render queue, the one every worker consumes: a verification waits behind
 the renders already queued, and needs no worker of its own.
 """
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
     from workers.render_job import RenderRuntime
 
 __all__ = [
+    "ATTEMPT_SUFFIX",
+    "CRASHED",
     "VERIFY_CAMEO_TASK",
     "capture_upload_dir",
     "register_cameo_tasks",
@@ -48,6 +55,11 @@ SERVER_PROBLEM = (
     " and upload it again."
 )
 TOO_SLOW = "Checking this capture took too long; record a shorter video (3 to 15 seconds)."
+CRASHED = (
+    "Checking this capture stopped part-way, so it was not tried again; record a new video"
+    " with your camera app and upload the file unchanged."
+)
+ATTEMPT_SUFFIX = ".checking"  # the marker of a check under way, beside the upload
 
 
 def capture_upload_dir(settings: Settings) -> Path:
@@ -66,9 +78,15 @@ def verify_upload(
     (a newer capture was accepted, or the cameo deleted, meanwhile)."""
     from workers.liveness import verify_capture  # OpenCV loads only where captures are checked
 
+    # a task names only our uploads; anything else is neither read nor deleted
+    if not path.resolve().is_relative_to(upload_dir.resolve()):
+        raise ValueError(f"not a capture upload: {path}")
+    attempt = path.with_name(path.name + ATTEMPT_SUFFIX)
     try:
-        if not path.resolve().is_relative_to(upload_dir.resolve()):
-            raise ValueError(f"not a capture upload: {path}")  # a task names only our uploads
+        if attempt.exists():  # this file's check already took a worker process down
+            cameo = rt.run(cameo_repo.reject_capture(rt.graph, cameo_id, capture_id, CRASHED))
+            return "rejected" if cameo else "stale"
+        attempt.touch()
         result = verify_capture(path)
         if not result.ok:
             reason = result.reason or SERVER_PROBLEM
@@ -98,6 +116,7 @@ def verify_upload(
         return "active"
     finally:
         path.unlink(missing_ok=True)
+        attempt.unlink(missing_ok=True)
 
 
 def _reject_quietly(rt: RenderRuntime, cameo_id: str, capture_id: str, reason: str) -> None:
