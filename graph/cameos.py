@@ -222,11 +222,16 @@ RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
 """
 )
 
+# the active grant a refused CREATE_GRANT may have met; a block made since the grant hides it
+# (blocks win: the caller then says who blocked whom)
 ACTIVE_GRANT = Cypher(
     """
 MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)-[g:GRANTED_TO]->(u:User {id: $granteeId})
 WHERE c.state <> 'DELETED' AND g.revokedAt IS NULL
   AND (g.expiresAt IS NULL OR g.expiresAt > $now)
+OPTIONAL MATCH (o)-[k:BLOCKS]-(u)
+WITH o, c, g, u, count(k) AS blocks
+WHERE blocks = 0
 RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
         expiresAt: g.expiresAt, revokedAt: g.revokedAt} AS grant
 ORDER BY g.at DESC

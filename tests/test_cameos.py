@@ -292,6 +292,14 @@ async def test_grant_rules(gql, graph, services):
     listed = (await gql.ok(GRANTS, {"id": gid}, owner.token))["node"]["grants"]
     assert listed[0]["revokedAt"] == revoked["revokedAt"]
 
+    # a block made after a grant wins over it: granting again is refused, not "already granted"
+    late = await gql.sign_up("late")
+    await gql.ok(GRANT, {"u": late.id}, owner.token)
+    await gql.ok(block, {"u": owner.id}, late.token)
+    code, message = await gql.error(GRANT, {"u": late.id}, owner.token)
+    assert code == "FORBIDDEN" and "blocked you" in message
+    assert not await can_use(gql, late, gid)
+
 
 async def feature(graph, clip_id: str, cameo_id: str, approval: str = "PENDING") -> dict:
     jtis = {"renderJti": f"r-{clip_id}", "approvalJti": f"a-{clip_id}"}
