@@ -103,12 +103,16 @@ async def visible_cameo(ctx: Context, cameo_id: str) -> dict | None:
 
 
 async def visible_grant(ctx: Context, grant_id: str) -> dict | None:
-    """A grant by id for node(id): only its owner and its grantee know of it."""
+    """A grant by id for node(id): only its owner and its grantee know of it, the grantee
+    only while they may see the cameo (CameoGrant.cameo shows it: a block, or the cameo's
+    deletion, hides it from them as it hides User.cameo)."""
     viewer_id = ctx.optional_viewer()
     if viewer_id is None:
         return None
     grant = (await cameo_repo.grants_by_ids(ctx.services.graph, [grant_id])).get(grant_id)
     if grant is None or viewer_id not in (grant["ownerId"], grant["granteeId"]):
+        return None
+    if viewer_id != grant["ownerId"] and await visible_cameo(ctx, grant["cameoId"]) is None:
         return None
     return grant
 

@@ -294,11 +294,15 @@ async def test_grant_rules(gql, graph, services):
 
     # a block made after a grant wins over it: granting again is refused, not "already granted"
     late = await gql.sign_up("late")
-    await gql.ok(GRANT, {"u": late.id}, owner.token)
+    late_grant = (await gql.ok(GRANT, {"u": late.id}, owner.token))["grantCameo"]
+    assert (await gql.ok(NODE, {"id": late_grant["id"]}, late.token))["node"]
     await gql.ok(block, {"u": owner.id}, late.token)
     code, message = await gql.error(GRANT, {"u": late.id}, owner.token)
     assert code == "FORBIDDEN" and "blocked you" in message
     assert not await can_use(gql, late, gid)
+    # nor does the grant show the blocked pair the cameo any more (its owner still sees it)
+    assert (await gql.ok(NODE, {"id": late_grant["id"]}, late.token))["node"] is None
+    assert (await gql.ok(NODE, {"id": late_grant["id"]}, owner.token))["node"]
 
 
 async def feature(graph, clip_id: str, cameo_id: str, approval: str = "PENDING") -> dict:
