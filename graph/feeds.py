@@ -38,6 +38,33 @@ ORDER BY at DESC, id DESC
 """
 )
 
+# The same page read from the publishedAt index: the clips published since $since (and before
+# the cursor) whose author the viewer follows. On the seeded graph (follows mostly point at
+# prolific authors: 104 follows reach ~45,000 clips) it reads ~1,200 clips instead of every
+# clip of every followee: 10-13 ms against 70-190 ms. Exact when it returns $limit rows;
+# with fewer, the caller falls back to FOLLOWING_PAGE. (The viewer is matched first and
+# carried: matched beside the clips, FalkorDB looked the viewer up again for each clip.)
+FOLLOWING_WINDOW_PAGE = Cypher(
+    """
+MATCH (v:User {id: $viewerId})
+WITH v
+MATCH (c:Clip)
+WHERE c.publishedAt >= $since
+WITH v, c
+WHERE c.state = 'PUBLISHED' AND ($mood IS NULL OR $mood IN c.moods)
+  AND ($afterAt IS NULL OR c.publishedAt < $afterAt
+       OR (c.publishedAt = $afterAt AND c.id < $afterId))
+MATCH (a:User)-[:POSTED]->(c)
+MATCH (v)-[:FOLLOWS]->(a)
+WITH a, c
+ORDER BY c.publishedAt DESC, c.id DESC
+LIMIT $limit
+OPTIONAL MATCH (c)-[:REMIX_OF]->(p:Clip)
+RETURN c {.*, authorId: a.id, parentId: p.id} AS clip, c.publishedAt AS at, c.id AS id
+ORDER BY at DESC, id DESC
+"""
+)
+
 # FOR_YOU reads candidates, never every clip (see resolvers.feeds for how they are ranked).
 # The viewer's social context: whom they follow, and whom those people follow (friends of
 # friends, including the followed themselves). Kept for a short while per viewer: on the
@@ -128,8 +155,11 @@ async def following_page(
     mood: str | None,
     after: tuple[int, str] | None,
     limit: int,
+    since: int | None = None,
 ) -> list[Row]:
-    """Rows of {clip, at}, newest first, strictly after the (publishedAt, id) keyset."""
+    """Rows of {clip, at}, newest first, strictly after the (publishedAt, id) keyset. With
+    `since`, the page is first read from the clips published since then (cheap on a large
+    graph) and, when that holds fewer than `limit` rows, from all the viewer's follows."""
     after_at, after_id = after if after else (None, None)
     params: dict[str, Any] = {
         "viewerId": viewer_id,
@@ -138,6 +168,10 @@ async def following_page(
         "afterId": after_id,
         "limit": limit,
     }
+    if since is not None:
+        rows = await db.read(FOLLOWING_WINDOW_PAGE, {**params, "since": since})
+        if len(rows) >= limit:
+            return rows
     return await db.read(FOLLOWING_PAGE, params)
 
 

@@ -2,7 +2,9 @@
 
 FOLLOWING pages by the keyset (publishedAt, id) of PUBLISHED clips by people the viewer
 follows; it needs a signed-in viewer (UNAUTHENTICATED otherwise: an anonymous viewer follows
-nobody). A clip published between two pages is newer than any cursor, so it never shifts a
+nobody). On a large graph a page is first read from the recent window FOR_YOU sized (the
+publishedAt index), and from all of the viewer's follows only when that window holds less
+than a page. A clip published between two pages is newer than any cursor, so it never shifts a
 later page: no duplicates, no skips.
 
 FOR_YOU is ranked once per first page and then read by position. What is guaranteed:
@@ -118,12 +120,19 @@ async def following_feed(
     mood = _mood(mood)
     cursor = _cursor(after, _FOLLOWING)
     viewer_id = ctx.require_viewer()
+    # the recent window FOR_YOU sized (a few hundred of the newest clips of the mood), below
+    # the cursor; none before a FOR_YOU ranking sized one or on a small graph
+    window = _windows.get(mood)
+    since = None
+    if window is not None:
+        since = (cursor[0] if cursor else now_ms()) - window  # type: ignore[index]
     rows = await feed_repo.following_page(
         ctx.services.graph,
         viewer_id,
         mood,
         cursor,
         limit + 1,  # type: ignore[arg-type]
+        since,
     )
     shown = rows[:limit]
     for row in shown:

@@ -518,3 +518,29 @@ def test_the_recent_window_follows_the_publishing_rate() -> None:
     # about right: unchanged
     assert _next_window(HOUR, 2 * RECENT_CLIPS, now - HOUR, now) == HOUR
     assert _next_window(None, 2 * RECENT_CLIPS, now - HOUR, now) is None
+
+
+async def test_following_read_from_a_recent_window_is_the_same_feed(
+    gql: GraphQLClient, graph, monkeypatch
+) -> None:
+    """On a large graph FOLLOWING reads a page from the recent window FOR_YOU sized, and from
+    all the viewer's follows when the window holds less than a page: the pages are the same."""
+    from resolvers import feeds as feed_resolvers
+
+    viewer, ann, bob = [await gql.sign_up(p) for p in ("v", "ann", "bob")]
+    for author in (ann, bob):
+        await gql.ok(FOLLOW, {"id": author.id}, viewer.token)
+    now = now_ms()
+    recent = [await _clip(graph, (ann, bob)[i % 2], now - i * MINUTE) for i in range(1, 6)]
+    old = [await _clip(graph, ann, now - (30 + i) * HOUR) for i in range(3)]
+    expected = recent + old
+
+    # straight from the statements: a full window page, and a short one that falls back
+    rows = await feed_repo.following_page(graph, _raw(viewer), None, None, 3, now - HOUR)
+    assert [encode_id("Clip", r["clip"]["id"]) for r in rows] == expected[:3]
+    rows = await feed_repo.following_page(graph, _raw(viewer), None, None, 7, now - HOUR)
+    assert [encode_id("Clip", r["clip"]["id"]) for r in rows] == expected[:7]
+
+    # through the feed, page after page (each cursor moves the window down with it)
+    monkeypatch.setitem(feed_resolvers._windows, None, 2 * HOUR)
+    assert _ids(await _all(gql, "FOLLOWING", viewer.token, first=2)) == expected
