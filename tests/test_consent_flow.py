@@ -456,6 +456,10 @@ def test_the_diffusers_renderer_conditions_on_the_reference_frame(tmp_path) -> N
     renderer = DiffusersRenderer(
         str(model), resolution=(64, 96), num_inference_steps=2, device="cpu", tmp_dir=tmp_path
     )
+    import torch
+
+    # as on a GPU: diffusers' from_pipe would cast the shared weights to float32 unless told
+    renderer.dtype = torch.bfloat16
     face = io.BytesIO(REFERENCE_FACE.read_bytes()).getvalue()
     spec = RenderSpec(
         clip_id="conditioned",
@@ -465,6 +469,8 @@ def test_the_diffusers_renderer_conditions_on_the_reference_frame(tmp_path) -> N
     )
     path = renderer.render(spec, lambda _: None)
     assert renderer._image_pipe is not None  # the image-conditioned pipeline ran
+    assert renderer._image_pipe.transformer.dtype == torch.bfloat16
+    assert renderer.load().vae.dtype == torch.bfloat16  # shared with text-to-video, unchanged
     assert probe_video(path).width == 96
 
 
