@@ -229,8 +229,9 @@ async def _rank(ctx: Context, viewer_id: str | None, mood: str | None) -> tuple[
         recent=RECENT_CLIPS,
         popular=popular,
     )
-    if rows:
-        _windows[mood] = _next_window(window, rows[0]["inWindow"], rows[0]["edge"], now)
+    # no rows at all: an empty window (and nothing popular) says nothing else; widen it
+    in_window, edge = (rows[0]["inWindow"], rows[0]["edge"]) if rows else (0, None)
+    _windows[mood] = _next_window(window, in_window, edge, now)
     ranked = rank_candidates(rows, followed, fof, now)[:FOR_YOU_CANDIDATES]
     ids = [row["id"] for row in diversify(ranked)]
     token = secrets.token_urlsafe(12)
