@@ -104,7 +104,15 @@ class Services:
             secret = resolve_secret(settings)
             graph = driver_for(settings)
             cleanup.push_async_callback(graph.close)
-            redis = aredis.Redis.from_url(settings.redis_url, decode_responses=True)
+            # a burst (hundreds of sockets opening at once) waits for a free connection
+            # instead of failing with "Too many connections"
+            pool = aredis.BlockingConnectionPool.from_url(
+                settings.redis_url,
+                decode_responses=True,
+                max_connections=settings.redis_max_connections,
+                timeout=settings.redis_pool_timeout_s,
+            )
+            redis = aredis.Redis(connection_pool=pool)
             cleanup.push_async_callback(redis.aclose)
             await graph.ensure_schema()
             services = cls(

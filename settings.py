@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     graph_transaction_timeout_s: float = 30.0
     # None: the embedded server's redis (a unix socket under data_dir)
     redis_url: str | None = None
+    redis_max_connections: int = 100  # per API process; more requests wait for one
+    redis_pool_timeout_s: float = 10.0  # waiting longer for a connection is an error
     broker_url: str | None = None  # Celery broker; defaults to redis_url
 
     secret_key: str | None = None  # signs access tokens; generated under data_dir when unset

@@ -70,8 +70,24 @@ def _after(cursor: str | None) -> str | None:
     return key[0]
 
 
+class _FreshLoaders:
+    """This event's DataLoaders, made on first use: a fan-out to thousands of sockets
+    whose selection reads nothing (`feedUpdates { id }`) makes none."""
+
+    __slots__ = ("_args", "_loaders")
+
+    def __init__(self, graph: Any, viewer_id: str | None) -> None:
+        self._args = (graph, viewer_id)
+        self._loaders: Loaders | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._loaders is None:
+            self._loaders = Loaders(*self._args)
+        return getattr(self._loaders, name)
+
+
 def _fresh(ctx: Context) -> None:
-    ctx.loaders = Loaders(ctx.services.graph, ctx.viewer_id)
+    ctx.loaders = _FreshLoaders(ctx.services.graph, ctx.viewer_id)
 
 
 async def _deliverable(ctx: Context, viewer_id: str, entries: list[stream.Entry]) -> list:

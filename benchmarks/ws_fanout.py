@@ -1,0 +1,342 @@
+"""Fan-out of one event to N websocket subscribers on one API process (issue 9).
+
+Starts `reelgraph run` (one API process and a render worker) on a fresh data folder, makes
+an author and --users followers, renders and publishes --rounds + 1 clips, then for each N:
+- client processes (--clients of them, apart from the server, so their cost is not the
+  server's) open N sockets, spread over the followers, each subscribed to
+  `feedUpdates(kind: FOLLOWING)`;
+- a warm-up event is published until every socket has it (every subscription is then live);
+- each round publishes one clip's event the way publishClip does (events.feed.clip_published's
+  message on Redis pub/sub) and waits until every socket has received it.
+Reports publish-to-receive latency over all sockets and rounds (p50, p99, max) and the API
+process's resident memory per connection (its RSS after the sockets are open and
+subscribed, less its RSS before, over N). Both sides raise their open-file limit.
+
+    .venv/bin/python benchmarks/ws_fanout.py --subscribers 1000 5000 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PROTOCOL = "graphql-transport-ws"
+FEED = "subscription { feedUpdates(kind: FOLLOWING) { id } }"
+PASSWORD = "benchmark-password"
+
+
+def raise_fd_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _gql(client: httpx.Client, query: str, variables: dict, token: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers
+    ).json()
+    if body.get("errors"):
+        raise RuntimeError(body["errors"])
+    return body["data"]
+
+
+def _sign_up(client: httpx.Client, handle: str) -> tuple[str, str]:
+    data = _gql(
+        client,
+        "mutation($i: SignUpInput!) { signUp(input: $i) { accessToken user { id } } }",
+        {"i": {"handle": handle, "displayName": handle, "password": PASSWORD}},
+    )
+    return data["signUp"]["user"]["id"], data["signUp"]["accessToken"]
+
+
+def start_server(data_dir: Path, port: int) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.update(
+        REELGRAPH_MAX_SOCKETS_PER_USER="1000000",
+        REELGRAPH_SIGNUP_LIMIT_PER_ADDRESS="0",
+        REELGRAPH_MUTATION_LIMIT_PER_USER="0",
+    )
+    log = open(data_dir.parent / "server.log", "wb")  # noqa: SIM115  # the server's, until it exits
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli", "run", "--port", str(port), "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # the child inherits the raised open-file limit
+    )
+    deadline = time.monotonic() + 90
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                if client.get("/health").status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    os.killpg(server.pid, signal.SIGTERM)
+    sys.exit("the server did not start")
+
+
+def prepare(port: int, users: int, clips: int) -> tuple[str, list[str], list[str]]:
+    """(author raw id, follower tokens, published clip raw ids)."""
+    from resolvers.ids import decode_id
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        author_id, author_token = _sign_up(client, f"author_{port}")
+        tokens = []
+        for i in range(users):
+            _, token = _sign_up(client, f"fan{i}_{port}")
+            _gql(
+                client,
+                "mutation($id: ID!) { follow(userId: $id) { id } }",
+                {"id": author_id},
+                token,
+            )
+            tokens.append(token)
+        created = [
+            _gql(
+                client,
+                "mutation($i: CreateClipInput!) { createClip(input: $i) { id } }",
+                {"i": {"prompt": f"benchmark clip {n}", "durationSeconds": 1}},
+                author_token,
+            )["createClip"]["id"]
+            for n in range(clips)
+        ]
+        for clip_id in created:
+            while True:
+                state = _gql(
+                    client,
+                    "query($id: ID!) { clip(id: $id) { state } }",
+                    {"id": clip_id},
+                    author_token,
+                )["clip"]["state"]
+                if state == "DRAFT":
+                    break
+                if state == "FAILED":
+                    raise RuntimeError("a benchmark clip failed to render")
+                time.sleep(0.1)
+            _gql(
+                client,
+                "mutation($id: ID!) { publishClip(clipId: $id) { id } }",
+                {"id": clip_id},
+                author_token,
+            )
+    return decode_id(author_id, "User"), tokens, [decode_id(c, "Clip") for c in created]
+
+
+def client_process(
+    url: str,
+    tokens: list[str],
+    count: int,
+    clip_ids: list[str],
+    received: mp.Array,
+    opened: mp.Value,
+    stop: mp.Event,
+    results: mp.Queue,
+) -> None:
+    """Open `count` sockets, subscribe each, and note when each first gets each clip."""
+    raise_fd_limit()
+    import websockets
+
+    from resolvers.ids import encode_id
+
+    index = {encode_id("Clip", c): i for i, c in enumerate(clip_ids)}
+    times: list[list[float | None]] = [[None] * len(clip_ids) for _ in range(count)]
+
+    async def one(n: int) -> None:
+        try:
+            await listen(n)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a socket that fails is reported, and the run times out
+            print(f"socket {n}: {exc!r}", file=sys.stderr, flush=True)
+
+    async def listen(n: int) -> None:
+        token = tokens[n % len(tokens)]
+        async with websockets.connect(
+            url, subprotocols=[PROTOCOL], open_timeout=120, ping_interval=None, max_queue=None
+        ) as ws:
+            init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+            await ws.send(json.dumps(init))
+            await ws.recv()
+            payload = {"query": FEED}
+            await ws.send(json.dumps({"id": "f", "type": "subscribe", "payload": payload}))
+            with opened.get_lock():
+                opened.value += 1
+            async for raw in ws:
+                now = time.time()
+                message = json.loads(raw)
+                if message["type"] == "ping":
+                    await ws.send('{"type":"pong"}')
+                    continue
+                if message["type"] != "next":
+                    continue
+                i = index[message["payload"]["data"]["feedUpdates"]["id"]]
+                if times[n][i] is None:
+                    times[n][i] = now
+                    with received.get_lock():
+                        received[i] += 1
+
+    async def main() -> None:
+        tasks = []
+        for n in range(count):
+            tasks.append(asyncio.create_task(one(n)))
+            if n % 100 == 99:
+                await asyncio.sleep(0.05)  # a connect burst the server's backlog can take
+        await asyncio.to_thread(stop.wait)  # a multiprocessing Event: waited on in a thread
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
+    results.put(times)
+
+
+def note(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def wait_for(condition, what: str, within_s: float = 600) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def measure(
+    port: int,
+    redis_client: object,
+    tokens: list[str],
+    clip_ids: list[str],
+    author: str,
+    n: int,
+    clients: int,
+    api: psutil.Process,
+    rss_baseline: int,
+) -> dict:
+    from events.bus import FEED_CHANNEL, publish_sync
+
+    url = f"ws://127.0.0.1:{port}/graphql"
+    ctx = mp.get_context("spawn")
+    received = ctx.Array("i", len(clip_ids))
+    opened = ctx.Value("i", 0)
+    stop = ctx.Event()
+    results = ctx.Queue()
+    shares = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
+    procs = [
+        ctx.Process(
+            target=client_process,
+            args=(url, tokens, share, clip_ids, received, opened, stop, results),
+        )
+        for share in shares
+    ]
+    for proc in procs:
+        proc.start()
+    note(f"{n}: opening sockets")
+    wait_for(lambda: opened.value >= n, f"{n} sockets to open")
+    note(f"{n}: sockets open; warming up")
+
+    def ring(i: int) -> float:
+        t0 = time.time()
+        publish_sync(FEED_CHANNEL, {"clipId": clip_ids[i], "authorId": author}, redis_client)
+        return t0
+
+    # warm-up: ring clip 0 until every socket has it, so every subscription is live
+    deadline = time.monotonic() + 600
+    while received[0] < n:
+        ring(0)
+        inner = time.monotonic() + 5
+        while received[0] < n and time.monotonic() < inner:
+            time.sleep(0.01)
+        if time.monotonic() > deadline:
+            raise RuntimeError("not every subscription went live")
+    rss_after = api.memory_info().rss
+    sent = {}
+    for i in range(1, len(clip_ids)):
+        sent[i] = ring(i)
+        wait_for(lambda i=i: received[i] >= n, f"round {i}")
+    stop.set()
+    times = []
+    for _ in procs:
+        times.extend(results.get(timeout=300))
+    for proc in procs:
+        proc.join(timeout=60)
+    latencies = sorted(
+        (row[i] - sent[i]) * 1000 for row in times for i in sent if row[i] is not None
+    )
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "subscribers": n,
+        "samples": len(latencies),
+        "p50_ms": round(q[49], 1),
+        "p99_ms": round(q[98], 1),
+        "max_ms": round(latencies[-1], 1),
+        "api_rss_mib": round(rss_after / 2**20, 1),
+        # against the RSS before any socket ever opened: memory freed by an earlier, smaller
+        # run stays in the process and is reused, so this is the honest per-socket cost
+        "rss_per_connection_kib": round((rss_after - rss_baseline) / n / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[1000, 5000, 10000])
+    parser.add_argument("--users", type=int, default=20, help="followers the sockets belong to")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--server-log", type=Path, help="keep the server's log here")
+    args = parser.parse_args()
+    raise_fd_limit()
+
+    import redis
+
+    from graph.embedded import EmbeddedServer
+
+    with tempfile.TemporaryDirectory(prefix="ws-fanout-") as tmp:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        data_dir = Path(tmp) / "data"
+        server = start_server(data_dir, port)
+        try:
+            note("server up; signing up, following, rendering and publishing clips")
+            author, tokens, clip_ids = prepare(port, args.users, args.rounds + 1)
+            socket_path = EmbeddedServer.locate(data_dir)
+            redis_client = redis.Redis.from_url(f"unix://{socket_path}")
+            api = psutil.Process(server.pid)
+            baseline = api.memory_info().rss
+            for n in args.subscribers:
+                row = measure(
+                    port, redis_client, tokens, clip_ids, author, n, args.clients, api, baseline
+                )
+                print(json.dumps(row), flush=True)
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
+            if args.server_log:
+                shutil.copy(Path(tmp) / "server.log", args.server_log)
+
+
+if __name__ == "__main__":
+    main()
