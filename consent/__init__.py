@@ -144,6 +144,11 @@ def check_render_uses(
     author under the epoch the token names: `usable_epochs(cameo_ids)` answers, in one
     read, the current epoch of each cameo the author may use now (graph.cameos
     usable_cameos: ACTIVE, usable), leaving the others out.
+
+    The epoch binds others' uses only. An owner changing their audience moves the epoch on
+    so that uses of others minted under the old audience stop, but the owner's own render of
+    their own cameo needs nobody's consent: it only needs the cameo still ACTIVE (deletion
+    leaves it DELETED, with its key shredded).
     """
     spec = clip_spec_hash(clip, [use["cameoId"] for use in uses])
     usable = usable_epochs([use["cameoId"] for use in uses])
@@ -164,7 +169,9 @@ def check_render_uses(
             )
         except TokenRejected as rejected:
             raise ConsentWithdrawn(withdrawn_reason(handle)) from rejected
-        if is_revoked(claims["jti"]) or usable.get(use["cameoId"]) != claims["epoch"]:
+        own = use.get("ownerId") == clip["authorId"]
+        current = usable.get(use["cameoId"])
+        if is_revoked(claims["jti"]) or current is None or (not own and current != claims["epoch"]):
             raise ConsentWithdrawn(withdrawn_reason(handle))
         verified.append(claims)
     return verified
