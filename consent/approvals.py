@@ -30,6 +30,7 @@ __all__ = [
     "Decision",
     "approve_appearance",
     "check_approvals",
+    "publish_if_approved",
     "reject_appearance",
     "request_publication",
 ]
@@ -43,7 +44,9 @@ class ApprovalCheck:
     stale: list[str] = field(default_factory=list)  # approved_key of ones that did not verify
     stale_owners: list[str] = field(default_factory=list)
     pending_owners: list[str] = field(default_factory=list)
-    refused: list[dict] = field(default_factory=list)  # REJECTED or REVOKED appearances
+    # appearances that keep the clip from publishing until something changes: REJECTED or
+    # REVOKED, an owner and the author who block each other, a featured cameo deleted
+    refused: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -61,14 +64,17 @@ async def check_approvals(
     appearances: list[dict[str, Any]],
 ) -> ApprovalCheck:
     """Verify every approval of an appearance of someone else's cameo in `clip` (a row with
-    id, authorId, sha256); the author's own cameos need no approval."""
+    id, authorId, sha256); the author's own cameos need no approval, only to be ACTIVE."""
     check = ApprovalCheck()
     for appearance in appearances:
         owner_id = appearance["ownerId"]
         if owner_id == clip["authorId"]:
+            if appearance["cameoState"] != "ACTIVE":  # the author deleted their cameo
+                check.refused.append(appearance)
             continue
         approval = appearance["approval"]
-        if approval in ("REJECTED", "REVOKED"):
+        # blocks always win: an approval given before a block does not publish after it
+        if approval in ("REJECTED", "REVOKED") or appearance.get("blocked"):
             check.refused.append(appearance)
         elif approval == "PENDING":
             check.pending_owners.append(owner_id)
@@ -126,10 +132,7 @@ async def request_publication(
         return None
     check = await check_approvals(keyring, redis, clip, appearances)
     if check.refused:
-        raise ConsentRequired(
-            "a cameo owner featured in this clip rejected it, or their consent was revoked, "
-            "so it cannot be published"
-        )
+        raise ConsentRequired(_refusal(check.refused[0], author_id))
     if check.stale:
         await appearance_repo.reset_stale_approvals(db, clip_id, check.stale)
     if check.pending_owners or check.stale:
@@ -139,6 +142,49 @@ async def request_publication(
         return Decision(submitted[0], asked=submitted[1])
     published = await clip_repo.publish(db, author_id, clip_id, now, approved=check.approved)
     return Decision(published) if published is not None else None
+
+
+def _refusal(appearance: dict, author_id: str) -> str:
+    """Why a refused appearance keeps the clip from publishing, said to its author."""
+    if appearance["ownerId"] == author_id:
+        return "your cameo featured in this clip was deleted, so the clip cannot be published"
+    if appearance["approval"] in ("REJECTED", "REVOKED"):
+        return (
+            "a cameo owner featured in this clip rejected it, or their consent was revoked, "
+            "so it cannot be published"
+        )
+    return (
+        "you and a cameo owner featured in this clip have blocked one another, so it cannot "
+        "be published"
+    )
+
+
+async def publish_if_approved(
+    db: GraphDriver,
+    keyring: SigningKeyring | VerifyingKeyring,
+    redis: Any,
+    clip_id: str,
+    now: int,
+) -> dict | None:
+    """Publish an AWAITING_APPROVAL clip whose approvals all verify now; None otherwise.
+
+    Two owners approving the last two appearances at once each verify the other's
+    appearance as still PENDING, so neither statement publishes and the clip would wait
+    forever with every approval given: the approval that wrote last finds both here."""
+    clip, appearances = await _read(db, clip_id)
+    if clip is None or clip["state"] != "AWAITING_APPROVAL":
+        return None
+    check = await check_approvals(keyring, redis, clip, appearances)
+    if check.refused or check.pending_owners or check.stale:
+        return None
+    return await clip_repo.publish(
+        db,
+        clip["authorId"],
+        clip_id,
+        now,
+        approved=check.approved,
+        from_states=("AWAITING_APPROVAL",),
+    )
 
 
 def _own_appearance(clip: dict | None, appearances: list[dict], owner_id: str) -> dict:
@@ -175,6 +221,10 @@ async def approve_appearance(
         raise Conflict("your consent to this clip was revoked; it cannot be approved")
     if appearance["cameoState"] != "ACTIVE":
         raise Conflict("your cameo is not active, so it cannot be approved")
+    if appearance.get("blocked"):  # blocks always win, whoever blocked whom
+        raise Forbidden(
+            "you and the author of this clip have blocked one another; unblock first to approve it"
+        )
     token, jti = mint_approval_token(
         keyring,
         clip_id=clip_id,
@@ -203,6 +253,9 @@ async def approve_appearance(
     approved = await appearance_repo.approve(db, params)
     if approved is None:
         raise Conflict("the clip changed while you approved it; look at it again")
+    if approved["state"] == "AWAITING_APPROVAL" and not check.stale_owners:
+        # another owner's approval may have landed after this one's read: look again
+        approved = await publish_if_approved(db, keyring, redis, clip_id, now) or approved
     asked = check.stale_owners if approved["state"] == "AWAITING_APPROVAL" else []
     return Decision(approved, asked=asked)
 

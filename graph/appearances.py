@@ -35,29 +35,38 @@ __all__ = [
 UNPUBLISHED_WITH_VIDEO = ["DRAFT", "AWAITING_APPROVAL"]
 
 # The publish guard, shared by PUBLISH (graph.clips) and APPROVE: counts, as `unmet`, the
-# appearances that keep clip c (author a) from publishing. Every featured cameo must be
-# ACTIVE and its edge APPROVED, and every edge to a cameo the author does not own must
-# carry a verified approval ($approved) of this very video. coalesce() makes a missing
-# property count as unmet (a null would silently drop the edge from the count).
-APPROVALS_UNMET = """OPTIONAL MATCH (c)-[f:FEATURES]->(m:Cameo)<-[:OWNS]-(o:User)
+# appearances that keep clip c (author a) from publishing. Every featured cameo must have an
+# owner, be ACTIVE and its edge APPROVED; every edge to a cameo the author does not own must
+# carry a verified approval ($approved) of this very video, and its owner and the author must
+# not block each other (blocks always win, even over an approval given before the block).
+# coalesce() makes a missing property count as unmet (a null would silently drop the edge).
+APPROVALS_UNMET = """OPTIONAL MATCH (c)-[f:FEATURES]->(m:Cameo)
+OPTIONAL MATCH (m)<-[:OWNS]-(o:User)
+OPTIONAL MATCH (o)-[k:BLOCKS]-(a)
+WITH a, c, f, m, o, count(k) AS blocks
 WITH a, c,
      count(CASE WHEN f IS NOT NULL
-                     AND (NOT coalesce(m.state = 'ACTIVE' AND f.approval = 'APPROVED', false)
+                     AND (o IS NULL
+                          OR NOT coalesce(m.state = 'ACTIVE' AND f.approval = 'APPROVED', false)
                           OR (o.id <> a.id
-                              AND NOT coalesce(f.approvedSha256 = c.sha256
-                                               AND (m.id + ':' + f.approvalJti) IN $approved,
-                                               false)))
+                              AND (blocks > 0
+                                   OR NOT coalesce(f.approvedSha256 = c.sha256
+                                                   AND (m.id + ':' + f.approvalJti) IN $approved,
+                                                   false))))
                 THEN 1 END) AS unmet
 """
 
 APPEARANCES_BY_CLIPS = Cypher(
     """
 UNWIND $ids AS id
-MATCH (c:Clip {id: id})-[f:FEATURES]->(m:Cameo)<-[:OWNS]-(o:User)
+MATCH (a:User)-[:POSTED]->(c:Clip {id: id})-[f:FEATURES]->(m:Cameo)<-[:OWNS]-(o:User)
+OPTIONAL MATCH (o)-[k:BLOCKS]-(a)
+WITH id, a, f, m, o, count(k) AS blocks
 RETURN id AS clipId, m.id AS cameoId, o.id AS ownerId, f.approval AS approval,
        f.decidedAt AS decidedAt, f.epoch AS epoch, f.approvalToken AS approvalToken,
        f.approvalJti AS approvalJti, f.approvedSha256 AS approvedSha256,
-       m.state AS cameoState, m.consentEpoch AS cameoEpoch
+       m.state AS cameoState, m.consentEpoch AS cameoEpoch,
+       o.id <> a.id AND blocks > 0 AS blocked
 ORDER BY clipId, cameoId
 """
 )

@@ -278,13 +278,15 @@ RETURN c {.*, authorId: a.id} AS clip
 )
 
 # DRAFT -> PUBLISHED when every appearance is approved (graph.appearances
-# APPROVALS_UNMET; $approved names the approvals whose tokens the caller verified)
+# APPROVALS_UNMET; $approved names the approvals whose tokens the caller verified). $from is
+# ['DRAFT'] for publishClip, ['AWAITING_APPROVAL'] when an approval completes a clip whose
+# last two approvals raced (each statement saw the other's approval still pending)
 PUBLISH = Cypher(
     """
 MATCH (a:User {id: $authorId})-[:POSTED]->(c:Clip {id: $id})
 SET c._lock = true REMOVE c._lock
 WITH a, c
-WHERE c.state = 'DRAFT'
+WHERE c.state IN $from
 """
     + APPROVALS_UNMET
     + """WHERE unmet = 0
@@ -476,12 +478,24 @@ async def fail_render(
 
 
 async def publish(
-    db: GraphDriver, author_id: str, clip_id: str, now: int, approved: list[str] | None = None
+    db: GraphDriver,
+    author_id: str,
+    clip_id: str,
+    now: int,
+    approved: list[str] | None = None,
+    *,
+    from_states: tuple[str, ...] = ("DRAFT",),
 ) -> Row | None:
-    """The PUBLISHED clip; None unless it was a DRAFT whose appearances are all approved,
-    those of others' cameos by the verified approvals named in `approved`
-    (graph.appearances.approved_key)."""
-    params = {"authorId": author_id, "id": clip_id, "now": now, "approved": approved or []}
+    """The PUBLISHED clip; None unless it was in one of `from_states` (a DRAFT) and its
+    appearances are all approved, those of others' cameos by the verified approvals named in
+    `approved` (graph.appearances.approved_key)."""
+    params = {
+        "authorId": author_id,
+        "id": clip_id,
+        "now": now,
+        "approved": approved or [],
+        "from": list(from_states),
+    }
     return _clip(await db.write(PUBLISH, params))
 
 

@@ -16,14 +16,18 @@ import time
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from conftest import GraphQLClient, Worker, active_cameo, purge_render_queue, start_worker
 from ulid import ULID
 
 from consent import plan_cameo_uses
-from consent.tokens import revoke_jti_sync
+from consent.approvals import publish_if_approved
+from consent.tokens import mint_approval_token, revoke_jti_sync
 from events.notifications import stream_key
+from graph import appearances as appearance_repo
 from graph import cameos as cameo_repo
 from graph import clips as clip_repo
+from graph.appearances import approved_key
 from graph.driver import Cypher, driver_for
 from media.store import open_media_store
 from resolvers.ids import decode_id, encode_id
@@ -275,3 +279,115 @@ async def test_the_worker_refuses_a_revoked_jti_and_renders_a_good_token(
     # a worker with no consent runtime renders no likeness at all
     bare = await _featuring_clip(graph, services, raw(author), cameo, lambda u, p: None)
     assert await asyncio.to_thread(_render, settings, bare, consent=False) == "failed"
+
+
+# --- publishing: blocks, deleted cameos, racing approvals, audience changes
+
+BLOCK = "mutation($u: ID!) { blockUser(userId: $u) { id } }"
+DELETE_CAMEO = "mutation { deleteCameo { id state } }"
+APPROVAL_OF = Cypher(
+    """
+MATCH (:Clip {id: $id})-[f:FEATURES]->(m:Cameo)
+RETURN m.id AS cameoId, f.approval AS approval, f.approvalJti AS jti
+"""
+)
+
+
+async def test_a_block_after_approval_keeps_the_clip_unpublished(
+    gql, graph, services, worker
+) -> None:
+    ann, carl = await gql.sign_up("ann"), await gql.sign_up("carl")
+    cameo = await cameo_of(graph, services, ann)
+    clip = await draft(gql, carl.token, "ann at the market", cameoIds=[cameo])
+    pending = await draft(gql, carl.token, "ann at the station", cameoIds=[cameo])
+    await gql.ok(APPROVE, {"id": clip["id"]}, ann.token)  # approved while still a DRAFT
+    await gql.ok(PUBLISH, {"id": pending["id"]}, carl.token)
+    await gql.ok(BLOCK, {"u": carl.id}, ann.token)  # blocks always win
+
+    code, message = await gql.error(PUBLISH, {"id": clip["id"]}, carl.token)
+    assert code == "CONSENT_REQUIRED" and "blocked" in message
+    code, message = await gql.error(APPROVE, {"id": pending["id"]}, ann.token)
+    assert code == "FORBIDDEN" and "blocked" in message
+    # the statement's own guard refuses it too, given the approval's verified key
+    raw_id = decode_id(clip["id"], "Clip")
+    edge = (await graph.read(APPROVAL_OF, {"id": raw_id}))[0]
+    assert edge["approval"] == "APPROVED"
+    key = approved_key(edge["cameoId"], edge["jti"])
+    assert await clip_repo.publish(graph, raw(carl), raw_id, 1, approved=[key]) is None
+    assert (await gql.ok(CLIP, {"id": clip["id"]}, carl.token))["clip"]["state"] == "DRAFT"
+
+
+async def test_a_draft_of_the_authors_own_deleted_cameo_cannot_be_published(
+    gql, graph, services, worker
+) -> None:
+    me = await gql.sign_up("me")
+    cameo = await cameo_of(graph, services, me, audience="ONLY_ME")
+    clip = await draft(gql, me.token, "me in the snow", cameoIds=[cameo])
+    await gql.ok(DELETE_CAMEO, token=me.token)
+    code, message = await gql.error(PUBLISH, {"id": clip["id"]}, me.token)
+    assert code == "CONSENT_REQUIRED" and "deleted" in message
+
+
+async def test_two_racing_last_approvals_still_publish(
+    gql, graph, services, settings, worker
+) -> None:
+    ann, bob, carl = [await gql.sign_up(n) for n in ("ann", "bob", "carl")]
+    cameos = [await cameo_of(graph, services, owner) for owner in (ann, bob)]
+    clip = await draft(gql, carl.token, "two friends", cameoIds=cameos)
+    await gql.ok(PUBLISH, {"id": clip["id"]}, carl.token)
+    raw_id = decode_id(clip["id"], "Clip")
+    sha256 = (await clip_repo.clips_by_ids(graph, [raw_id]))[raw_id]["sha256"]
+    # each owner's statement ran on a read made before the other's approval was written
+    for owner, cameo in zip((ann, bob), cameos, strict=True):
+        cameo_id = decode_id(cameo, "Cameo")
+        epoch = (await cameo_repo.usable_cameos(graph, raw(owner), [cameo_id], 1))[0]["epoch"]
+        token, jti = mint_approval_token(
+            services.consent_keys, clip_id=raw_id, cameo_id=cameo_id, epoch=epoch,
+            owner_id=raw(owner), sha256=sha256, ttl_s=600, now_ms=int(time.time() * 1000),
+        )  # fmt: skip
+        params = {"id": raw_id, "cameoId": cameo_id, "ownerId": raw(owner), "epoch": epoch,
+                  "sha256": sha256, "token": token, "jti": jti, "now": 1,
+                  "approved": [approved_key(cameo_id, jti)]}  # fmt: skip
+        written = await appearance_repo.approve(graph, params)
+        assert written["state"] == "AWAITING_APPROVAL"  # neither saw the other's approval
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        done = await publish_if_approved(graph, services.consent_keys, client, raw_id, 2)
+    finally:
+        await client.aclose()
+    assert done is not None and done["state"] == "PUBLISHED"
+
+
+async def test_an_audience_change_asks_again_for_approvals_already_given(
+    gql, graph, services, worker, sync_redis
+) -> None:
+    ann, carl = await gql.sign_up("ann"), await gql.sign_up("carl")
+    cameo = await cameo_of(graph, services, ann)
+    clip = await draft(gql, carl.token, "ann on a bike", cameoIds=[cameo])
+    await gql.ok(APPROVE, {"id": clip["id"]}, ann.token)
+    await gql.ok(AUDIENCE, {"a": "APPROVED"}, ann.token)  # narrowed: uses of others stop
+    asked = (await gql.ok(PUBLISH, {"id": clip["id"]}, carl.token))["publishClip"]
+    assert asked["state"] == "AWAITING_APPROVAL"
+    assert kinds_about(sync_redis, ann, clip["id"]) == ["APPEARANCE_REQUESTED"]
+    done = (await gql.ok(APPROVE, {"id": clip["id"]}, ann.token))["approveAppearance"]
+    assert done["state"] == "PUBLISHED"
+
+
+async def test_an_audience_change_stops_others_renders_not_the_owners_own(
+    gql, graph, services, settings
+) -> None:
+    owner, grantee = await gql.sign_up("owner"), await gql.sign_up("grantee")
+    cameo = await active_cameo(graph, services.media, raw(owner), audience="APPROVED")
+    now = int(time.time() * 1000)
+    assert await cameo_repo.create_grant(
+        graph, owner_id=raw(owner), grantee_id=raw(grantee), grant_id=str(ULID()), now=now,
+        expires_at=None,
+    )  # fmt: skip
+    own = await _featuring_clip(graph, services, raw(owner), cameo, lambda u, p: None)
+    others = await _featuring_clip(graph, services, raw(grantee), cameo, lambda u, p: None)
+    # widened: the grantee may still use it, but tokens minted before the change stop
+    assert await cameo_repo.set_audience(graph, raw(owner), "EVERYONE")
+    assert await asyncio.to_thread(_render, settings, own) == "rendered"
+    assert await asyncio.to_thread(_render, settings, others) == "failed"
+    found = await clip_repo.clips_by_ids(graph, [own, others])
+    assert found[own]["state"] == "DRAFT" and found[others]["state"] == "FAILED"
