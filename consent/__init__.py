@@ -169,7 +169,8 @@ def check_render_uses(
             )
         except TokenRejected as rejected:
             raise ConsentWithdrawn(withdrawn_reason(handle)) from rejected
-        own = use.get("ownerId") == clip["authorId"]
+        # the owner's own use, as the signed claims and the graph both say
+        own = claims.get("owner") == use.get("ownerId") == clip["authorId"]
         current = usable.get(use["cameoId"])
         if is_revoked(claims["jti"]) or current is None or (not own and current != claims["epoch"]):
             raise ConsentWithdrawn(withdrawn_reason(handle))

@@ -391,3 +391,29 @@ async def test_an_audience_change_stops_others_renders_not_the_owners_own(
     assert await asyncio.to_thread(_render, settings, others) == "failed"
     found = await clip_repo.clips_by_ids(graph, [own, others])
     assert found[own]["state"] == "DRAFT" and found[others]["state"] == "FAILED"
+
+
+EXPIRE_GRANTS = Cypher(
+    """
+MATCH (:Cameo {id: $cameoId})-[g:GRANTED_TO]->(:User)
+SET g.expiresAt = 1
+RETURN g.grantId AS id
+"""
+)
+
+
+async def test_a_grant_that_expires_before_the_render_fails_it(
+    gql, graph, services, settings
+) -> None:
+    owner, grantee = await gql.sign_up("owner"), await gql.sign_up("grantee")
+    cameo = await active_cameo(graph, services.media, raw(owner), audience="APPROVED")
+    now = int(time.time() * 1000)
+    assert await cameo_repo.create_grant(
+        graph, owner_id=raw(owner), grantee_id=raw(grantee), grant_id=str(ULID()), now=now,
+        expires_at=now + 3_600_000,
+    )  # fmt: skip
+    clip_id = await _featuring_clip(graph, services, raw(grantee), cameo, lambda u, p: None)
+    assert await graph.write(EXPIRE_GRANTS, {"cameoId": cameo})  # it ran out while queued
+    assert await asyncio.to_thread(_render, settings, clip_id) == "failed"
+    clip = (await clip_repo.clips_by_ids(graph, [clip_id]))[clip_id]
+    assert clip["state"] == "FAILED" and owner.handle in clip["failureReason"]
