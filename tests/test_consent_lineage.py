@@ -417,3 +417,44 @@ async def test_a_grant_that_expires_before_the_render_fails_it(
     assert await asyncio.to_thread(_render, settings, clip_id) == "failed"
     clip = (await clip_repo.clips_by_ids(graph, [clip_id]))[clip_id]
     assert clip["state"] == "FAILED" and owner.handle in clip["failureReason"]
+
+
+REJECT = "mutation($id: ID!) { rejectAppearance(clipId: $id) { id state } }"
+
+
+async def test_client_mistakes_get_clear_codes_and_change_nothing(
+    gql, graph, services, settings
+) -> None:
+    owner, author, other = [await gql.sign_up(n) for n in ("owner", "author", "other")]
+    cameo = await active_cameo(graph, services.media, raw(owner))
+    queued = encode_id(
+        "Clip", await _featuring_clip(graph, services, raw(author), cameo, lambda u, p: None)
+    )
+    for mutation in (APPROVE, REJECT):  # no video yet: nothing to decide on
+        code, message = await gql.error(mutation, {"id": queued}, owner.token)
+        assert code == "CONFLICT" and "QUEUED" in message
+    for bad in (owner.id, "not-an-id", encode_id("Clip", "01JNOSUCHCLIP0000000000000")):
+        for mutation in (APPROVE, REJECT, REMOVE):
+            code, _ = await gql.error(mutation, {"id": bad}, owner.token)
+            assert code in ("NOT_FOUND", "BAD_USER_INPUT"), (bad, code)
+    for mutation in (APPROVE, REJECT, REMOVE):  # not featured in it
+        code, _ = await gql.error(mutation, {"id": queued}, other.token)
+        assert code == "NOT_FOUND"
+    unchanged = (await gql.ok(CLIP, {"id": queued}, author.token))["clip"]
+    assert unchanged["state"] == "QUEUED" and unchanged["cameos"][0]["approval"] == "PENDING"
+
+    drafted = await _featuring_clip(graph, services, raw(author), cameo, lambda u, p: None)
+    assert await asyncio.to_thread(_render, settings, drafted) == "rendered"
+    drafted = encode_id("Clip", drafted)
+    assert (await gql.ok(REJECT, {"id": drafted}, owner.token))["rejectAppearance"]
+    code, message = await gql.error(REJECT, {"id": drafted}, owner.token)
+    assert code == "CONFLICT" and "REJECTED" in message
+    state = (await gql.ok(CLIP, {"id": drafted}, author.token))["clip"]
+    assert state["state"] == "DRAFT" and state["cameos"][0]["approval"] == "REJECTED"
+    # the owner may change their mind; the author still cannot decide for them
+    code, _ = await gql.error(APPROVE, {"id": drafted}, author.token)
+    assert code == "NOT_FOUND"  # it features no cameo of theirs
+    assert (await gql.ok(APPROVE, {"id": drafted}, owner.token))["approveAppearance"]
+    assert (await gql.ok(PUBLISH, {"id": drafted}, author.token))["publishClip"]["state"] == (
+        "PUBLISHED"
+    )
