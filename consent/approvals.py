@@ -216,7 +216,13 @@ async def approve_appearance(
     if clip["state"] not in appearance_repo.UNPUBLISHED_WITH_VIDEO:
         raise Conflict(f"only a rendered, unpublished clip can be approved; it is {clip['state']}")
     if appearance["approval"] == "APPROVED":
-        raise Conflict("you already approved this clip")
+        if await _approval_holds(keyring, redis, clip, appearance):
+            raise Conflict("you already approved this clip")
+        # an approval that no longer counts (given before an audience change, or expired)
+        # is asked for again: this owner may give it again now
+        own_key = approved_key(appearance["cameoId"], appearance.get("approvalJti"))
+        await appearance_repo.reset_stale_approvals(db, clip_id, [own_key])
+        appearance = {**appearance, "approval": "PENDING"}
     if appearance["approval"] == "REVOKED":
         raise Conflict("your consent to this clip was revoked; it cannot be approved")
     if appearance["cameoState"] != "ACTIVE":

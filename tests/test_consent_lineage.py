@@ -366,6 +366,12 @@ async def test_an_audience_change_asks_again_for_approvals_already_given(
     clip = await draft(gql, carl.token, "ann on a bike", cameoIds=[cameo])
     await gql.ok(APPROVE, {"id": clip["id"]}, ann.token)
     await gql.ok(AUDIENCE, {"a": "APPROVED"}, ann.token)  # narrowed: uses of others stop
+    # her approval no longer counts, so approving again is no conflict (it just stays a DRAFT)
+    again = (await gql.ok(APPROVE, {"id": clip["id"]}, ann.token))["approveAppearance"]
+    assert again["state"] == "DRAFT"
+    code, _ = await gql.error(APPROVE, {"id": clip["id"]}, ann.token)
+    assert code == "CONFLICT"  # while this one holds
+    await gql.ok(AUDIENCE, {"a": "EVERYONE"}, ann.token)
     asked = (await gql.ok(PUBLISH, {"id": clip["id"]}, carl.token))["publishClip"]
     assert asked["state"] == "AWAITING_APPROVAL"
     assert kinds_about(sync_redis, ann, clip["id"]) == ["APPEARANCE_REQUESTED"]
