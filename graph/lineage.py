@@ -13,11 +13,13 @@ return every state, with the author, so one read serves every viewer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from graph.driver import Cypher, GraphDriver, Row
 
 __all__ = [
+    "NO_DESCENDANTS",
+    "Descendants",
     "ancestors",
     "blocked_either_way",
     "blockers_of",
@@ -36,20 +38,23 @@ RETURN id, length(path) AS depth, p {.*, authorId: a.id} AS clip
 """
 )
 
-# every PUBLISHED descendant of each clip: its id and its parent's. Rows as narrow as the
-# tree needs: on a 10k-node tree each further column costs about as much as the walk itself
-# (the full rows of the nodes shown are read by id afterwards; ids are time-ordered ULIDs,
-# so they also order siblings newest first). The filter sits
-# after WITH: written in the MATCH's WHERE, FalkorDB planned it as a scan of the state index
-# (every published clip in the graph) and ran three times slower. `*0..` lets p be the
-# starting clip itself, so one pattern gives every (parent, remix) pair of the tree.
+# every PUBLISHED descendant of each clip: its id and its parent's, as one row per clip of
+# two parallel lists. As narrow as the tree needs: on a 10k-node tree each further column
+# costs about as much as the walk itself, and 10k rows cost the client more to decode than
+# two lists of 10k strings (on the 100k seed, 11,512 descendants: 70-140 ms as rows, 50-65 ms
+# as lists). Full rows of the nodes shown are read by id afterwards, and only when a field
+# other than the id is asked; ids are time-ordered ULIDs, so they also order siblings newest
+# first. The filter sits after WITH: written in the MATCH's WHERE, FalkorDB planned it as a
+# scan of the state index (every published clip in the graph) and ran three times slower.
+# `*0..` lets p be the starting clip itself, so one pattern gives every (parent, remix) pair
+# of the tree. A clip without published descendants has no row.
 DESCENDANTS = Cypher(
     """
 UNWIND $ids AS rootId
 MATCH (:Clip {id: rootId})<-[:REMIX_OF*0..]-(p:Clip)<-[:REMIX_OF]-(d:Clip)
 WITH rootId, p, d
 WHERE d.state = 'PUBLISHED'
-RETURN rootId, d.id AS id, p.id AS parentId
+RETURN rootId, collect(d.id) AS ids, collect(p.id) AS parentIds
 """
 )
 
@@ -114,11 +119,21 @@ async def ancestors(db: GraphDriver, ids: list[str]) -> dict[str, list[Row]]:
     return found
 
 
-async def descendants(db: GraphDriver, ids: list[str]) -> dict[str, list[Row]]:
-    """Per clip id, its PUBLISHED descendants as rows {id, parentId}."""
-    found: dict[str, list[Row]] = {i: [] for i in ids}
+class Descendants(NamedTuple):
+    """A clip's PUBLISHED descendants: ids[i] is a remix of parent_ids[i]."""
+
+    ids: list[str]
+    parent_ids: list[str]
+
+
+NO_DESCENDANTS = Descendants([], [])
+
+
+async def descendants(db: GraphDriver, ids: list[str]) -> dict[str, Descendants]:
+    """Per clip id, its PUBLISHED descendants (any order)."""
+    found = dict.fromkeys(ids, NO_DESCENDANTS)
     for row in await db.read(DESCENDANTS, {"ids": ids}):
-        found[row.pop("rootId")].append(row)
+        found[row["rootId"]] = Descendants(row["ids"], row["parentIds"])
     return found
 
 

@@ -115,6 +115,36 @@ async def test_remix_tree_is_breadth_first_and_bounded(gql: GraphQLClient, famil
     assert (sub["size"], sub["maxDepth"], sub["truncated"]) == (2, 1, True)
 
 
+async def test_a_tree_of_ids_reads_no_clip_rows_and_other_fields_read_them(
+    gql: GraphQLClient, family, services
+) -> None:
+    """`nodes { clip { id } }` is answered from the walk; a clip field beyond the id (asked
+    directly or through a fragment) reads the shown clips' rows, in one more round trip."""
+    f = family
+    fragment = """query($id: ID!) { remixTree(clipId: $id) { ...T } }
+      fragment T on RemixTree { nodes { depth clip { ... on Node { id } ...C } } }
+      fragment C on Clip { prompt author { handle } }"""
+    inline = """query($id: ID!) { remixTree(clipId: $id) {
+      nodes { clip { __typename id ... on Clip { state } } } } }"""
+    costs, answers = {}, {}
+    for name, query in (("ids", TREE), ("fragment", fragment), ("inline", inline)):
+        before = services.graph.round_trips
+        answers[name] = (await gql.ok(query, {"id": _gid(f["O"])}))["remixTree"]["nodes"]
+        costs[name] = services.graph.round_trips - before
+    # the clip row of the root, the walk: two reads; the shown clips' rows one more (and
+    # their authors one more again)
+    assert (costs["ids"], costs["inline"], costs["fragment"]) == (2, 3, 4), costs
+    order = [f["O"], f["C"], f["A"], f["B"]]
+    assert [decode_id(n["clip"]["id"], "Clip") for n in answers["ids"]] == order
+    assert [decode_id(n["clip"]["id"], "Clip") for n in answers["fragment"]] == order
+    assert {n["clip"]["prompt"] for n in answers["fragment"]} == {"a clip in a lineage"}
+    handles = [n["clip"]["author"]["handle"] for n in answers["fragment"]]
+    assert handles == [f[u].handle for u in ("u1", "u2", "u2", "u3")]
+    assert {(n["clip"]["__typename"], n["clip"]["state"]) for n in answers["inline"]} == {
+        ("Clip", "PUBLISHED")
+    }
+
+
 async def test_bad_arguments_are_client_errors(gql: GraphQLClient, family) -> None:
     for bad in (0, -1, 10_001):
         code, message = await gql.error(TREE, {"id": _gid(family["O"]), "max": bad})
