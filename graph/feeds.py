@@ -16,6 +16,7 @@ __all__ = [
     "for_you_candidates",
     "for_you_viewer",
     "popularity_rows",
+    "recent_clip_count",
     "visible_feed_clips",
 ]
 
@@ -62,6 +63,21 @@ LIMIT $limit
 OPTIONAL MATCH (c)-[:REMIX_OF]->(p:Clip)
 RETURN c {.*, authorId: a.id, parentId: p.id} AS clip, c.publishedAt AS at, c.id AS id
 ORDER BY at DESC, id DESC
+"""
+)
+
+# How many published clips (of the mood) were published since $since, counting no further
+# than $enough: sizes FOLLOWING's recent window in a process where no FOR_YOU ranking has
+# (the publishedAt index; at most a few times $enough entries are read)
+RECENT_CLIPS_SINCE = Cypher(
+    """
+MATCH (c:Clip)
+WHERE c.publishedAt >= $since
+WITH c
+WHERE c.state = 'PUBLISHED' AND ($mood IS NULL OR $mood IN c.moods)
+WITH c
+LIMIT $enough
+RETURN count(c) AS n
 """
 )
 
@@ -173,6 +189,12 @@ async def following_page(
         if len(rows) >= limit:
             return rows
     return await db.read(FOLLOWING_PAGE, params)
+
+
+async def recent_clip_count(db: GraphDriver, mood: str | None, since: int, enough: int) -> int:
+    """Published clips (of the mood) published since `since`, counted up to `enough`."""
+    rows = await db.read(RECENT_CLIPS_SINCE, {"mood": mood, "since": since, "enough": enough})
+    return rows[0]["n"] if rows else 0
 
 
 async def for_you_viewer(db: GraphDriver, viewer_id: str) -> tuple[list[str], list[str]]:

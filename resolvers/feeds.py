@@ -2,10 +2,12 @@
 
 FOLLOWING pages by the keyset (publishedAt, id) of PUBLISHED clips by people the viewer
 follows; it needs a signed-in viewer (UNAUTHENTICATED otherwise: an anonymous viewer follows
-nobody). On a large graph a page is first read from the recent window FOR_YOU sized (the
-publishedAt index), and from all of the viewer's follows only when that window holds less
-than a page. A clip published between two pages is newer than any cursor, so it never shifts a
-later page: no duplicates, no skips.
+nobody). On a large graph a page is first read from the recent window (the publishedAt
+index), and from all of the viewer's follows only when that window holds less than a page.
+The window is the one the last FOR_YOU ranking of the mood sized in this process or, when
+none did within WINDOW_TTL_S, one sized by counting the newest clips (_size_window). A clip
+published between two pages is newer than any cursor, so it never shifts a later page: no
+duplicates, no skips.
 
 FOR_YOU is ranked once per first page and then read by position. What is guaranteed:
 - The first page (no `after`) ranks candidates, never every clip: the newest RECENT_CLIPS
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -65,6 +68,7 @@ __all__ = [
     "RECENT_CLIPS",
     "SNAPSHOT_TTL_S",
     "VIEWER_CONTEXT_TTL_S",
+    "WINDOW_TTL_S",
     "diversify",
     "following_feed",
     "for_you_feed",
@@ -84,9 +88,11 @@ _FOLLOWING, _FOR_YOU = "F", "Y"  # the first value of each kind's cursor
 _KIND_NAMES = {_FOLLOWING: "FOLLOWING", _FOR_YOU: "FOR_YOU"}
 _SNAPSHOT_KEY = "reelgraph:feed:for-you:{}"
 _CONTEXT_KEY = "reelgraph:feed:for-you-viewer:{}"
+WINDOW_TTL_S = 600  # FOLLOWING sizes the window again when no ranking did for this long
 # per mood, how far back the newest clips are read (None: no bound); adapted after each
 # ranking to the publishing rate, so the window holds a few times RECENT_CLIPS clips
 _windows: dict[str | None, int | None] = {}
+_sized_at: dict[str | None, float] = {}  # per mood, time.monotonic() it was last sized
 
 
 def _mood(mood: str | None) -> str | None:
@@ -120,9 +126,9 @@ async def following_feed(
     mood = _mood(mood)
     cursor = _cursor(after, _FOLLOWING)
     viewer_id = ctx.require_viewer()
-    # the recent window FOR_YOU sized (a few hundred of the newest clips of the mood), below
-    # the cursor; none before a FOR_YOU ranking sized one or on a small graph
-    window = _windows.get(mood)
+    # the recent window (a few hundred of the newest clips of the mood), below the cursor;
+    # none on a small graph
+    window = await _following_window(ctx, mood)
     since = None
     if window is not None:
         since = (cursor[0] if cursor else now_ms()) - window  # type: ignore[index]
@@ -139,6 +145,30 @@ async def following_feed(
         ctx.loaders.clip_by_id.prime(row["clip"]["id"], row["clip"])
     items = [(encode_cursor(_FOLLOWING, r["at"], r["clip"]["id"]), r["clip"]) for r in shown]
     return Page(items, len(rows) > limit)
+
+
+async def _following_window(ctx: Context, mood: str | None) -> int | None:
+    """The mood's recent window: the last ranking's, or sized here when none is recent."""
+    sized_at = _sized_at.get(mood)
+    if sized_at is not None and time.monotonic() - sized_at < WINDOW_TTL_S:
+        return _windows.get(mood)
+    window = await _size_window(ctx, mood, now_ms())
+    _windows[mood], _sized_at[mood] = window, time.monotonic()
+    return window
+
+
+async def _size_window(ctx: Context, mood: str | None, now: int) -> int | None:
+    """The narrowest window of MIN_WINDOW_MS x 4^k holding RECENT_CLIPS clips of the mood (at
+    the same publishing rate, RECENT_CLIPS to 4 x RECENT_CLIPS: the band the rankings keep
+    it in, _next_window); None (no bound) when even MAX_WINDOW_MS holds fewer. At most
+    seven counts of a few hundred index entries each."""
+    window = MIN_WINDOW_MS
+    while window <= MAX_WINDOW_MS:
+        db, since = ctx.services.graph, now - window
+        if await feed_repo.recent_clip_count(db, mood, since, RECENT_CLIPS) >= RECENT_CLIPS:
+            return window
+        window *= 4
+    return None
 
 
 def diversify(
@@ -232,6 +262,7 @@ async def _rank(ctx: Context, viewer_id: str | None, mood: str | None) -> tuple[
     # no rows at all: an empty window (and nothing popular) says nothing else; widen it
     in_window, edge = (rows[0]["inWindow"], rows[0]["edge"]) if rows else (0, None)
     _windows[mood] = _next_window(window, in_window, edge, now)
+    _sized_at[mood] = time.monotonic()
     ranked = rank_candidates(rows, followed, fof, now)[:FOR_YOU_CANDIDATES]
     ids = [row["id"] for row in diversify(ranked)]
     token = secrets.token_urlsafe(12)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
@@ -543,4 +544,30 @@ async def test_following_read_from_a_recent_window_is_the_same_feed(
 
     # through the feed, page after page (each cursor moves the window down with it)
     monkeypatch.setitem(feed_resolvers._windows, None, 2 * HOUR)
+    monkeypatch.setitem(feed_resolvers._sized_at, None, time.monotonic())
     assert _ids(await _all(gql, "FOLLOWING", viewer.token, first=2)) == expected
+
+
+async def test_following_sizes_its_window_where_no_for_you_ranking_did(
+    gql: GraphQLClient, graph, monkeypatch
+) -> None:
+    """In a process where no FOR_YOU ranking sized the recent window, the first FOLLOWING page
+    sizes it by counting the newest clips (the narrowest MIN_WINDOW_MS x 4^k holding
+    RECENT_CLIPS, here 3); the pages are the same as without a window."""
+    from resolvers import feeds as feed_resolvers
+
+    monkeypatch.setattr(feed_resolvers, "RECENT_CLIPS", 3)
+    monkeypatch.setattr(feed_resolvers, "_windows", {})
+    monkeypatch.setattr(feed_resolvers, "_sized_at", {})
+    viewer, ann = [await gql.sign_up(p) for p in ("v", "ann")]
+    await gql.ok(FOLLOW, {"id": ann.id}, viewer.token)
+    now = now_ms()
+    recent = [await _clip(graph, ann, now - i * MINUTE) for i in range(1, 5)]
+    old = [await _clip(graph, ann, now - (30 + i) * HOUR) for i in range(2)]
+    # page after page: the window moves down with the cursor, the last pages fall back
+    assert _ids(await _all(gql, "FOLLOWING", viewer.token, first=2)) == recent + old
+    assert feed_resolvers._windows == {None: MIN_WINDOW_MS}  # 4 clips in the last 15 min
+    # a mood has a window of its own
+    gaming = await _clip(graph, ann, now - 40 * HOUR, moods=["gaming"])
+    assert _ids(await _all(gql, "FOLLOWING", viewer.token, mood="gaming")) == [gaming]
+    assert "gaming" in feed_resolvers._windows
