@@ -464,3 +464,43 @@ async def test_client_mistakes_get_clear_codes_and_change_nothing(
     assert (await gql.ok(PUBLISH, {"id": drafted}, author.token))["publishClip"]["state"] == (
         "PUBLISHED"
     )
+
+
+async def test_an_approval_racing_a_revocation_or_an_audience_change_is_refused(
+    gql, graph, services, settings
+) -> None:
+    """The approval statement re-checks what approveAppearance read: a grant revoked or an
+    audience changed between that read and the write leaves nothing approved."""
+    owner, grantee = await gql.sign_up("owner"), await gql.sign_up("grantee")
+    cameo = await active_cameo(graph, services.media, raw(owner), audience="APPROVED")
+    now = int(time.time() * 1000)
+    grant = await cameo_repo.create_grant(
+        graph, owner_id=raw(owner), grantee_id=raw(grantee), grant_id=str(ULID()), now=now,
+        expires_at=None,
+    )  # fmt: skip
+    clips = []
+    for _ in range(2):
+        clip_id = await _featuring_clip(graph, services, raw(grantee), cameo, lambda u, p: None)
+        assert await asyncio.to_thread(_render, settings, clip_id) == "rendered"
+        clips.append((await clip_repo.clips_by_ids(graph, [clip_id]))[clip_id])
+
+    def approval_of(clip: dict, epoch: int) -> dict:  # what approveAppearance read and signed
+        token, jti = mint_approval_token(
+            services.consent_keys, clip_id=clip["id"], cameo_id=cameo, epoch=epoch,
+            owner_id=raw(owner), sha256=clip["sha256"], ttl_s=600, now_ms=now,
+        )  # fmt: skip
+        return {"id": clip["id"], "cameoId": cameo, "ownerId": raw(owner), "epoch": epoch,
+                "sha256": clip["sha256"], "token": token, "jti": jti, "now": now,
+                "approved": [approved_key(cameo, jti)]}  # fmt: skip
+
+    first = approval_of(clips[0], 1)
+    assert await cameo_repo.set_audience(graph, raw(owner), "MUTUALS")  # epoch 1 -> 2
+    assert await appearance_repo.approve(graph, first) is None
+    second = approval_of(clips[1], 2)
+    assert await cameo_repo.revoke_grant(graph, raw(owner), grant["id"], now)
+    assert await appearance_repo.approve(graph, second) is None
+    for clip in clips:
+        edge = (await graph.read(APPROVAL_OF, {"id": clip["id"]}))[0]
+        assert edge["approval"] in ("PENDING", "REVOKED") and edge["jti"] is None
+    edge = (await graph.read(APPROVAL_OF, {"id": clips[1]["id"]}))[0]
+    assert edge["approval"] == "REVOKED"
