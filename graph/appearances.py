@@ -1,7 +1,8 @@
 """Appearances: the FEATURES edges between clips and the cameos they feature.
 
 `(:Clip)-[:FEATURES {approval, decidedAt, epoch, renderJti, renderToken, approvalJti,
-approvalToken, approvedSha256}]->(:Cameo)`; approval PENDING | APPROVED | REJECTED | REVOKED.
+approvalToken, approvedSha256, approvalEpoch}]->(:Cameo)`; approval PENDING | APPROVED |
+REJECTED | REVOKED; approvalEpoch is the cameo's consent epoch the approval was given under.
 createClip writes them (graph.clips); this module holds the owners' decisions, the clip's
 move to AWAITING_APPROVAL, the inbox, and the reads the worker and the resolvers need.
 
@@ -114,7 +115,7 @@ WITH c
 MATCH (c)-[f:FEATURES]->(m:Cameo)
 WHERE f.approval = 'APPROVED' AND (m.id + ':' + coalesce(f.approvalJti, '')) IN $stale
 SET f.approval = 'PENDING', f.decidedAt = null, f.approvalToken = null, f.approvalJti = null,
-    f.approvedSha256 = null
+    f.approvedSha256 = null, f.approvalEpoch = null
 RETURN m.id AS cameoId
 """
 )
@@ -130,7 +131,7 @@ MATCH (c)-[f:FEATURES]->(m:Cameo {id: $cameoId})<-[:OWNS]-(:User {id: $ownerId})
 WHERE c.state IN ['DRAFT', 'AWAITING_APPROVAL'] AND c.sha256 = $sha256
   AND f.approval IN ['PENDING', 'REJECTED'] AND m.state = 'ACTIVE' AND m.consentEpoch = $epoch
 SET f.approval = 'APPROVED', f.decidedAt = $now, f.approvalToken = $token,
-    f.approvalJti = $jti, f.approvedSha256 = $sha256
+    f.approvalJti = $jti, f.approvedSha256 = $sha256, f.approvalEpoch = $epoch
 WITH DISTINCT a, c
 """
     + APPROVALS_UNMET
@@ -175,14 +176,18 @@ RETURN t {.*, authorId: ta.id} AS clip
 """
 )
 
-# clips awaiting the viewer's approval, newest request first (keyset on updatedAt, id)
+# clips awaiting the viewer's approval, newest request first (keyset on updatedAt, id):
+# pending ones, and ones the viewer approved before changing their audience (that approval
+# no longer counts, so the clip waits for them again)
 INBOX_PAGE = Cypher(
     """
-MATCH (:User {id: $ownerId})-[:OWNS]->(:Cameo)<-[f:FEATURES]-(c:Clip)
-WHERE c.state = 'AWAITING_APPROVAL' AND f.approval = 'PENDING'
+MATCH (:User {id: $ownerId})-[:OWNS]->(m:Cameo)<-[f:FEATURES]-(c:Clip)<-[:POSTED]-(a:User)
+WHERE c.state = 'AWAITING_APPROVAL' AND a.id <> $ownerId
+  AND (f.approval = 'PENDING'
+       OR (f.approval = 'APPROVED'
+           AND coalesce(f.approvalEpoch, m.consentEpoch) <> m.consentEpoch))
   AND ($afterAt IS NULL OR c.updatedAt < $afterAt
        OR (c.updatedAt = $afterAt AND c.id < $afterId))
-MATCH (a:User)-[:POSTED]->(c)
 RETURN DISTINCT c {.*, authorId: a.id} AS clip, c.updatedAt AS at
 ORDER BY at DESC, clip.id DESC
 LIMIT $limit

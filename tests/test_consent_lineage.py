@@ -41,6 +41,7 @@ PUBLISH = "mutation($id: ID!) { publishClip(clipId: $id) { id state } }"
 APPROVE = "mutation($id: ID!) { approveAppearance(clipId: $id) { id state } }"
 REMOVE = "mutation($id: ID!) { removeAppearance(clipId: $id) { id state } }"
 AUDIENCE = "mutation($a: CameoAudience!) { setCameoAudience(audience: $a) { audience } }"
+INBOX = "{ cameoInbox(first: 10) { edges { node { id } } } }"
 
 RENDER_JTI = Cypher(
     """
@@ -376,6 +377,22 @@ async def test_an_audience_change_asks_again_for_approvals_already_given(
     assert asked["state"] == "AWAITING_APPROVAL"
     assert kinds_about(sync_redis, ann, clip["id"]) == ["APPEARANCE_REQUESTED"]
     done = (await gql.ok(APPROVE, {"id": clip["id"]}, ann.token))["approveAppearance"]
+    assert done["state"] == "PUBLISHED"
+
+    # a clip that awaits another owner too: her approval, given before her next audience
+    # change, no longer counts, so the clip is back in her inbox
+    bob = await gql.sign_up("bob")
+    both = [cameo, await cameo_of(graph, services, bob)]
+    waiting = await draft(gql, carl.token, "ann and bob", cameoIds=both)
+    await gql.ok(PUBLISH, {"id": waiting["id"]}, carl.token)
+    await gql.ok(APPROVE, {"id": waiting["id"]}, ann.token)
+    assert (await gql.ok(INBOX, {}, ann.token))["cameoInbox"]["edges"] == []
+    await gql.ok(AUDIENCE, {"a": "MUTUALS"}, ann.token)
+    inbox = (await gql.ok(INBOX, {}, ann.token))["cameoInbox"]["edges"]
+    assert [edge["node"]["id"] for edge in inbox] == [waiting["id"]]
+    assert (await gql.ok(INBOX, {}, carl.token))["cameoInbox"]["edges"] == []
+    await gql.ok(APPROVE, {"id": waiting["id"]}, ann.token)
+    done = (await gql.ok(APPROVE, {"id": waiting["id"]}, bob.token))["approveAppearance"]
     assert done["state"] == "PUBLISHED"
 
 
