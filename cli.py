@@ -101,6 +101,9 @@ def serve(settings: Settings, with_worker: bool, workers: int = 1) -> int:
             "log_level": "info",
             "lifespan": "on",
             "timeout_graceful_shutdown": 10,
+            # events are small JSON frames: compressing them saves little, and each socket's
+            # zlib contexts cost about 100 KiB (benchmarks/RESULTS.md, live subscriptions)
+            "ws_per_message_deflate": False,
         }
         if workers > 1:
             # N processes accept on one socket; each opens its own connections to the one
