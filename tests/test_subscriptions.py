@@ -25,7 +25,13 @@ import pytest
 import redis.asyncio as aredis
 import uvicorn
 import websockets
-from conftest import GraphQLClient, free_port, purge_render_queue, rendered_clip
+from conftest import (
+    GraphQLClient,
+    active_cameo,
+    free_port,
+    purge_render_queue,
+    rendered_clip,
+)
 from gated_renderer import Gate
 from test_render_worker import start_gated_worker
 from test_sockets import wait_until
@@ -51,6 +57,7 @@ PUBLISH = "mutation($id: ID!) { publishClip(clipId: $id) { id state } }"
 CREATE = "mutation($input: CreateClipInput!) { createClip(input: $input) { id state } }"
 POLL = """query($first: Int, $after: String) { notifications(first: $first, after: $after) {
   edges { cursor node { kind actor { handle } } } pageInfo { hasNextPage endCursor } } }"""
+DRAFT_STATE = "query($id: ID!) { clip(id: $id) { state failureReason } }"
 GRAPHQL_WS_DIR = Path(__file__).resolve().parent / "graphql_ws_client"
 
 
@@ -327,6 +334,54 @@ async def test_render_progress_follows_a_real_render_to_draft(
                 finished = (await client.next("n"))["notifications"]
             assert finished["kind"] == "RENDER_FINISHED"
             assert finished["clip"] == {"id": created["id"], "state": "DRAFT"}
+    finally:
+        gate.close()
+        worker.stop()
+
+
+async def test_a_cameo_owner_hears_of_a_draft_featuring_them_when_it_is_published(
+    gql: GraphQLClient,
+    server: Server,
+    graph: Any,
+    services: Any,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """The issue's newcomer scenario, over a real socket with a real render."""
+    purge_render_queue(settings)
+    worker = start_gated_worker(settings, tmp_path / "worker.log")
+    gate = Gate(settings.redis_url)
+    try:
+        owner, author = await gql.sign_up("owner"), await gql.sign_up("author")
+        owner_raw = decode_id(owner.id, "User")
+        cameo = encode_id("Cameo", await active_cameo(graph, services.media, owner_raw))
+        created = (
+            await gql.ok(
+                CREATE,
+                {
+                    "input": {
+                        "prompt": "a walk on the moon",
+                        "cameoIds": [cameo],
+                        "durationSeconds": 1,
+                    }
+                },
+                author.token,
+            )
+        )["createClip"]
+        raw_id = decode_id(created["id"], "Clip")
+        arrival = (await asyncio.to_thread(gate.reached, raw_id))["arrival"]
+        gate.order(raw_id, arrival, "render")
+        draft = await gql.wait_clip(DRAFT_STATE, author.token, created["id"], {"DRAFT", "FAILED"})
+        assert draft["state"] == "DRAFT", draft
+        async with Client.open(server.url, owner.token) as client:
+            await client.subscribe("n", NOTIFICATIONS)
+            await server.listening(notifications_channel(owner_raw))
+            published = (await gql.ok(PUBLISH, {"id": created["id"]}, author.token))["publishClip"]
+            assert published["state"] == "AWAITING_APPROVAL"
+            got = (await client.next("n"))["notifications"]
+        assert got["kind"] == "APPEARANCE_REQUESTED"
+        assert got["actor"]["handle"] == author.handle
+        assert got["clip"] == {"id": created["id"], "state": "AWAITING_APPROVAL"}
     finally:
         gate.close()
         worker.stop()
