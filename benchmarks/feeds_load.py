@@ -14,7 +14,9 @@ engine, then, in one run:
   same JSON through the same statements, alternating in --slices slices (req/s over all
   slices, the median slice's p50, the worst slice's p99); each page is 20 clips with
   author, counts and video. Each is requested once before wrk starts (a first FOR_YOU builds
-  the popularity index).
+  the popularity index). Beside each row, the CPU time per answered request of the process
+  that answered (the API, or the bare route's) and of the embedded engine (Linux /proc), so
+  a row says where its time went.
 
 The biggest tree and the chain root are found from the remix edges, read once through the
 running server's engine (the same way `reelgraph seed` reaches it).
@@ -94,6 +96,31 @@ def _wrk(url: str, seconds: int, script: Path | None = None) -> dict:
         "timeouts": int(timeouts.group(1)) if timeouts else 0,
         "errors": int(gql_errors.group(1)) if gql_errors else 0,
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0.0 where /proc cannot say."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _timed_wrk(url: str, seconds: int, script: Path, answerer: int, engine: int | None) -> dict:
+    """_wrk, with the CPU seconds the answering process and the engine spent meanwhile."""
+    before = (_cpu_s(answerer), _cpu_s(engine) if engine else 0.0)
+    result = _wrk(url, seconds, script)
+    result["cpu_api"] = _cpu_s(answerer) - before[0]
+    result["cpu_engine"] = (_cpu_s(engine) if engine else 0.0) - before[1]
+    return result
 
 
 def _script(tmp: Path, name: str, body: dict, token: str | None) -> Path:
@@ -229,7 +256,8 @@ def _merged(slices: list[dict], seconds: int) -> dict:
     """One row for several wrk slices: req/s over all of them, the median slice's p50, the
     worst slice's p99, counts summed."""
     p50s = sorted(_ms(r["p50"]) for r in slices)
-    out = {k: sum(r[k] for r in slices) for k in ("requests", "non2xx", "timeouts", "errors")}
+    counted = ("requests", "non2xx", "timeouts", "errors", "cpu_api", "cpu_engine")
+    out = {k: sum(r.get(k, 0) for r in slices) for k in counted}
     out["rps"] = out["requests"] / (seconds * len(slices))
     out["p50"] = f"{p50s[len(p50s) // 2]:.1f}ms"
     out["p99"] = f"{max(_ms(r['p99']) for r in slices):.1f}ms"
@@ -279,6 +307,7 @@ def main() -> None:
             tree_root, tree_size, chain_root = _trees(edges)
             print(f"{len(edges)} remix edges; viewers {viewers}", flush=True)
             bare_proc, bare = _start_bare(data_dir, env)
+            engine = next(iter(_children(server.pid)), None)  # the embedded engine, if any
             from graph.seed import SEED_PASSWORD
             from resolvers.ids import encode_id
 
@@ -331,14 +360,19 @@ def main() -> None:
             print(f"wrk -t2 -c16 -d{args.seconds}s --timeout 30s --latency", flush=True)
             print(
                 "| endpoint | req/s | requests | p50 | p99 | non-2xx | GraphQL errors | timeouts"
-                " | req/s vs /health | req/s vs bare |"
+                " | req/s vs /health | req/s vs bare | CPU ms/request: answering process, engine |"
             )
-            print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+            print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
 
             def row(name: str, r: dict, health: float, bare_rps: float | None) -> None:
                 cells = [f"{r['rps']:.1f}", r["requests"], r["p50"], r["p99"], r["non2xx"]]
                 cells += [r["errors"], r["timeouts"], f"{r['rps'] / health:.1%}"]
                 cells.append(f"{r['rps'] / bare_rps:.0%}" if bare_rps else "")
+                if r.get("requests") and "cpu_api" in r:
+                    per = 1000 / r["requests"]
+                    cells.append(f"{r['cpu_api'] * per:.0f}, {r['cpu_engine'] * per:.0f}")
+                else:
+                    cells.append("")
                 print(f"| {name} | " + " | ".join(map(str, cells)) + " |", flush=True)
 
             health = _wrk(f"{base}/health", args.seconds)
@@ -351,8 +385,12 @@ def main() -> None:
                 script = _script(tmp, f"{kind}{len(name)}", body, tok)
                 graphql, plain = [], []
                 for _ in range(args.slices):
-                    graphql.append(_wrk(f"{base}/graphql", slice_s, script))
-                    plain.append(_wrk(f"{bare}/bare/feed", slice_s, script))
+                    graphql.append(
+                        _timed_wrk(f"{base}/graphql", slice_s, script, server.pid, engine)
+                    )
+                    plain.append(
+                        _timed_wrk(f"{bare}/bare/feed", slice_s, script, bare_proc.pid, engine)
+                    )
                 graphql_all, plain_all = _merged(graphql, slice_s), _merged(plain, slice_s)
                 row(f"{name}, GraphQL", graphql_all, health["rps"], plain_all["rps"])
                 row(f"{name}, bare route", plain_all, health["rps"], None)
