@@ -7,7 +7,8 @@ confirms the subscription first), so nothing recorded while it starts is missed:
   is delivered twice; entries from someone who blocks the viewer or whom the viewer
   blocks, at delivery time, are skipped (one read per batch);
 - feedUpdates: each process reads once per published clip which of its subscribers may see
-  it (graph/notifications.py), at delivery time;
+  it (graph/notifications.py), at delivery time; subscriptions with the same shared
+  selection get one payload, made once per event (shared_feed_payloads);
 - renderProgress: the clip as the graph has it, first, then again each time the worker
   rings; only forward (state order, then progress); it ends at any state past RENDERING.
 Each event gets fresh DataLoaders: one socket's subscription lives for hours, and what it
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from errors import BadUserInput, NotFound
@@ -48,6 +50,7 @@ __all__ = [
     "notifications_page",
     "notifications_subscription",
     "render_progress",
+    "shared_feed_payloads",
 ]
 
 logger = logging.getLogger("reelgraph.events")
@@ -142,7 +145,10 @@ async def notifications_subscription(
 
 
 async def _deliver_feed(graph: Any, data: str, listeners: list[Listener]) -> None:
-    """One published clip to this process's feed subscribers who may see it, now."""
+    """One published clip to this process's feed subscribers who may see it, now: one
+    audience read for all of them, and for shared subscriptions (schema/notifications.py's
+    SharedFeed) one execution per distinct document, whose encoded payload every socket of
+    the group gets."""
     try:
         message = json.loads(data)
         clip_id = message["clipId"]
@@ -155,13 +161,32 @@ async def _deliver_feed(graph: Any, data: str, listeners: list[Listener]) -> Non
             continue
         viewers = sorted({listener.key[0] for listener in group})
         clip, allowed = await audience_repo.feed_audience(graph, clip_id, viewers, following_only)
-        for listener in group:
-            if listener.key[0] in allowed:
+        if clip is None:
+            continue
+        shown = [listener for listener in group if listener.key[0] in allowed]
+        # every payload is made before any is handed out, so the pushes below run without
+        # a pause: a later event's fan-out cannot slip in between two sockets' pushes
+        payloads: dict[Any, str | None] = {}
+        for listener in shown:
+            shared = listener.key[2] if len(listener.key) > 2 else None
+            if shared is not None and shared.key not in payloads:
+                try:
+                    payloads[shared.key] = await shared.render(clip)
+                except Exception:
+                    logger.exception("could not render a shared feed event for %s", clip_id)
+                    payloads[shared.key] = None
+        for listener in shown:
+            shared = listener.key[2] if len(listener.key) > 2 else None
+            if shared is None:
                 listener.push(clip)
+            elif (payload := payloads[shared.key]) is not None:
+                listener.push(payload)
 
 
-async def feed_updates(ctx: Context, following_only: bool) -> AsyncGenerator[dict, None]:
-    viewer_id = ctx.require_viewer()
+async def _feed_items(ctx: Context, key: tuple) -> AsyncGenerator[Any, None]:
+    """What the feed fan-out hands this subscription, in order; RESYNC is skipped (a
+    published clip missed meanwhile is in the feed query)."""
+    ctx.require_viewer()
     hub = hub_for(ctx.services.redis)
     graph = ctx.services.graph
 
@@ -169,14 +194,30 @@ async def feed_updates(ctx: Context, following_only: bool) -> AsyncGenerator[dic
         await _deliver_feed(graph, data, listeners)
 
     hub.fan_out(FEED_CHANNEL, deliver)
-    key = (viewer_id, following_only)
     async with hub.listen(FEED_CHANNEL, maxsize=_queue_size(ctx), key=key) as listener:
         while True:
-            clip = await listener.next()
-            if clip is RESYNC:  # a published clip missed meanwhile is in the feed query
-                continue
+            item = await listener.next()
+            if item is not RESYNC:
+                yield item
+
+
+async def feed_updates(ctx: Context, following_only: bool) -> AsyncGenerator[dict, None]:
+    viewer_id = ctx.require_viewer()
+    source = _feed_items(ctx, (viewer_id, following_only))
+    async with aclosing(source):
+        async for clip in source:
             _fresh(ctx)
             yield clip
+
+
+async def shared_feed_payloads(ctx: Context, shared: Any) -> AsyncGenerator[str, None]:
+    """feedUpdates for a SharedFeed (schema/notifications.py): each event's `next` payload,
+    encoded once for every socket of this process that sent the same subscription."""
+    viewer_id = ctx.require_viewer()
+    source = _feed_items(ctx, (viewer_id, shared.following_only, shared))
+    async with aclosing(source):
+        async for payload in source:
+            yield payload
 
 
 async def _read_clip(ctx: Context, clip_id: str) -> dict | None:

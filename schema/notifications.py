@@ -1,14 +1,36 @@
-"""Notifications, render progress and the Subscription type (issue 9)."""
+"""Notifications, render progress and the Subscription type (issue 9).
+
+Also the shared fan-out of `feedUpdates` (SharedFeed): a subscription whose selection
+reads only fields of the clip row that are the same for every viewer is executed once per
+published clip and document in each API process, and its encoded `next` payload is handed
+to every socket allowed to see the clip (transport/sockets.py sends it as it is).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import functools
+import inspect
+import json
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+    parse,
+    validate,
+)
+from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.types import Info
 
 from events.notifications import Entry
@@ -29,7 +51,9 @@ __all__ = [
     "NotificationKind",
     "NotificationQueries",
     "RenderProgress",
+    "SharedFeed",
     "Subscription",
+    "shared_feed",
 ]
 
 
@@ -146,3 +170,129 @@ class Subscription:
             async for row, progress in source:
                 clip = Clip.from_row(row)
                 yield RenderProgress(clip=clip, state=clip.state, progress=progress)
+
+
+# Clip fields whose value is read from the published clip's row alone: the same for every
+# viewer and needing no loader. Anything else (author, viewerHasLiked, counts, video...)
+# may depend on the viewer or on a read, so such a selection is executed per socket.
+SHARED_CLIP_FIELDS = frozenset(
+    {
+        "__typename",
+        "id",
+        "prompt",
+        "state",
+        "failureReason",
+        "moods",
+        "createdAt",
+        "publishedAt",
+        "renderProgress",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedFeed:
+    """A feedUpdates subscription executed once per event for every socket that sent it."""
+
+    key: tuple[str, str | None, str]  # document, operationName, variables: one group
+    following_only: bool
+    schema: GraphQLSchema
+    document: DocumentNode
+    variables: dict[str, Any]
+    context: Any  # the first subscriber's; the fields shared read none of it
+    code_errors: Callable[[list[GraphQLError], Any], list[GraphQLError]]
+
+    async def render(self, row: dict) -> str:
+        """The `next` message's payload for clip row, encoded once."""
+        result = execute(
+            self.schema,
+            self.document,
+            root_value=Clip.from_row(row),
+            context_value=self.context,
+            variable_values=self.variables,
+            operation_name=self.key[1],
+        )
+        if inspect.isawaitable(result):
+            result = await result
+        payload: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            coded = self.code_errors(list(result.errors), self.context)
+            payload["errors"] = [error.formatted for error in coded]
+        return json.dumps(payload, separators=(",", ":"))
+
+
+def _small_enough(query: str, max_tokens: int, max_depth: int) -> bool:
+    # the schema's limit extensions are not run on this path: a selection of at most two
+    # levels, without aliases, written in fewer characters than the token limit is within
+    # every one of them (a token is at least one character)
+    return len(query) < max_tokens - 2 and max_depth >= 2
+
+
+@functools.lru_cache(maxsize=256)
+def _shape(
+    schema: GraphQLSchema, query: str, operation_name: str | None
+) -> tuple[DocumentNode, OperationDefinitionNode, FieldNode] | None:
+    """The parsed document when it is one feedUpdates subscription of shared fields only."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return None
+    if len(document.definitions) != 1:  # no fragments, no second operation
+        return None
+    operation = document.definitions[0]
+    if not isinstance(operation, OperationDefinitionNode):
+        return None
+    if operation.operation is not OperationType.SUBSCRIPTION or operation.directives:
+        return None
+    named = operation.name.value if operation.name else None
+    if operation_name is not None and named != operation_name:
+        return None
+    roots = operation.selection_set.selections
+    if len(roots) != 1 or not isinstance(roots[0], FieldNode):
+        return None
+    root = roots[0]
+    if root.name.value != "feedUpdates" or root.alias or root.directives or not root.selection_set:
+        return None
+    for node in root.selection_set.selections:
+        if not isinstance(node, FieldNode) or node.name.value not in SHARED_CLIP_FIELDS:
+            return None
+        if node.alias or node.directives or node.arguments or node.selection_set:
+            return None
+    if validate(schema, document):
+        return None
+    return document, operation, root
+
+
+def shared_feed(
+    schema: GraphQLSchema,
+    query: str,
+    variables: dict[str, Any] | None,
+    operation_name: str | None,
+    context: Any,
+    code_errors: Callable[[list[GraphQLError], Any], list[GraphQLError]],
+) -> SharedFeed | None:
+    """The shared plan for this subscribe message; None when it must run on its own (any
+    other selection, invalid variables, no viewer: the ordinary path answers those)."""
+    settings = context.services.settings
+    if context.viewer_id is None:
+        return None
+    if not _small_enough(query, settings.max_tokens, settings.max_query_depth):
+        return None
+    shape = _shape(schema, query, operation_name)
+    if shape is None:
+        return None
+    document, operation, root = shape
+    inputs = variables or {}
+    coerced = get_variable_values(schema, operation.variable_definitions or (), inputs)
+    if isinstance(coerced, list):
+        return None
+    field = schema.subscription_type.fields["feedUpdates"] if schema.subscription_type else None
+    if field is None:
+        return None
+    try:
+        kind = get_argument_values(field, root, coerced).get("kind", FeedKind.FOLLOWING)
+    except GraphQLError:
+        return None
+    following_only = getattr(kind, "name", kind) == FeedKind.FOLLOWING.name
+    key = (query, operation_name, json.dumps(inputs, sort_keys=True, default=str))
+    return SharedFeed(key, following_only, schema, document, inputs, context, code_errors)

@@ -480,3 +480,57 @@ async def test_the_graphql_ws_reference_client_subscribes_receives_and_completes
     assert events[0]["data"]["notifications"]["kind"] == "NEW_FOLLOWER"
     assert events[0]["data"]["notifications"]["actor"]["handle"] == fan.handle
     assert events[-1] == {"event": "complete"}
+
+
+SHARED_FEED = """subscription Shared($kind: FeedKind!) { feedUpdates(kind: $kind) {
+  __typename id prompt state moods createdAt publishedAt renderProgress failureReason } }"""
+# the same fields through a fragment: not shared (schema/notifications.py), run per socket
+OWN_FEED = """subscription { feedUpdates(kind: FOLLOWING) { ...Shown } }
+fragment Shown on Clip { __typename id prompt state moods createdAt publishedAt
+  renderProgress failureReason }"""
+
+
+async def test_shared_feed_updates_match_the_per_socket_path_and_respect_blocks(
+    gql: GraphQLClient, server: Server, graph: Any
+) -> None:
+    author = await gql.sign_up("sharedauthor")
+    fans = [await gql.sign_up(f"sharedfan{i}") for i in range(3)]
+    for fan in fans:
+        await follow(gql, fan.token, author.id)
+    author_raw = decode_id(author.id, "User")
+    now = int(time.time() * 1000)
+    first, second = [
+        encode_id("Clip", await rendered_clip(graph, author_raw, now, prompt=f"shared {n}"))
+        for n in (1, 2)
+    ]
+    variables = {"kind": "FOLLOWING"}
+    hub = hub_for(server.app.state.services.redis)
+    async with (
+        Client.open(server.url, fans[0].token) as a,
+        Client.open(server.url, fans[1].token) as b,
+        Client.open(server.url, fans[2].token) as own,
+    ):
+        await a.subscribe("s", SHARED_FEED, variables)
+        await b.subscribe("s", SHARED_FEED, variables)
+        await own.subscribe("o", OWN_FEED)
+        await server.listening(FEED_CHANNEL, 3)
+        # two sockets in the shared group (their listeners carry its plan), one on its own
+        keys = [listener.key for listener in hub._listeners[FEED_CHANNEL]]
+        shared = [key for key in keys if len(key) > 2]
+        assert len(shared) == 2 and shared[0][2].key == shared[1][2].key, keys
+        await gql.ok(PUBLISH, {"id": first}, author.token)
+        got_a, got_b, got_own = await a.next("s"), await b.next("s"), await own.next("o")
+        assert got_a == got_b == got_own, (got_a, got_own)
+        assert got_a["feedUpdates"]["id"] == first
+        assert got_a["feedUpdates"]["state"] == "PUBLISHED"
+        # a block made after subscribing: the blocked member of the group gets nothing more
+        await gql.ok(BLOCK, {"id": fans[0].id}, author.token)
+        await gql.ok(PUBLISH, {"id": second}, author.token)
+        assert (await b.next("s"))["feedUpdates"]["id"] == second
+        assert (await own.next("o"))["feedUpdates"]["id"] == second
+        # a's next event is a later clip by someone else it follows: the blocker's was skipped
+        other = await gql.sign_up("sharedother")
+        await follow(gql, fans[0].token, other.id)
+        late = await rendered_clip(graph, decode_id(other.id, "User"), now, prompt="late")
+        await gql.ok(PUBLISH, {"id": encode_id("Clip", late)}, other.token)
+        assert (await a.next("s"))["feedUpdates"]["id"] == encode_id("Clip", late)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -48,8 +49,10 @@ from strawberry.utils.aio import aclosing
 from auth.addresses import address_subject, client_address
 from errors import BadUserInput, RateLimited, Unauthenticated
 from events.bus import on_slow_consumer
+from resolvers import notifications as notification_resolvers
 from resolvers.context import Context
 from schema.extensions import ErrorCodes, classify, introspection_allowed
+from schema.notifications import SharedFeed, shared_feed
 
 __all__ = ["SocketPolicy", "SocketSlot", "frame_problem", "socket_count_key"]
 
@@ -352,6 +355,17 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         """strawberry 0.341's run_operation, run with the operation's own context."""
         context = self.operation_contexts.pop(operation.id)
         try:
+            shared = shared_feed(
+                self.schema._schema,
+                operation.query,
+                operation.variables,
+                operation.operation_name,
+                context,
+                self._coded,
+            )
+            if shared is not None:
+                await self._send_shared(operation, shared, context)
+                return
             result_source = await self.schema.stream(
                 operation.query,
                 variable_values=operation.variables,
@@ -370,6 +384,30 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
                 await operation.send_operation_message({"id": operation.id, "type": "complete"})
             self.operations.pop(operation.id, None)
             raise
+
+    async def _send_shared(
+        self, operation: Operation, shared: SharedFeed, context: Context
+    ) -> None:
+        """A shared feedUpdates: each event's payload comes encoded (made once for every
+        socket of the group); only this operation's id is written around it."""
+        head = '{"id":' + json.dumps(operation.id) + ',"type":"next","payload":'
+        source = notification_resolvers.shared_feed_payloads(context, shared)
+        async with aclosing(source):
+            async for payload in source:
+                if operation.completed:
+                    return
+                await self._send_text(head + payload + "}")
+
+    async def _send_text(self, text: str) -> None:
+        """One text frame as it is (the adapter would decode and encode it again)."""
+        ws = getattr(self.websocket, "ws", None)
+        if ws is None or not callable(getattr(ws, "send_data", None)):
+            await self.send_message(json.loads(text))
+            return
+        try:
+            await ws.send_data(data=text)
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
     async def _send_results(self, operation: Operation, results: Any, context: Context) -> None:
         """strawberry 0.341's _send_result_stream, with a contract code on every error.
