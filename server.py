@@ -24,6 +24,7 @@ from consent.well_known import reelgraph_keys
 from events.bus import close_hub
 from graph.driver import GraphDriver, GraphUnavailable, driver_for
 from graph.embedded import EmbeddedServer
+from graph.schema_setup import backfill as backfill_graph
 from media.http import media
 from media.store import MediaStore, open_media_store
 from schema import build_schema
@@ -115,6 +116,7 @@ class Services:
             redis = aredis.Redis(connection_pool=pool)
             cleanup.push_async_callback(redis.aclose)
             await graph.ensure_schema()
+            await backfill_graph(graph)  # data written by older versions
             services = cls(
                 settings=settings,
                 graph=graph,

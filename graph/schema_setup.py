@@ -1,10 +1,11 @@
-"""Indexes and uniqueness constraints, per engine; created at start-up, idempotently."""
+"""Indexes and uniqueness constraints, per engine, and one-time data backfills; all run at
+start-up, idempotently."""
 
 from __future__ import annotations
 
-from graph.driver import Cypher
+from graph.driver import Cypher, GraphDriver
 
-__all__ = ["FALKOR_INDEXES", "FALKOR_UNIQUE", "NEO4J_SCHEMA"]
+__all__ = ["FALKOR_INDEXES", "FALKOR_UNIQUE", "NEO4J_SCHEMA", "backfill"]
 
 # (label, property): unique on both engines
 _UNIQUE = [("User", "id"), ("User", "handle"), ("Clip", "id"), ("Cameo", "id")]
@@ -43,3 +44,27 @@ NEO4J_SCHEMA = [
     NEO4J_CLIP_STATE_INDEX,
     NEO4J_CLIP_PUBLISHED_INDEX,
 ]
+
+# Users written before User.followerCount/followingCount were stored (graph.users keeps them
+# from then on) get them from their edges, once: a user that has both is left alone, so on a
+# backfilled folder this is one label scan that writes nothing. Portable (both engines).
+BACKFILL_FOLLOW_COUNTS = Cypher(
+    """
+MATCH (u:User)
+WHERE u.followerCount IS NULL OR u.followingCount IS NULL
+OPTIONAL MATCH (u)<-[byFollower:FOLLOWS]-(:User)
+WITH u, count(byFollower) AS followers
+OPTIONAL MATCH (u)-[toFollowed:FOLLOWS]->(:User)
+WITH u, followers, count(toFollowed) AS following
+SET u.followerCount = followers, u.followingCount = following
+RETURN count(u) AS filled
+"""
+)
+
+
+async def backfill(db: GraphDriver) -> int:
+    """Fill the stored properties older data folders lack; the number of nodes written.
+    Run after ensure_schema, before serving (a follow racing it on a user still lacking
+    its counts would count from 0)."""
+    rows = await db.write(BACKFILL_FOLLOW_COUNTS)
+    return int(rows[0]["filled"]) if rows else 0

@@ -27,7 +27,8 @@ CREATE_USER = Cypher(
 OPTIONAL MATCH (taken:User {handle: $handle})
 WITH count(taken) AS taken WHERE taken = 0
 CREATE (u:User {id: $id, handle: $handle, displayName: $displayName,
-                passwordHash: $passwordHash, role: 'user', createdAt: $now})
+                passwordHash: $passwordHash, role: 'user', createdAt: $now,
+                followerCount: 0, followingCount: 0})
 RETURN u {.id, .handle, .displayName, .createdAt} AS user
 """
 )
@@ -55,15 +56,16 @@ RETURN u {.id, .handle, .displayName, .createdAt} AS user
 """
 )
 
-# counted, never collected: a user with a million followers costs no million-id list
+# stored on the node, kept exact by FOLLOW, UNFOLLOW and BLOCK: counting the edges of a
+# heavily followed author took most of a feed page. Every user has them (CREATE_USER, the
+# seed, the start-up backfill in graph.schema_setup); the coalesce only guards a node written
+# by hand.
 FOLLOW_COUNTS_BY_IDS = Cypher(
     """
 UNWIND $ids AS id
 MATCH (u:User {id: id})
-OPTIONAL MATCH (u)<-[byFollower:FOLLOWS]-(:User)
-WITH id, u, count(byFollower) AS followers
-OPTIONAL MATCH (u)-[toFollowed:FOLLOWS]->(:User)
-RETURN id, followers, count(toFollowed) AS following
+RETURN id, coalesce(u.followerCount, 0) AS followers,
+       coalesce(u.followingCount, 0) AS following
 """
 )
 
@@ -75,7 +77,9 @@ RETURN id, size([(v)-[:FOLLOWS]->(t:User {id: id}) | t.id]) > 0 AS follows
 """
 )
 
-# guarded write: no edge unless both exist, they differ, and neither blocks the other
+# guarded write: no edge unless both exist, they differ, and neither blocks the other; the
+# counts move only when MERGE really created the edge (a repeated follow changes nothing),
+# under the locks taken first, so concurrent follows stay exact
 FOLLOW = Cypher(
     """
 MATCH (a:User {id: $viewerId})
@@ -88,15 +92,25 @@ OPTIONAL MATCH (a)-[k:BLOCKS]-(b)
 WITH a, b, count(k) AS blocks
 WHERE blocks = 0
 MERGE (a)-[f:FOLLOWS]->(b)
-ON CREATE SET f.at = $now
+ON CREATE SET f.at = $now,
+              a.followingCount = coalesce(a.followingCount, 0) + 1,
+              b.followerCount = coalesce(b.followerCount, 0) + 1
 RETURN b.id AS id
 """
 )
 
+# no edge, no row: a repeated unfollow changes nothing. Both locks first, as in FOLLOW, so
+# of two racing unfollows only the one that still finds the edge deletes it and decrements
 UNFOLLOW = Cypher(
     """
-MATCH (a:User {id: $viewerId})-[f:FOLLOWS]->(b:User {id: $targetId})
+MATCH (a:User {id: $viewerId})
+MATCH (b:User {id: $targetId})
+SET a._lock = true, b._lock = true REMOVE a._lock, b._lock
+WITH a, b
+MATCH (a)-[f:FOLLOWS]->(b)
 DELETE f
+SET a.followingCount = coalesce(a.followingCount, 0) - 1,
+    b.followerCount = coalesce(b.followerCount, 0) - 1
 RETURN b.id AS id
 """
 )
@@ -110,9 +124,17 @@ SET a._lock = true, b._lock = true REMOVE a._lock, b._lock
 MERGE (a)-[k:BLOCKS]->(b)
 ON CREATE SET k.at = $now
 WITH a, b
-OPTIONAL MATCH (a)-[f:FOLLOWS]-(b)
-WITH b, collect(f) AS follows
-FOREACH (edge IN follows | DELETE edge)
+OPTIONAL MATCH (a)-[ab:FOLLOWS]->(b)
+WITH a, b, collect(ab) AS ab
+OPTIONAL MATCH (b)-[ba:FOLLOWS]->(a)
+WITH a, b, ab, collect(ba) AS ba
+FOREACH (edge IN ab | DELETE edge)
+FOREACH (edge IN ba | DELETE edge)
+// each side loses exactly the edges deleted here (none on a repeated block)
+SET a.followingCount = coalesce(a.followingCount, 0) - size(ab),
+    b.followerCount = coalesce(b.followerCount, 0) - size(ab),
+    b.followingCount = coalesce(b.followingCount, 0) - size(ba),
+    a.followerCount = coalesce(a.followerCount, 0) - size(ba)
 RETURN b.id AS id
 """
 )

@@ -39,6 +39,17 @@ async def test_sign_up_normalizes_handle_and_returns_tokens(gql: GraphQLClient) 
     assert viewer["viewer"] == {"id": payload["user"]["id"], "handle": "mixed_case_1"}
 
 
+async def test_sign_up_stores_zero_follow_counts_on_the_node(gql: GraphQLClient, graph) -> None:
+    """Feeds read the counts stored on the User node (graph.users): a new user has them."""
+    from test_follows import STORED_COUNTS
+
+    from resolvers.ids import decode_id
+
+    account = await gql.sign_up("fresh")
+    rows = await graph.read(STORED_COUNTS, {"ids": [decode_id(account.id, "User")]})
+    assert [(r["followers"], r["following"]) for r in rows] == [(0, 0)]
+
+
 @pytest.mark.parametrize(
     ("handle", "display_name", "password", "fragment"),
     [

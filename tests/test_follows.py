@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from conftest import Account, GraphQLClient
+
+from graph.driver import Cypher
 
 FOLLOW = "mutation($id: ID!) { follow(userId: $id) { handle followerCount viewerFollows } }"
 UNFOLLOW = "mutation($id: ID!) { unfollow(userId: $id) { handle followerCount viewerFollows } }"
@@ -66,6 +70,114 @@ async def test_block_removes_follows_and_forbids_following(gql: GraphQLClient) -
     for account in (ann, bob):
         data = await gql.ok(FOLLOWERS, {"h": account.handle})
         assert data["user"]["followerCount"] == 0 and data["user"]["followingCount"] == 0
+
+
+# a node as an older version wrote it: no stored counts (tests only)
+FORGET_COUNTS = Cypher(
+    """
+UNWIND $ids AS id
+MATCH (u:User {id: id})
+REMOVE u.followerCount, u.followingCount
+"""
+)
+STORED_COUNTS = Cypher(
+    """
+UNWIND $ids AS id
+MATCH (u:User {id: id})
+RETURN id, u.followerCount AS followers, u.followingCount AS following
+"""
+)
+COUNTS_AND_EDGES = """query($h: String!) { user(handle: $h) {
+  followerCount followingCount
+  followers(first: 100) { edges { node { handle } } }
+  following(first: 100) { edges { node { handle } } } } }"""
+
+
+async def _counts_equal_edges(gql: GraphQLClient, accounts: list[Account]) -> dict[str, tuple]:
+    """(followerCount, followingCount) per handle, each checked against the edges listed."""
+    found = {}
+    for account in accounts:
+        user = (await gql.ok(COUNTS_AND_EDGES, {"h": account.handle}))["user"]
+        edges = (len(user["followers"]["edges"]), len(user["following"]["edges"]))
+        assert (user["followerCount"], user["followingCount"]) == edges, account.handle
+        found[account.handle] = edges
+    return found
+
+
+async def test_stored_counts_stay_exact_under_concurrent_follows(gql: GraphQLClient) -> None:
+    """Through the HTTP endpoint at once: twelve fans follow a star twice each while the star
+    follows half of them and the fans follow each other; then repeated unfollows, follows and
+    a block race. The stored counts always equal the edges."""
+    star = await gql.sign_up("star")
+    fans = [await gql.sign_up("fan") for _ in range(12)]
+    everyone = [star, *fans]
+    await asyncio.gather(
+        *(gql.ok(FOLLOW, {"id": star.id}, fan.token) for fan in fans for _ in range(2)),
+        *(gql.ok(FOLLOW, {"id": fan.id}, star.token) for fan in fans[:6]),
+        *(gql.ok(FOLLOW, {"id": fans[(i + 1) % 12].id}, fan.token) for i, fan in enumerate(fans)),
+    )
+    counts = await _counts_equal_edges(gql, everyone)
+    assert counts[star.handle] == (12, 6)
+    for i, fan in enumerate(fans):  # its successor's follow, and the star's for the first six
+        assert counts[fan.handle] == (1 + (i < 6), 2), fan.handle
+    # half unfollow twice at once, the other half follow again, the star unfollows everyone
+    await asyncio.gather(
+        *(gql.ok(UNFOLLOW, {"id": star.id}, fan.token) for fan in fans[:6] for _ in range(2)),
+        *(gql.ok(FOLLOW, {"id": star.id}, fan.token) for fan in fans[6:]),
+        *(gql.ok(UNFOLLOW, {"id": fan.id}, star.token) for fan in fans for _ in range(2)),
+    )
+    counts = await _counts_equal_edges(gql, everyone)
+    assert counts[star.handle] == (6, 0)
+    for i, fan in enumerate(fans):
+        assert counts[fan.handle] == (1, 1 + (i >= 6)), fan.handle
+    # follows and blocks racing between the same pairs: whatever wins, counts match edges
+    await asyncio.gather(
+        *(gql.ok(BLOCK, {"id": fan.id}, star.token) for fan in fans[4:8]),
+        *(gql.raw(FOLLOW, {"id": star.id}, fan.token) for fan in fans[:8]),
+        *(gql.raw(FOLLOW, {"id": fan.id}, star.token) for fan in fans[8:]),
+    )
+    counts = await _counts_equal_edges(gql, everyone)
+    assert counts[star.handle] == (8, 4)  # fans 0-3 and 8-11 follow; 4-7 are blocked
+
+
+async def test_block_decrements_both_directions_once(gql: GraphQLClient, graph) -> None:
+    from resolvers.ids import decode_id
+
+    ann, bob, cat = [await gql.sign_up(name) for name in ("ann", "bob", "cat")]
+    for a, b in ((ann, bob), (bob, ann), (cat, bob), (bob, cat)):
+        await gql.ok(FOLLOW, {"id": b.id}, a.token)
+    await gql.ok(BLOCK, {"id": bob.id}, ann.token)
+    await gql.ok(BLOCK, {"id": bob.id}, ann.token)  # again: nothing left to take away
+    counts = await _counts_equal_edges(gql, [ann, bob, cat])
+    assert counts == {ann.handle: (0, 0), bob.handle: (1, 1), cat.handle: (1, 1)}
+    ids = [decode_id(a.id, "User") for a in (ann, bob, cat)]
+    stored = {r["id"]: (r["followers"], r["following"]) for r in await graph.read(
+        STORED_COUNTS, {"ids": ids})}  # fmt: skip
+    assert stored == dict(zip(ids, [(0, 0), (1, 1), (1, 1)], strict=True))
+
+
+async def test_start_up_backfill_fills_missing_counts_once(gql: GraphQLClient, graph) -> None:
+    """A data folder from before the stored counts: its users get them from their edges, once;
+    a second run writes nothing."""
+    from graph.schema_setup import backfill
+    from resolvers.ids import decode_id
+
+    star, ann, bob = [await gql.sign_up(name) for name in ("star", "ann", "bob")]
+    for fan in (ann, bob):
+        await gql.ok(FOLLOW, {"id": star.id}, fan.token)
+    await gql.ok(FOLLOW, {"id": ann.id}, star.token)
+    ids = [decode_id(a.id, "User") for a in (star, ann, bob)]
+    await graph.write(FORGET_COUNTS, {"ids": ids})
+    stored = await graph.read(STORED_COUNTS, {"ids": ids})
+    assert {(r["followers"], r["following"]) for r in stored} == {(None, None)}
+    # reads fall back to 0 rather than failing on such a node
+    assert (await gql.ok(FOLLOWERS, {"h": star.handle}))["user"]["followerCount"] == 0
+    assert await backfill(graph) >= 3
+    stored = {r["id"]: (r["followers"], r["following"]) for r in await graph.read(
+        STORED_COUNTS, {"ids": ids})}  # fmt: skip
+    assert stored == dict(zip(ids, [(2, 1), (1, 1), (0, 1)], strict=True))
+    assert await backfill(graph) == 0  # idempotent: every user has its counts now
+    await _counts_equal_edges(gql, [star, ann, bob])
 
 
 async def _fans(gql: GraphQLClient, star: Account, count: int) -> list[str]:
