@@ -23,6 +23,7 @@ import itertools
 import os
 import secrets
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,8 @@ SEED_USERS = Cypher(
     """
 UNWIND $rows AS r
 CREATE (:User {id: r.id, handle: r.handle, displayName: r.displayName,
-               passwordHash: $passwordHash, role: 'user', createdAt: r.createdAt})
+               passwordHash: $passwordHash, role: 'user', createdAt: r.createdAt,
+               followerCount: r.followerCount, followingCount: r.followingCount})
 """
 )
 
@@ -128,13 +130,17 @@ RETURN c.id AS id, c.state AS state, a.id AS authorId, c.likeCount AS likeCount,
 """
 )
 
+# and per seeded user: its follow edges beside the counts stored on the node
 SEED_FOLLOW_COUNTS = Cypher(
     """
 UNWIND $ids AS id
 MATCH (u:User {id: id})
 OPTIONAL MATCH (u)-[f:FOLLOWS]->(t:User)
-RETURN u.id AS id, count(f) AS follows, count(DISTINCT t) AS distinctFollows,
-       sum(CASE WHEN t = u THEN 1 ELSE 0 END) AS selfFollows
+WITH u, count(f) AS follows, count(DISTINCT t) AS distinctFollows,
+     sum(CASE WHEN t = u THEN 1 ELSE 0 END) AS selfFollows
+OPTIONAL MATCH (u)<-[g:FOLLOWS]-(:User)
+RETURN u.id AS id, follows, distinctFollows, selfFollows, count(g) AS followers,
+       u.followingCount AS followingCount, u.followerCount AS followerCount
 """
 )
 
@@ -245,6 +251,13 @@ def plan_seed(
                 {"fromId": user_ids[i], "toId": user_ids[t], "at": int(a)}
                 for t, a in zip(chosen, ats, strict=True)
             )
+
+    # the counts graph.users keeps on every User node, written with the node
+    following_of = Counter(f["fromId"] for f in plan.follows)
+    followers_of = Counter(f["toId"] for f in plan.follows)
+    for user in plan.users:
+        user["followingCount"] = following_of[user["id"]]
+        user["followerCount"] = followers_of[user["id"]]
 
     # clips: published over the span in order; authors skewed towards the popular
     clip_start = int(user_at[-1]) + 60_000

@@ -35,7 +35,14 @@ def doc_queries() -> dict[str, str]:
 
 
 def test_the_doc_has_the_promised_queries() -> None:
-    assert set(doc_queries()) == {"fork_depth", "remix_rate", "remix_share", "top_lineages"}
+    assert set(doc_queries()) == {
+        "fork_depth",
+        "remix_rate",
+        "remix_share",
+        "top_lineages",
+        "most_followed",
+        "follow_count_drift",
+    }
 
 
 def test_doc_queries_pass_the_neo4j_linter() -> None:
@@ -53,7 +60,8 @@ def test_doc_queries_pass_the_neo4j_linter() -> None:
 async def model(settings) -> AsyncIterator[tuple[Any, dict[str, str]]]:
     """O1 (u1) <- A (u2) <- B (u3) <- C (u2); O1 <- E (u3); O1 <- G (a draft);
     A <- R (u1, removed) <- X (u2); O2 (u2) <- F (u1); O3 (u3), never remixed.
-    Views: O1 twice, O2 four times."""
+    Views: O1 twice, O2 four times. Follows: u2 -> u1, u3 -> u1, u1 -> u2, u3 -> u2, then u2
+    blocks u3 (which removes u3 -> u2)."""
     db = driver_for(settings.model_copy(update={"graph_name": f"docs_{secrets.token_hex(4)}"}))
     users = {}
     for name in ("u1", "u2", "u3"):
@@ -93,6 +101,10 @@ async def model(settings) -> AsyncIterator[tuple[Any, dict[str, str]]]:
         assert await engagement_repo.record_view(
             db, users[viewer], ids[name], watched_ms=500, completed=False, slack_ms=0, now=600
         )
+    # last: a block would refuse the remixes and views above across it
+    for a, b in (("u2", "u1"), ("u3", "u1"), ("u1", "u2"), ("u3", "u2")):
+        assert await user_repo.follow(db, users[a], users[b], 2)
+    assert await user_repo.block_user(db, users["u2"], users["u3"], 3)
     yield db, ids
     await db.close()
 
@@ -139,3 +151,17 @@ async def test_top_lineages(model) -> None:
         {"rootId": ids["O1"], "remixes": 4, "forkDepth": 3, "remixers": 2},
         {"rootId": ids["O2"], "remixes": 1, "forkDepth": 1, "remixers": 1},
     ]
+
+
+async def test_most_followed(model) -> None:
+    db, _ = model
+    assert await _run(db, "most_followed") == [
+        {"handle": "u1", "followers": 2, "following": 1},
+        {"handle": "u2", "followers": 1, "following": 1},
+        {"handle": "u3", "followers": 0, "following": 1},
+    ]
+
+
+async def test_follow_count_drift(model) -> None:
+    db, _ = model
+    assert await _run(db, "follow_count_drift") == []

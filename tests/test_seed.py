@@ -78,6 +78,9 @@ async def test_counts_are_as_requested_and_counters_match_edges(
     assert sum(follows) == len(seeded.follows)
     assert all(u["follows"] == u["distinctFollows"] and u["selfFollows"] == 0 for u in users)
     assert max(follows) <= USERS - 1 and sum(follows) / USERS >= 10
+    # the counts stored on each User node (what feeds read) equal its edges
+    for u in users:
+        assert (u["followingCount"], u["followerCount"]) == (u["follows"], u["followers"]), u
     # power law: the most followed user has many times the median's followers
     followers = sorted(Counter(f["toId"] for f in seeded.follows).values())
     assert followers[-1] >= 3 * followers[len(followers) // 2]
