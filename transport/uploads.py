@@ -28,6 +28,7 @@ from typing import Any
 from kombu.exceptions import OperationalError
 from litestar import Request, post
 from litestar.datastructures import State
+from litestar.params import FromPath
 from litestar.response import Response
 
 from consent.challenges import (
@@ -87,7 +88,7 @@ def sweep_stale_uploads(upload_dir: Path, older_than_s: float = STALE_UPLOAD_S) 
 # the body cap is save_upload's (settings.capture_max_bytes), counted while streaming
 @post("/cameo-captures/{challenge_id:str}", status_code=202, request_max_body_size=None)
 async def cameo_capture_upload(
-    request: Request, state: State, challenge_id: str
+    request: Request, state: State, challenge_id: FromPath[str]
 ) -> Response[dict[str, Any]]:
     """Accept a capture video for the viewer's challenge and queue its verification."""
     services = state.services
