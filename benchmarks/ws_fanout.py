@@ -287,8 +287,13 @@ def measure(
             wait_for(lambda i=i: received[i] >= n, f"round {i}")
         stop.set()
         times = []
+        per_client = []  # one list per client process: a lagging client shows up here
         for _ in procs:
-            times.extend(results.get(timeout=300))
+            got = results.get(timeout=300)
+            times.extend(got)
+            per_client.append(
+                sorted((row[i] - sent[i]) * 1000 for row in got for i in sent if row[i] is not None)
+            )
     finally:
         stop.set()
         for proc in procs:
@@ -305,6 +310,16 @@ def measure(
         "p50_ms": round(q[49], 1),
         "p99_ms": round(q[98], 1),
         "max_ms": round(latencies[-1], 1),
+        "client_p50_p99_ms": [
+            [round(statistics.quantiles(c, n=100)[k], 1) for k in (49, 98)]
+            for c in per_client
+            if len(c) > 1
+        ],
+        "round_p50_max_ms": [
+            [round(statistics.median(r), 1), round(max(r), 1)]
+            for i in sent
+            if (r := [(row[i] - sent[i]) * 1000 for row in times if row[i] is not None])
+        ],
         "api_rss_mib": round(rss_after / 2**20, 1),
         # against the RSS before any socket ever opened: memory freed by an earlier, smaller
         # run stays in the process and is reused, so this is the honest per-socket cost
