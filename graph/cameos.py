@@ -44,6 +44,23 @@ __all__ = [
 # a use of a cameo that revocation still reaches: the clip is not published (nor over)
 UNPUBLISHED_STATES = ["QUEUED", "RENDERING", "DRAFT", "AWAITING_APPROVAL"]
 
+# the cameo row every reader gets (o its owner): never its key or reference files
+_CAMEO = """c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
+          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo"""
+
+# a grant's row (g the GRANTED_TO edge from cameo c of owner o to grantee u)
+_GRANT = """{id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
+        expiresAt: g.expiresAt, revokedAt: g.revokedAt} AS grant"""
+
+# the owner's live cameo, locked, then checked again (the lock makes the check hold)
+_OWNERS_LIVE_CAMEO = """
+MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)
+WHERE c.state <> 'DELETED'
+SET c._lock = true REMOVE c._lock
+WITH o, c
+WHERE c.state <> 'DELETED'
+"""
+
 # first capture: a new PENDING_VERIFICATION cameo, unless the owner already has a live one
 CREATE_CAMEO_IF_NONE = Cypher(
     """
@@ -59,31 +76,33 @@ RETURN c.id AS id
 """
 )
 
+# each cameo's row and whether its owner and the viewer block each other (either way)
+_CAMEO_SEEN_BY_VIEWER = (
+    """OPTIONAL MATCH (v:User {id: $viewerId})
+OPTIONAL MATCH (o)-[k:BLOCKS]-(v)
+WITH o, c, count(k) AS blocks
+RETURN """
+    + _CAMEO
+    + """,
+       blocks > 0 AS blocked
+"""
+)
+
 LIVE_CAMEOS_OF_OWNERS = Cypher(
     """
 UNWIND $ownerIds AS ownerId
 MATCH (o:User {id: ownerId})-[:OWNS]->(c:Cameo)
 WHERE c.state <> 'DELETED'
-OPTIONAL MATCH (v:User {id: $viewerId})
-OPTIONAL MATCH (o)-[k:BLOCKS]-(v)
-WITH o, c, count(k) AS blocks
-RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
-          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo,
-       blocks > 0 AS blocked
 """
+    + _CAMEO_SEEN_BY_VIEWER
 )
 
 CAMEOS_BY_IDS = Cypher(
     """
 UNWIND $ids AS id
 MATCH (o:User)-[:OWNS]->(c:Cameo {id: id})
-OPTIONAL MATCH (v:User {id: $viewerId})
-OPTIONAL MATCH (o)-[k:BLOCKS]-(v)
-WITH o, c, count(k) AS blocks
-RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
-          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo,
-       blocks > 0 AS blocked
 """
+    + _CAMEO_SEEN_BY_VIEWER
 )
 
 # an upload was accepted: this capture (the challenge id) is the one whose verdict counts; a
@@ -98,42 +117,45 @@ WHERE c.state <> 'DELETED'
 SET c.captureId = $captureId, c.captureAt = $now, c.rejectReason = null,
     c.lastCaptureFailure = null,
     c.state = CASE WHEN c.state = 'ACTIVE' THEN 'ACTIVE' ELSE 'PENDING_VERIFICATION' END
-RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
-          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+RETURN """
+    + _CAMEO
+    + """
 """
 )
 
-# the verdict of the latest accepted capture only; returns the reference files it replaces
-ACTIVATE_CAPTURE = Cypher(
-    """
+# the cameo, locked, if $captureId is still the capture whose verdict counts
+_CAPTURE_AWAITED = """
 MATCH (o:User)-[:OWNS]->(c:Cameo {id: $id})
 SET c._lock = true REMOVE c._lock
 WITH o, c
 WHERE c.state IN ['PENDING_VERIFICATION', 'ACTIVE'] AND c.captureId = $captureId
-WITH o, c, coalesce(c.refKeys, []) AS replaced
+"""
+
+# the verdict of the latest accepted capture only; returns the reference files it replaces
+ACTIVATE_CAPTURE = Cypher(
+    _CAPTURE_AWAITED
+    + """WITH o, c, coalesce(c.refKeys, []) AS replaced
 SET c.state = 'ACTIVE', c.wrappedKey = $wrappedKey, c.kekId = $kekId, c.refKeys = $refKeys,
     c.verifiedAt = $now, c.rejectReason = null, c.lastCaptureFailure = null,
     c.captureId = null
 RETURN replaced,
-       c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
-          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+       """
+    + _CAMEO
+    + """
 """
 )
 
 # a failed capture: a cameo never verified is REJECTED; an ACTIVE one keeps its likeness
 # and records why the re-capture failed
 REJECT_CAPTURE = Cypher(
-    """
-MATCH (o:User)-[:OWNS]->(c:Cameo {id: $id})
-SET c._lock = true REMOVE c._lock
-WITH o, c
-WHERE c.state IN ['PENDING_VERIFICATION', 'ACTIVE'] AND c.captureId = $captureId
-WITH o, c, c.state = 'ACTIVE' AS wasActive
+    _CAPTURE_AWAITED
+    + """WITH o, c, c.state = 'ACTIVE' AS wasActive
 SET c.state = CASE WHEN wasActive THEN 'ACTIVE' ELSE 'REJECTED' END,
     c.rejectReason = CASE WHEN wasActive THEN c.rejectReason ELSE $reason END,
     c.lastCaptureFailure = $reason, c.captureId = null
-RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
-          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+RETURN """
+    + _CAMEO
+    + """
 """
 )
 
@@ -169,30 +191,22 @@ RETURN c.id AS id, o.id AS ownerId, c.consentEpoch AS epoch, c.restrictions AS r
 
 # the audience changes the epoch: tokens minted under the old audience stop verifying
 SET_AUDIENCE = Cypher(
-    """
-MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)
-WHERE c.state <> 'DELETED'
-SET c._lock = true REMOVE c._lock
-WITH o, c
-WHERE c.state <> 'DELETED'
-SET c.consentEpoch = CASE WHEN c.audience = $audience THEN c.consentEpoch
+    _OWNERS_LIVE_CAMEO
+    + """SET c.consentEpoch = CASE WHEN c.audience = $audience THEN c.consentEpoch
                           ELSE c.consentEpoch + 1 END,
     c.audience = $audience
-RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
-          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+RETURN """
+    + _CAMEO
+    + """
 """
 )
 
 SET_RESTRICTIONS = Cypher(
-    """
-MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)
-WHERE c.state <> 'DELETED'
-SET c._lock = true REMOVE c._lock
-WITH o, c
-WHERE c.state <> 'DELETED'
-SET c.restrictions = $restrictions
-RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
-          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo
+    _OWNERS_LIVE_CAMEO
+    + """SET c.restrictions = $restrictions
+RETURN """
+    + _CAMEO
+    + """
 """
 )
 
@@ -217,8 +231,9 @@ WITH o, c, u,
                 THEN 1 END) AS active
 WHERE active = 0
 CREATE (c)-[g:GRANTED_TO {grantId: $grantId, at: $now, expiresAt: $expiresAt}]->(u)
-RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
-        expiresAt: g.expiresAt, revokedAt: g.revokedAt} AS grant
+RETURN """
+    + _GRANT
+    + """
 """
 )
 
@@ -232,8 +247,9 @@ WHERE c.state <> 'DELETED' AND g.revokedAt IS NULL
 OPTIONAL MATCH (o)-[k:BLOCKS]-(u)
 WITH o, c, g, u, count(k) AS blocks
 WHERE blocks = 0
-RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
-        expiresAt: g.expiresAt, revokedAt: g.revokedAt} AS grant
+RETURN """
+    + _GRANT
+    + """
 ORDER BY g.at DESC
 LIMIT 1
 """
@@ -243,8 +259,9 @@ GRANTS_BY_IDS = Cypher(
     """
 UNWIND $ids AS id
 MATCH (o:User)-[:OWNS]->(c:Cameo)-[g:GRANTED_TO {grantId: id}]->(u:User)
-RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
-        expiresAt: g.expiresAt, revokedAt: g.revokedAt} AS grant
+RETURN """
+    + _GRANT
+    + """
 """
 )
 
@@ -252,8 +269,9 @@ GRANTS_OF_CAMEOS = Cypher(
     """
 UNWIND $cameoIds AS cameoId
 MATCH (o:User)-[:OWNS]->(c:Cameo {id: cameoId})-[g:GRANTED_TO]->(u:User)
-RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
-        expiresAt: g.expiresAt, revokedAt: g.revokedAt} AS grant
+RETURN """
+    + _GRANT
+    + """
 ORDER BY g.at DESC, g.grantId DESC
 """
 )
@@ -274,8 +292,9 @@ FOREACH (f IN uses | SET f.approval = 'REVOKED', f.decidedAt = $now)
 FOREACH (clip IN clips |
   SET clip.state = CASE WHEN clip.state = 'AWAITING_APPROVAL' THEN 'DRAFT' ELSE clip.state END,
       clip.updatedAt = $now)
-RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
-        expiresAt: g.expiresAt, revokedAt: g.revokedAt} AS grant,
+RETURN """
+    + _GRANT
+    + """,
        [f IN uses WHERE f.renderJti IS NOT NULL | f.renderJti]
        + [f IN uses WHERE f.approvalJti IS NOT NULL | f.approvalJti] AS jtis,
        [clip IN clips | clip.id] AS clipIds
@@ -288,13 +307,8 @@ RETURN {id: g.grantId, cameoId: c.id, ownerId: o.id, granteeId: u.id, at: g.at,
 # is REVOKED (AWAITING_APPROVAL back to DRAFT) and their published clips are taken down.
 # The reference files are deleted by the caller from the keys returned.
 DELETE_CAMEO = Cypher(
-    """
-MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)
-WHERE c.state <> 'DELETED'
-SET c._lock = true REMOVE c._lock
-WITH o, c
-WHERE c.state <> 'DELETED'
-OPTIONAL MATCH (a:User)-[:POSTED]->(clip:Clip)-[f:FEATURES]->(c)
+    _OWNERS_LIVE_CAMEO
+    + """OPTIONAL MATCH (a:User)-[:POSTED]->(clip:Clip)-[f:FEATURES]->(c)
 WHERE a <> o AND (clip.state IN $unpublished OR clip.state = 'PUBLISHED')
 WITH o, c, collect(f) AS uses, collect(clip) AS clips,
      collect(CASE WHEN clip.state = 'PUBLISHED' THEN {clipId: clip.id, authorId: a.id} END)
@@ -316,8 +330,9 @@ FOREACH (g IN grants | SET g.revokedAt = $now)
 SET c.state = 'DELETED', c.deletedAt = $now, c.consentEpoch = c.consentEpoch + 1,
     c.wrappedKey = null, c.kekId = null, c.refKeys = [], c.captureId = null,
     c.restrictions = []
-RETURN c {.id, .state, .audience, .restrictions, .consentEpoch, .createdAt, .verifiedAt,
-          .rejectReason, .lastCaptureFailure, .deletedAt, ownerId: o.id} AS cameo,
+RETURN """
+    + _CAMEO
+    + """,
        refKeys,
        [f IN uses WHERE f.renderJti IS NOT NULL | f.renderJti]
        + [f IN uses WHERE f.approvalJti IS NOT NULL | f.approvalJti] AS jtis,
