@@ -222,9 +222,9 @@ class SharedFeed:
 
 
 def _small_enough(query: str, max_tokens: int, max_depth: int) -> bool:
-    # the schema's limit extensions are not run on this path: a selection of at most two
-    # levels, without aliases, written in fewer characters than the token limit is within
-    # every one of them (a token is at least one character)
+    # the schema's limit extensions and document gate are not run on this path: a selection
+    # of at most two levels, each field once, without aliases, written in fewer characters
+    # than the token limit is within every one of them (a token is at least one character)
     return len(query) < max_tokens - 2 and max_depth >= 2
 
 
@@ -253,11 +253,15 @@ def _shape(
     root = roots[0]
     if root.name.value != "feedUpdates" or root.alias or root.directives or not root.selection_set:
         return None
+    names = set()
     for node in root.selection_set.selections:
         if not isinstance(node, FieldNode) or node.name.value not in SHARED_CLIP_FIELDS:
             return None
         if node.alias or node.directives or node.arguments or node.selection_set:
             return None
+        names.add(node.name.value)
+    if len(names) != len(root.selection_set.selections):
+        return None  # a field twice: the schema's document gate counts those, so it decides
     if validate(schema, document):
         return None
     return document, operation, root

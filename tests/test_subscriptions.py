@@ -534,3 +534,7 @@ async def test_shared_feed_updates_match_the_per_socket_path_and_respect_blocks(
         late = await rendered_clip(graph, decode_id(other.id, "User"), now, prompt="late")
         await gql.ok(PUBLISH, {"id": encode_id("Clip", late)}, other.token)
         assert (await a.next("s"))["feedUpdates"]["id"] == encode_id("Clip", late)
+        # a selection the shared path does not take is still refused by the schema's gates
+        await a.subscribe("dup", "subscription { feedUpdates { " + "id " * 21 + "} }")
+        refused = await a.message()
+        assert refused["type"] == "error" and refused["id"] == "dup", refused
