@@ -33,20 +33,23 @@ __all__ = [
 UNPUBLISHED_STATES = ["QUEUED", "RENDERING", "FAILED", "DRAFT", "AWAITING_APPROVAL"]
 _CLIP = "c {.*, authorId: a.id}"
 
-CREATE_CLIP = Cypher(
-    """
-MATCH (a:User {id: $authorId})
+# a new QUEUED clip posted by a
+_NEW_CLIP = """
 CREATE (a)-[:POSTED]->(c:Clip {id: $id, prompt: $prompt, state: 'QUEUED', moods: $moods,
                                durationS: $durationS, seed: $seed, renderProgress: 0.0,
                                renderAttempts: 0, createdAt: $now, updatedAt: $now})
-RETURN c {.*, authorId: a.id} AS clip
+"""
+
+CREATE_CLIP = Cypher(
+    """
+MATCH (a:User {id: $authorId})"""
+    + _NEW_CLIP
+    + """RETURN c {.*, authorId: a.id} AS clip
 """
 )
 
-# a remix: the parent must be published and its author must not block the remixer; it
-# locks both ends of a block (the two authors) as BLOCK does, and the parent, first
-CREATE_REMIX = Cypher(
-    """
+# the guards both remix statements share (see CREATE_REMIX); `blocked` > 0: refused
+_REMIX_GUARD = """
 MATCH (a:User {id: $authorId})
 MATCH (pa:User)-[:POSTED]->(p:Clip {id: $parentId})
 SET a._lock = true, pa._lock = true, p._lock = true REMOVE a._lock, pa._lock, p._lock
@@ -54,13 +57,17 @@ WITH a, pa, p
 WHERE p.state = 'PUBLISHED'
 OPTIONAL MATCH (pa)-[k:BLOCKS]->(a)
 WITH a, p, count(k) AS blocked
-OPTIONAL MATCH (p)-[pf:FEATURES]->(:Cameo)
+"""
+
+# a remix: the parent must be published and its author must not block the remixer; it
+# locks both ends of a block (the two authors) as BLOCK does, and the parent, first
+CREATE_REMIX = Cypher(
+    _REMIX_GUARD
+    + """OPTIONAL MATCH (p)-[pf:FEATURES]->(:Cameo)
 WITH a, p, blocked, count(pf) AS parentCameos
-WHERE blocked = 0 AND parentCameos = 0
-CREATE (a)-[:POSTED]->(c:Clip {id: $id, prompt: $prompt, state: 'QUEUED', moods: $moods,
-                               durationS: $durationS, seed: $seed, renderProgress: 0.0,
-                               renderAttempts: 0, createdAt: $now, updatedAt: $now})
-CREATE (c)-[:REMIX_OF]->(p)
+WHERE blocked = 0 AND parentCameos = 0"""
+    + _NEW_CLIP
+    + """CREATE (c)-[:REMIX_OF]->(p)
 RETURN c {.*, authorId: a.id, parentId: p.id} AS clip
 """
 )
@@ -96,12 +103,6 @@ WITH a, p, count(DISTINCT m) AS usable
 WHERE usable = size($cameos)
 """
 
-_NEW_CLIP = """
-CREATE (a)-[:POSTED]->(c:Clip {id: $id, prompt: $prompt, state: 'QUEUED', moods: $moods,
-                               durationS: $durationS, seed: $seed, renderProgress: 0.0,
-                               renderAttempts: 0, createdAt: $now, updatedAt: $now})
-"""
-
 # one FEATURES edge per cameo, with its render token: the worker reads the tokens from here,
 # so a re-queued task (the reaper's) carries the same consent as the first
 _FEATURE_CAMEOS = """
@@ -129,15 +130,8 @@ WITH a, null AS p
 # a remix featuring cameos: CREATE_REMIX's guards, and $cameos holds every cameo the parent
 # features (consent follows lineage: a remix features its parent's cameos too)
 CREATE_REMIX_FEATURING = Cypher(
-    """
-MATCH (a:User {id: $authorId})
-MATCH (pa:User)-[:POSTED]->(p:Clip {id: $parentId})
-SET a._lock = true, pa._lock = true, p._lock = true REMOVE a._lock, pa._lock, p._lock
-WITH a, pa, p
-WHERE p.state = 'PUBLISHED'
-OPTIONAL MATCH (pa)-[k:BLOCKS]->(a)
-WITH a, p, count(k) AS blocked
-OPTIONAL MATCH (p)-[:FEATURES]->(x:Cameo)
+    _REMIX_GUARD
+    + """OPTIONAL MATCH (p)-[:FEATURES]->(x:Cameo)
 WHERE NOT x.id IN $cameoIds
 WITH a, p, blocked, count(x) AS leftOut
 WHERE blocked = 0 AND leftOut = 0
