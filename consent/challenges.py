@@ -43,8 +43,9 @@ _UPLOADING_PREFIX = "reelgraph:cameo-challenge-uploading:"
 # how long a challenge's key outlives its expiry, and a used marker its use
 _KEEP_AFTER_MS = 24 * 3600 * 1000
 
-# KEYS: challenge, used marker. ARGV: user id, now (ms), keep (ms).
-_CONSUME = """
+# Both scripts start here: KEYS[1] the challenge, KEYS[2] its used marker, ARGV[1] the
+# user id; a challenge that is gone, used or someone else's ends the script.
+_OWN_CHALLENGE = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then
   if redis.call('EXISTS', KEYS[2]) == 1 then return {'used'} end
@@ -52,29 +53,30 @@ if not raw then
 end
 local challenge = cjson.decode(raw)
 if challenge['userId'] ~= ARGV[1] then return {'forbidden'} end
-if tonumber(challenge['expiresAt']) <= tonumber(ARGV[2]) then return {'expired'} end
+"""
+
+# KEYS: challenge, used marker. ARGV: user id, now (ms), keep (ms).
+_CONSUME = (
+    _OWN_CHALLENGE
+    + """if tonumber(challenge['expiresAt']) <= tonumber(ARGV[2]) then return {'expired'} end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
 return {'ok', raw}
 """
+)
 
 # KEYS: challenge, used marker, upload claim. ARGV: user id, now (ms), claim token, grace (ms).
 # The claim lasts until the challenge expires (an upload cannot be used after that) and a
 # little more; the upload releases it when it ends, whatever the outcome.
-_CLAIM = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then
-  if redis.call('EXISTS', KEYS[2]) == 1 then return {'used'} end
-  return {'unknown'}
-end
-local challenge = cjson.decode(raw)
-if challenge['userId'] ~= ARGV[1] then return {'forbidden'} end
-local left = tonumber(challenge['expiresAt']) - tonumber(ARGV[2])
+_CLAIM = (
+    _OWN_CHALLENGE
+    + """local left = tonumber(challenge['expiresAt']) - tonumber(ARGV[2])
 if left <= 0 then return {'expired'} end
 local ttl = math.floor(left) + tonumber(ARGV[4])
 if not redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ttl) then return {'busy'} end
 return {'ok', raw}
 """
+)
 
 # KEYS: upload claim. ARGV: claim token. Only the upload that holds the claim drops it.
 _RELEASE = """
