@@ -22,42 +22,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import timeit
 from pathlib import Path
 
-import httpx
+from served import ROOT, gql, reelgraph_run
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 FACE = ROOT / "tests" / "data" / "faces" / "astronaut_face.jpg"
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _gql(base: str, query: str, variables: dict, token: str | None = None) -> dict:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    body = httpx.post(
-        f"{base}/graphql", json={"query": query, "variables": variables}, headers=headers
-    ).json()
-    if body.get("errors"):
-        raise RuntimeError(body["errors"])
-    return body["data"]
-
-
 def _sign_up(base: str, handle: str) -> tuple[str, str]:
-    data = _gql(
+    data = gql(
         base,
         "mutation($h: String!) { signUp(input: {handle: $h, displayName: $h,"
         ' password: "benchmark-password"}) { accessToken user { id } } }',
@@ -112,7 +90,7 @@ def _to_draft(
 ) -> tuple[float, float]:
     """(seconds until createClip answered, seconds until the clip was seen in DRAFT)."""
     start = time.perf_counter()
-    clip = _gql(
+    clip = gql(
         base,
         "mutation($i: CreateClipInput!) { createClip(input: $i) { id } }",
         {"i": {"prompt": prompt, "durationSeconds": duration, "cameoIds": cameos or None}},
@@ -120,7 +98,7 @@ def _to_draft(
     )["createClip"]
     answered = time.perf_counter() - start
     while True:
-        state = _gql(base, "query($id: ID!) { clip(id: $id) { state failureReason } }", clip, token)
+        state = gql(base, "query($id: ID!) { clip(id: $id) { state failureReason } }", clip, token)
         if state["clip"]["state"] in ("DRAFT", "FAILED"):
             break
         time.sleep(0.01)
@@ -189,26 +167,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     args = parser.parse_args()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="reelgraph-consent-bench-"))
-    port = _port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REELGRAPH_")}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli", "run", "--port", str(port), "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
     plain: list[tuple[float, float]] = []
     consent: list[tuple[float, float]] = []
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with reelgraph_run("reelgraph-consent-bench-") as (base, data_dir):
         settings = _folder_settings(data_dir)
         from resolvers.ids import decode_id, encode_id
 
@@ -225,12 +186,9 @@ def main() -> None:
             prompt = f"two friends on a benchmark beach {i}"
             plain.append(_to_draft(base, token, prompt, args.duration, []))
             consent.append(_to_draft(base, token, prompt, args.duration, cameos))
-        last = _gql(base, "{ drafts(first: 1) { edges { node { id } } } }", {}, token)
+        last = gql(base, "{ drafts(first: 1) { edges { node { id } } } }", {}, token)
         last_raw = decode_id(last["drafts"]["edges"][0]["node"]["id"], "Clip")
         verify_us, check_us = _per_use(settings, last_raw)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
 
     print(f"clips: {args.clips} of each kind x {args.duration} s, preview renderer, alternating")
     medians = {}

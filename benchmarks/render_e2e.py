@@ -17,36 +17,13 @@ LTX-Video 2B built by benchmarks/render_gpu.py (`--model-dir DIR` keeps it):
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-import httpx
+from served import ROOT, gql, reelgraph_run
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _gql(base: str, query: str, variables: dict, token: str | None = None) -> dict:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    body = httpx.post(
-        f"{base}/graphql", json={"query": query, "variables": variables}, headers=headers
-    ).json()
-    if body.get("errors"):
-        raise RuntimeError(body["errors"])
-    return body["data"]
 
 
 def main() -> None:
@@ -59,33 +36,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="diffusers: denoising steps")
     args = parser.parse_args()
 
-    data_dir = Path(tempfile.mkdtemp(prefix="reelgraph-bench-"))
-    port = _port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REELGRAPH_")}
-    env.update(
+    with reelgraph_run(
+        "reelgraph-bench-",
         REELGRAPH_RENDERER=args.renderer,
         REELGRAPH_MODEL=args.model,
         REELGRAPH_DIFFUSERS_RESOLUTION=args.resolution,
         REELGRAPH_DIFFUSERS_STEPS=str(args.steps),
         HF_HUB_OFFLINE="1",
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli", "run", "--port", str(port), "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    ) as (base, _):
         time.sleep(3)  # the worker starts beside the server; the warm-up clip waits for it
-        token = _gql(
+        token = gql(
             base,
             'mutation { signUp(input: {handle: "bench", displayName: "B", password: "benchmark"})'
             " { accessToken } }",
@@ -94,7 +54,7 @@ def main() -> None:
         latencies = []
         for i in range(args.clips + 1):
             start = time.perf_counter()
-            clip = _gql(
+            clip = gql(
                 base,
                 "mutation($p: String!, $d: Int) { createClip(input: {prompt: $p,"
                 " durationSeconds: $d}) { id } }",
@@ -102,15 +62,12 @@ def main() -> None:
                 token,
             )["createClip"]
             while True:
-                state = _gql(base, "query($id: ID!) { clip(id: $id) { state } }", clip, token)
+                state = gql(base, "query($id: ID!) { clip(id: $id) { state } }", clip, token)
                 if state["clip"]["state"] in ("DRAFT", "FAILED"):
                     break
                 time.sleep(0.01)
             if i:  # the first clip warms the worker
                 latencies.append(time.perf_counter() - start)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
 
     from settings import Settings
     from workers.renderers import RenderSpec, get_renderer
