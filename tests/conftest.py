@@ -321,3 +321,28 @@ async def active_cameo(
     assert activated is not None
     assert await cameo_repo.set_audience(graph, owner_raw_id, audience)
     return cameo["id"]
+
+
+def raw(account: Account) -> str:
+    """The account's raw User id (its global id decoded)."""
+    from resolvers.ids import decode_id
+
+    return decode_id(account.id, "User")
+
+
+async def cameo_of(graph: Any, services: Any, account: Account, audience: str = "EVERYONE") -> str:
+    """The global id of a new ACTIVE cameo of the account (see active_cameo)."""
+    from resolvers.ids import encode_id
+
+    cameo_id = await active_cameo(graph, services.media, raw(account), audience=audience)
+    return encode_id("Cameo", cameo_id)
+
+
+@pytest.fixture
+def sync_redis(settings: Settings) -> Iterator[Any]:
+    """A blocking client of the suite's Redis, replies decoded."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    client.close()

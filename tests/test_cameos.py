@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aredis
-from conftest import Account, GraphQLClient, active_cameo, rendered_clip
+from conftest import Account, GraphQLClient, active_cameo, raw, rendered_clip
 
 from consent.challenges import MOVES, Challenge, ChallengeRefused, consume_challenge
 from consent.envelope import EnvelopeError, KeyShredded, decrypt, load_kek, reference_aad
@@ -83,10 +83,6 @@ async def redis(settings):
 
 def _now() -> int:
     return int(time.time() * 1000)
-
-
-def raw(account: Account) -> str:
-    return decode_id(account.id, "User")
 
 
 async def with_cameo(gql, graph, services, prefix="owner", audience="EVERYONE"):

@@ -18,8 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import redis
-from conftest import REFERENCE_FACE, GraphQLClient, Worker, active_cameo, purge_render_queue
+from conftest import REFERENCE_FACE, GraphQLClient, Worker, cameo_of, purge_render_queue, raw
 from conftest import start_worker as start_celery_worker
 from gated_renderer import RENDERER, Gate
 from PIL import Image, ImageOps
@@ -99,24 +98,6 @@ def gate(settings):
     g = Gate(settings.redis_url)
     yield g
     g.close()
-
-
-@pytest.fixture
-def sync_redis(settings):
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-def raw(account) -> str:
-    return decode_id(account.id, "User")
-
-
-async def cameo_of(graph, services, account, audience: str = "EVERYONE") -> str:
-    """The global id of a new ACTIVE cameo of the account."""
-    return encode_id(
-        "Cameo", await active_cameo(graph, services.media, raw(account), audience=audience)
-    )
 
 
 async def create(gql: GraphQLClient, token: str, prompt: str, **fields) -> str:
