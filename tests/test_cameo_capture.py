@@ -20,14 +20,14 @@ from urllib.parse import urlsplit
 import pytest
 import redis.asyncio as aredis
 import uvicorn
-from conftest import Account, free_port, purge_render_queue, start_worker
+from conftest import Account, free_port, purge_render_queue, raw, start_worker
 from litestar.testing import AsyncTestClient
 
 from consent.challenges import Challenge, store_challenge
 from consent.envelope import load_kek, unwrap_key
 from consent.references import open_reference_frames
 from graph import cameos as cameo_repo
-from resolvers.ids import decode_id, encode_id
+from resolvers.ids import encode_id
 from server import build_app
 from tests.capture_videos import make_capture, multipart_body
 from transport.uploads import STALE_UPLOAD_S
@@ -58,10 +58,6 @@ async def redis(settings):
     client = aredis.Redis.from_url(settings.redis_url, decode_responses=True)
     yield client
     await client.aclose()
-
-
-def raw(account: Account) -> str:
-    return decode_id(account.id, "User")
 
 
 async def start(gql, account: Account) -> dict:
@@ -98,6 +94,21 @@ async def wait_cameo(graph, owner_id: str, done, within_s: float = 120) -> dict:
 def leftover_uploads(settings) -> list[Path]:
     folder = capture_upload_dir(settings)
     return [p for p in folder.iterdir() if p.is_file()] if folder.exists() else []
+
+
+def _challenge(
+    owner: Account, cameo: dict, challenge_id: str, created_at: int, expires_at: int
+) -> Challenge:
+    """A challenge for the owner's cameo with the times given, to write straight to Redis."""
+    return Challenge(
+        id=challenge_id,
+        user_id=raw(owner),
+        cameo_id=cameo["id"],
+        phrase="1 2 3 4 5 6",
+        moves=["LEFT", "RIGHT", "UP"],
+        created_at=created_at,
+        expires_at=expires_at,
+    )
 
 
 async def test_a_good_capture_activates_the_cameo_with_encrypted_reference_frames(
@@ -233,15 +244,7 @@ async def test_uploads_are_refused_with_clear_reasons(gql, app, graph, settings,
     # an expired challenge is refused: one written already past its expiry, as a late upload
     # would find it (the expiry is the time the challenge names, not Redis's)
     now = int(time.time() * 1000)
-    expired = Challenge(
-        id="ExpiredChallenge" + str(now),
-        user_id=raw(owner),
-        cameo_id=cameo["id"],
-        phrase="1 2 3 4 5 6",
-        moves=["LEFT", "RIGHT", "UP"],
-        created_at=now - 301_000,
-        expires_at=now - 1_000,
-    )
+    expired = _challenge(owner, cameo, "ExpiredChallenge" + str(now), now - 301_000, now - 1_000)
     await store_challenge(redis, expired)
     late = url.rsplit("/", 1)[0] + "/" + expired.id
     await refused(await upload(app, late, owner.token, video), 410, "CONFLICT", "expired")
@@ -376,15 +379,7 @@ async def test_a_slow_body_is_cut_off_when_its_challenge_expires(gql, graph, set
     await start(gql, owner)  # creates the cameo
     cameo = await cameo_repo.live_cameo(graph, raw(owner))
     now = int(time.time() * 1000)
-    brief = Challenge(
-        id="BriefChallenge" + str(now),
-        user_id=raw(owner),
-        cameo_id=cameo["id"],
-        phrase="1 2 3 4 5 6",
-        moves=["LEFT", "RIGHT", "UP"],
-        created_at=now,
-        expires_at=now + 1_500,
-    )
+    brief = _challenge(owner, cameo, "BriefChallenge" + str(now), now, now + 1_500)
     await store_challenge(redis, brief)
     async with serving(settings) as port:
         upload_ = await Upload.begin(

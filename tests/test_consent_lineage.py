@@ -17,7 +17,16 @@ import time
 import pytest
 import redis
 import redis.asyncio as aioredis
-from conftest import GraphQLClient, Worker, active_cameo, purge_render_queue, start_worker
+from conftest import (
+    Account,
+    GraphQLClient,
+    Worker,
+    active_cameo,
+    cameo_of,
+    purge_render_queue,
+    raw,
+    start_worker,
+)
 from ulid import ULID
 
 from consent import plan_cameo_uses
@@ -68,22 +77,6 @@ def worker(settings, app, tmp_path_factory) -> Worker:
     w = start_worker(settings, tmp_path_factory.mktemp("lineage-worker") / "worker.log")
     yield w
     w.stop()
-
-
-@pytest.fixture
-def sync_redis(settings):
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-def raw(account) -> str:
-    return decode_id(account.id, "User")
-
-
-async def cameo_of(graph, services, account, audience: str = "EVERYONE") -> str:
-    cameo_id = await active_cameo(graph, services.media, raw(account), audience=audience)
-    return encode_id("Cameo", cameo_id)
 
 
 async def draft(gql: GraphQLClient, token: str, prompt: str, **fields) -> dict:
@@ -396,16 +389,26 @@ async def test_an_audience_change_asks_again_for_approvals_already_given(
     assert done["state"] == "PUBLISHED"
 
 
-async def test_an_audience_change_stops_others_renders_not_the_owners_own(
-    gql, graph, services, settings
-) -> None:
+async def _granted(
+    gql: GraphQLClient, graph, services, *, expires_in_ms: int | None
+) -> tuple[Account, Account, str]:
+    """An owner, a grantee granted the owner's new APPROVED cameo (raw id) until now plus
+    expires_in_ms (None: no end), and that cameo."""
     owner, grantee = await gql.sign_up("owner"), await gql.sign_up("grantee")
     cameo = await active_cameo(graph, services.media, raw(owner), audience="APPROVED")
     now = int(time.time() * 1000)
+    expires_at = None if expires_in_ms is None else now + expires_in_ms
     assert await cameo_repo.create_grant(
         graph, owner_id=raw(owner), grantee_id=raw(grantee), grant_id=str(ULID()), now=now,
-        expires_at=None,
+        expires_at=expires_at,
     )  # fmt: skip
+    return owner, grantee, cameo
+
+
+async def test_an_audience_change_stops_others_renders_not_the_owners_own(
+    gql, graph, services, settings
+) -> None:
+    owner, grantee, cameo = await _granted(gql, graph, services, expires_in_ms=None)
     own = await _featuring_clip(graph, services, raw(owner), cameo, lambda u, p: None)
     others = await _featuring_clip(graph, services, raw(grantee), cameo, lambda u, p: None)
     # widened: the grantee may still use it, but tokens minted before the change stop
@@ -428,13 +431,7 @@ RETURN g.grantId AS id
 async def test_a_grant_that_expires_before_the_render_fails_it(
     gql, graph, services, settings
 ) -> None:
-    owner, grantee = await gql.sign_up("owner"), await gql.sign_up("grantee")
-    cameo = await active_cameo(graph, services.media, raw(owner), audience="APPROVED")
-    now = int(time.time() * 1000)
-    assert await cameo_repo.create_grant(
-        graph, owner_id=raw(owner), grantee_id=raw(grantee), grant_id=str(ULID()), now=now,
-        expires_at=now + 3_600_000,
-    )  # fmt: skip
+    owner, grantee, cameo = await _granted(gql, graph, services, expires_in_ms=3_600_000)
     clip_id = await _featuring_clip(graph, services, raw(grantee), cameo, lambda u, p: None)
     assert await graph.write(EXPIRE_GRANTS, {"cameoId": cameo})  # it ran out while queued
     assert await asyncio.to_thread(_render, settings, clip_id) == "failed"
