@@ -47,7 +47,11 @@ class Context(BaseContext, kw_only=True):
         or expired token raises Unauthenticated (the socket is then closed with 4403). The
         session's family is checked apart, by the async `check_session`."""
         params = self.connection_params if isinstance(self.connection_params, dict) else {}
-        authorization = params.get("authorization")
+        # the key as a header's name: any case (GraphiQL sends its Headers pane as the payload)
+        keys = [key for key in params if isinstance(key, str) and key.lower() == "authorization"]
+        if len(keys) > 1:
+            raise Unauthenticated("connection_init names authorization more than once")
+        authorization = params[keys[0]] if keys else None
         if authorization is not None and not isinstance(authorization, str):
             raise Unauthenticated("authorization must be 'Bearer <accessToken>'")
         token = bearer_token(authorization)

@@ -368,6 +368,22 @@ async def test_a_bad_token_closes_with_4403_at_connection_init(
         assert (await closed_with(ws))[0] == 4403
 
 
+async def test_graphiqls_headers_payload_authenticates_in_any_case(
+    url: str, gql: GraphQLClient
+) -> None:
+    """GraphiQL sends its Headers pane as the connection_init payload, as a client typed it."""
+    ann = await gql.sign_up("ann")
+    async with websockets.connect(url, subprotocols=[PROTOCOL]) as ws:
+        payload = {"Authorization": f"Bearer {ann.token}", "x-csrftoken": "abc"}
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        assert (await run(ws, "{ viewer { handle } }"))["viewer"]["handle"] == ann.handle
+    async with websockets.connect(url, subprotocols=[PROTOCOL]) as ws:
+        payload = {"Authorization": f"Bearer {ann.token}", "authorization": "Bearer forged"}
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        assert (await closed_with(ws))[0] == 4403
+
+
 # -- a context per operation ----------------------------------------------------------------
 
 
