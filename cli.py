@@ -160,7 +160,7 @@ def worker(settings: Settings) -> int:
             "--loglevel=INFO",
             f"--concurrency={settings.worker_concurrency}",
             "--pool=prefork",
-            "--queues=render",
+            "--queues=render,cameos",  # renders, and cameo verifications beside them (celery_app)
             "--without-gossip",
             "--without-mingle",
             f"--hostname=render-{os.getpid()}@%h",

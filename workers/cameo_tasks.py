@@ -13,8 +13,9 @@ A check that kills its worker process (a decoder crashing on a crafted file) is 
 starts, tells the redelivered task that this file already took a worker down, so it is
 rejected instead of checked again: one poisoned upload cannot keep crashing workers.
 
-Tasks go to the render queue, the one every worker consumes: a verification waits behind
-the renders already queued, and needs no worker of its own.
+Tasks go to the `cameos` queue, which every worker consumes beside `render` (the broker
+takes from the two in turn): a verification does not wait behind every render already
+queued, and needs no worker of its own.
 """
 
 from __future__ import annotations
@@ -161,13 +162,14 @@ def register_cameo_tasks(
 
 
 def _send(settings: Settings, cameo_id: str, capture_id: str, path: Path) -> None:
-    from workers.celery_app import make_celery
+    from workers.celery_app import CAMEO_QUEUE, make_celery
 
     celery_app = make_celery(settings)
     try:
         celery_app.send_task(
             VERIFY_CAMEO_TASK,
             args=[cameo_id, capture_id, str(path)],
+            queue=CAMEO_QUEUE,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
         )

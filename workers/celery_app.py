@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Queue
 
 from settings import Settings
 
-__all__ = ["broker_url", "make_celery"]
+__all__ = ["CAMEO_QUEUE", "RENDER_QUEUE", "broker_url", "make_celery"]
+
+RENDER_QUEUE = "render"
+CAMEO_QUEUE = "cameos"  # capture verifications: short, CPU only, not behind every render
 
 
 def broker_url(settings: Settings) -> str:
@@ -25,7 +29,9 @@ def make_celery(settings: Settings) -> Celery:
         accept_content=["json"],
         result_serializer="json",
         task_ignore_result=True,
-        task_default_queue="render",
+        task_default_queue=RENDER_QUEUE,
+        # both declared, so a purge or an inspection sees both; workers consume both
+        task_queues=[Queue(RENDER_QUEUE), Queue(CAMEO_QUEUE)],
         # a task is acknowledged only when it has finished; a lost worker's task runs again
         task_acks_late=True,
         task_reject_on_worker_lost=True,
