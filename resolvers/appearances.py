@@ -9,7 +9,13 @@ from consent.approvals import approve_appearance as approve_use
 from consent.approvals import reject_appearance as reject_use
 from errors import NotFound
 from graph import appearances as appearance_repo
-from resolvers.clips import clip_is_published, delete_clip_media, notify_owners, visible_clip
+from resolvers.clips import (
+    clip_is_published,
+    delete_clip_media,
+    fresh_clip,
+    notify_owners,
+    visible_clip,
+)
 from resolvers.ids import decode_id
 from resolvers.pagination import Page, make_page, page_size, time_id_cursor
 from resolvers.users import now_ms
@@ -33,7 +39,7 @@ async def clip_appearances(ctx: Context, clip: dict) -> list[dict]:
 
 def _fresh(ctx: Context, clip: dict) -> dict:
     """Later fields of the same document read the clip as it is now."""
-    ctx.loaders.clip_by_id.prime(clip["id"], clip, force=True)
+    fresh_clip(ctx, clip)
     with contextlib.suppress(KeyError):  # clear() raises for a key it never loaded
         ctx.loaders.appearances_by_clip.clear(clip["id"])
     return clip

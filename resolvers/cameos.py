@@ -147,8 +147,8 @@ async def appearances(
     rows = await cameo_repo.appearances_page(
         ctx.services.graph, cameo["id"], states=states, after=cursor, limit=limit + 1
     )
-    for row in rows:
-        ctx.loaders.clip_by_id.prime(row["clip"]["id"], row["clip"])
+    # not primed into clip_by_id: these rows name no parent, and Clip.remixOf reads a
+    # missing parent through that loader (one batched read when a page asks for it)
     page = make_page(rows, limit, key=lambda row: (row["at"], row["clip"]["id"]))
     return Page([(c, row["clip"]) for c, row in page.items], page.has_next_page)
 

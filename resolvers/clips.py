@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import unicodedata
@@ -36,6 +37,7 @@ __all__ = [
     "delete_clip",
     "delete_clip_media",
     "drafts",
+    "fresh_clip",
     "notify_owners",
     "publish_clip",
     "published_by_author",
@@ -204,11 +206,24 @@ async def publish_clip(ctx: Context, clip_id: str) -> dict:
     if decision is None:
         current = await _own_clip_or_explain(ctx, viewer_id, raw_id)
         raise Conflict(f"only a DRAFT can be published; this clip is {current['state']}")
-    clip = decision.clip
-    ctx.loaders.clip_by_id.prime(raw_id, clip, force=True)
+    clip = fresh_clip(ctx, decision.clip)
     await notify_owners(ctx, clip, decision.asked, "APPEARANCE_REQUESTED", now)
     if clip["state"] == "PUBLISHED":
         await clip_is_published(ctx, clip)
+    return clip
+
+
+def fresh_clip(ctx: Context, clip: dict) -> dict:
+    """After a write to the clip: later fields of the same document read it as it is now.
+    A transition row names no parent (its statement reads no REMIX_OF) and Clip.remixOf
+    looks a missing parent up through clip_by_id, so such a row is not cached there: the
+    clip is read again instead (after the write), or every remix would show no parent."""
+    loader = ctx.loaders.clip_by_id
+    if "parentId" in clip:
+        loader.prime(clip["id"], clip, force=True)
+    else:
+        with contextlib.suppress(KeyError):  # clear() raises for a key it never loaded
+            loader.clear(clip["id"])
     return clip
 
 

@@ -518,3 +518,58 @@ async def test_an_approval_racing_a_revocation_or_an_audience_change_is_refused(
         assert edge["approval"] in ("PENDING", "REVOKED") and edge["jti"] is None
     edge = (await graph.read(APPROVAL_OF, {"id": clips[1]["id"]}))[0]
     assert edge["approval"] == "REVOKED"
+
+
+FEATURE_PENDING = Cypher(
+    """
+MATCH (c:Clip {id: $clipId})
+MATCH (m:Cameo {id: $cameoId})
+CREATE (c)-[:FEATURES {approval: 'PENDING', epoch: m.consentEpoch}]->(m)
+SET c.state = 'AWAITING_APPROVAL', c.updatedAt = $at
+RETURN c.id AS id
+"""
+)
+PARENT_OF = "{ id remixOf { id } }"
+
+
+async def test_a_remix_names_its_parent_after_publishing_deciding_or_removal(
+    gql, graph, services
+) -> None:
+    """The consent mutations and Cameo.appearances hand later fields the clip's new row, which
+    names no parent: remixOf must still find it (it read null for every remix)."""
+    from conftest import rendered_clip
+
+    owner, author = await gql.sign_up("owner"), await gql.sign_up("author")
+    cameo = await active_cameo(graph, services.media, raw(owner))
+    at = int(time.time() * 1000)
+    parent = await rendered_clip(graph, raw(author), at, publish=True)
+    want = {"id": encode_id("Clip", parent)}
+
+    plain = encode_id("Clip", await rendered_clip(graph, raw(author), at, parent_id=parent))
+    published = await gql.ok(
+        f"mutation($id: ID!) {{ publishClip(clipId: $id) {PARENT_OF} }}",
+        {"id": plain},
+        author.token,
+    )
+    assert published["publishClip"]["remixOf"] == want
+
+    featuring = []
+    for _ in range(2):
+        clip_id = await rendered_clip(graph, raw(author), at, parent_id=parent)
+        await graph.write(FEATURE_PENDING, {"clipId": clip_id, "cameoId": cameo, "at": at})
+        featuring.append(encode_id("Clip", clip_id))
+    listed = await gql.ok(
+        "query($id: ID!) { node(id: $id) { ... on Cameo { appearances(first: 10) {"
+        f" edges {{ node {PARENT_OF} }} }} }} }} }}",
+        {"id": encode_id("Cameo", cameo)},
+        owner.token,
+    )
+    edges = listed["node"]["appearances"]["edges"]
+    assert [edge["node"]["remixOf"] for edge in edges] == [want, want]
+    for mutation in ("approveAppearance", "removeAppearance"):
+        done = await gql.ok(
+            f"mutation($id: ID!) {{ {mutation}(clipId: $id) {PARENT_OF} }}",
+            {"id": featuring.pop()},
+            owner.token,
+        )
+        assert done[mutation]["remixOf"] == want, mutation
