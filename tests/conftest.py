@@ -7,6 +7,7 @@ processes, videos are real files. REELGRAPH_GRAPH_URL switches the suite to a li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import secrets
@@ -236,6 +237,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.asynccontextmanager
+async def serving_on_a_port(settings: Settings) -> AsyncIterator[int]:
+    """The app on a real uvicorn server in this event loop; yields its port. For tests that
+    need a real socket: the test client reads a request body whole before the app sees it."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 30
+    while not (server.started or task.done()):
+        assert time.monotonic() < deadline, "the server did not start"
+        await asyncio.sleep(0.02)
+    if task.done():
+        task.result()
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task
 
 
 async def rendered_clip(

@@ -12,15 +12,13 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aredis
-import uvicorn
-from conftest import Account, free_port, purge_render_queue, raw, start_worker
+from conftest import Account, purge_render_queue, raw, serving_on_a_port, start_worker
 from litestar.testing import AsyncTestClient
 
 from consent.challenges import Challenge, store_challenge
@@ -281,28 +279,6 @@ async def test_an_upload_sweeps_uploads_no_task_will_check(gql, app, settings, t
     recent.unlink()
 
 
-@contextlib.asynccontextmanager
-async def serving(settings) -> AsyncIterator[int]:
-    """The app on a real uvicorn server in this event loop (the test client reads a request
-    body whole before the app sees it; these tests need it to arrive as it is sent)."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 30
-    while not (server.started or task.done()):
-        assert time.monotonic() < deadline, "the server did not start"
-        await asyncio.sleep(0.02)
-    if task.done():
-        task.result()
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        await task
-
-
 class Upload:
     """A raw HTTP upload whose body is sent only as far as the test says."""
 
@@ -347,7 +323,7 @@ async def test_a_body_is_not_read_for_a_challenge_that_cannot_be_used(gql, app, 
     challenge = await start(gql, owner)
     path = urlsplit(challenge["uploadUrl"]).path
     big = 100 * 1024 * 1024  # declared, never sent: an answer proves the body was not awaited
-    async with serving(settings) as port:
+    async with serving_on_a_port(settings) as port:
         unknown = await Upload.begin(port, "/cameo-captures/NoSuchChallenge", owner.token, big, b"")
         assert (await unknown.response())[0] == 404
         await unknown.close()
@@ -381,7 +357,7 @@ async def test_a_slow_body_is_cut_off_when_its_challenge_expires(gql, graph, set
     now = int(time.time() * 1000)
     brief = _challenge(owner, cameo, "BriefChallenge" + str(now), now, now + 1_500)
     await store_challenge(redis, brief)
-    async with serving(settings) as port:
+    async with serving_on_a_port(settings) as port:
         upload_ = await Upload.begin(
             port, f"/cameo-captures/{brief.id}", owner.token, 50 * 1024 * 1024, MP4_START
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -56,7 +55,7 @@ from consent.tokens import (
 )
 from consent.well_known import KEYS_MAX_AGE_S
 from settings import Settings
-from tests.cypher_lint import _locked
+from tests.npm_harness import ensure_installed
 
 VECTORS = Path(__file__).resolve().parent / "data" / "paseto"
 INTEROP_DIR = Path(__file__).resolve().parent / "paseto_interop"
@@ -226,36 +225,10 @@ def test_the_keyring_signs_like_the_spec(tmp_path: Path) -> None:
 # --- an independent implementation -------------------------------------------------------
 
 
-def _interop_installed() -> str | None:
-    try:
-        manifest = INTEROP_DIR / "node_modules" / "paseto" / "package.json"
-        return json.loads(manifest.read_text(encoding="utf-8"))["version"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def _interop_node() -> str:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.skip("the PASETO interop check needs Node.js 20+ with npm on PATH")
-    wanted = json.loads((INTEROP_DIR / "package.json").read_text())["dependencies"]["paseto"]
-
-    def install() -> None:
-        if _interop_installed() == wanted:
-            return
-        proc = subprocess.run(
-            [npm, "ci", "--prefix", str(INTEROP_DIR), "--no-audit", "--no-fund"],
-            cwd=INTEROP_DIR,
-            capture_output=True,
-            text=True,
-            timeout=NPM_TIMEOUT_S,
-            check=False,
-        )
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-        assert _interop_installed() == wanted, "package-lock.json is out of date"
-
-    _locked(install)
-    return node
+    return ensure_installed(
+        INTEROP_DIR, "paseto", why="the PASETO interop check", missing=pytest.skip
+    )
 
 
 def test_npm_paseto_verifies_our_tokens(ring: SigningKeyring) -> None:

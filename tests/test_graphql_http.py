@@ -12,82 +12,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
-import subprocess
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from conftest import GraphQLClient, free_port
+from conftest import GraphQLClient, serving_on_a_port
 from graphql import GraphQLError
 
 from schema import build_schema
 from schema.extensions import MAX_CACHED_TEXT, DocumentGate
-from server import build_app
 from settings import Settings
-from tests.cypher_lint import _locked
+from tests.npm_harness import ensure_installed
 from transport.graphql import GRAPHQL_RESPONSE_JSON, JSON, negotiate
 
 AUDIT_DIR = Path(__file__).resolve().parent / "graphql_http_audit"
 NPM_TIMEOUT_S = 600
 
 
-def _installed_version() -> str | None:
-    manifest = AUDIT_DIR / "node_modules" / "graphql-http" / "package.json"
-    try:
-        return json.loads(manifest.read_text(encoding="utf-8"))["version"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def ensure_audit_installed() -> str:
     """Install the pinned graphql-http (npm ci) if it is missing; the path of `node`."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("the GraphQL-over-HTTP audit needs Node.js 20+ with npm on PATH")
-    manifest = json.loads((AUDIT_DIR / "package.json").read_text(encoding="utf-8"))
-    wanted = manifest["dependencies"]["graphql-http"]
-
-    def install() -> None:
-        if _installed_version() == wanted:
-            return
-        proc = subprocess.run(
-            [npm, "ci", "--prefix", str(AUDIT_DIR), "--no-audit", "--no-fund"],
-            cwd=AUDIT_DIR,
-            capture_output=True,
-            text=True,
-            timeout=NPM_TIMEOUT_S,
-            check=False,
-        )
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-        assert _installed_version() == wanted, "package-lock.json is out of date"
-
-    _locked(install)
-    return node
+    return ensure_installed(AUDIT_DIR, "graphql-http", why="the GraphQL-over-HTTP audit")
 
 
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[str]:
     """The app on a real uvicorn server in this event loop; yields its /graphql URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 30
-    while not (server.started or task.done()):
-        assert time.monotonic() < deadline, "the server did not start"
-        await asyncio.sleep(0.02)
-    if task.done():
-        task.result()
-    try:
+    async with serving_on_a_port(settings) as port:
         yield f"http://127.0.0.1:{port}/graphql"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_graphql_http_audit_passes_every_check(settings: Settings) -> None:

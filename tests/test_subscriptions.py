@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ from events.notifications import record_notification
 from resolvers.ids import decode_id, encode_id
 from server import build_app
 from settings import Settings
+from tests.npm_harness import ensure_installed
 from transport.sockets import socket_count_key
 
 PROTOCOL = "graphql-transport-ws"
@@ -434,17 +433,9 @@ async def test_idle_sockets_get_keep_alive_pings(gql: GraphQLClient, settings: S
 
 
 def _node() -> str:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("the graphql-ws interoperability test needs Node.js 20+ with npm on PATH")
-    if not (GRAPHQL_WS_DIR / "node_modules" / "graphql-ws" / "package.json").exists():
-        subprocess.run(
-            [npm, "ci", "--prefix", str(GRAPHQL_WS_DIR), "--no-audit", "--no-fund"],
-            check=True,
-            capture_output=True,
-            timeout=600,
-        )
-    return node
+    return ensure_installed(
+        GRAPHQL_WS_DIR, "graphql-ws", why="the graphql-ws interoperability test"
+    )
 
 
 async def test_the_graphql_ws_reference_client_subscribes_receives_and_completes(
