@@ -31,6 +31,7 @@ from schema import build_schema
 from settings import Settings, get_settings
 from transport.graphql import graphql_controller
 from transport.uploads import cameo_capture_upload
+from urls import unix_socket_url
 from workers.celery_app import make_celery
 from workers.queue import RenderQueue
 
@@ -69,7 +70,10 @@ def resolve_secret(settings: Settings) -> str:
 
 def embedded_urls(socket_path: Path) -> dict[str, str]:
     """Settings that point at an embedded server's socket (graph and Redis are one server)."""
-    return {"graph_url": f"falkor+unix://{socket_path}", "redis_url": f"unix://{socket_path}"}
+    return {
+        "graph_url": unix_socket_url(socket_path, scheme="falkor+unix"),
+        "redis_url": unix_socket_url(socket_path),
+    }
 
 
 @dataclass

@@ -341,6 +341,7 @@ def main() -> None:
     import redis
 
     from graph.embedded import EmbeddedServer
+    from urls import unix_socket_url
 
     with tempfile.TemporaryDirectory(prefix="ws-fanout-") as tmp:
         with socket.socket() as probe:
@@ -352,7 +353,7 @@ def main() -> None:
             note("server up; signing up, following, rendering and publishing clips")
             author, tokens, clip_ids = prepare(port, args.users, args.rounds + 1)
             socket_path = EmbeddedServer.locate(data_dir)
-            redis_client = redis.Redis.from_url(f"unix://{socket_path}")
+            redis_client = redis.Redis.from_url(unix_socket_url(socket_path))
             api = psutil.Process(server.pid)
             baseline = api.memory_info().rss
             for n in args.subscribers:

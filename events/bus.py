@@ -29,6 +29,8 @@ from typing import Any
 import redis as sync_redis
 from redis.exceptions import RedisError
 
+from urls import unix_socket_url
+
 __all__ = [
     "FEED_CHANNEL",
     "RESYNC",
@@ -94,7 +96,7 @@ def sync_client() -> sync_redis.Redis:
             socket_path = EmbeddedServer.locate(settings.data_dir)
             if socket_path is None:
                 raise RedisError("no Redis URL and no embedded server owns the data folder")
-            url = f"unix://{socket_path}"
+            url = unix_socket_url(socket_path)
         _sync_client = (os.getpid(), sync_redis.Redis.from_url(url, decode_responses=True))
     return _sync_client[1]
 

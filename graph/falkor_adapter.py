@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis.asyncio as aredis
 from falkordb.asyncio import FalkorDB
@@ -22,17 +21,9 @@ from graph.driver import (
     check_statement,
 )
 from graph.schema_setup import FALKOR_INDEXES, FALKOR_UNIQUE
+from urls import redis_url_for_falkor
 
 __all__ = ["FalkorDriver", "redis_url_for_falkor"]
-
-
-def redis_url_for_falkor(url: str) -> str:
-    """falkor://h:p -> redis://h:p, falkors:// -> rediss://, falkor+unix:///s -> unix:///s."""
-    parts = urlsplit(url)
-    scheme = {"falkor": "redis", "falkors": "rediss", "falkor+unix": "unix"}.get(
-        parts.scheme, parts.scheme
-    )
-    return parts._replace(scheme=scheme).geturl()
 
 
 def _plain(value: Any) -> Any:

@@ -6,6 +6,7 @@ from celery import Celery
 from kombu import Queue
 
 from settings import Settings
+from urls import broker_url_for_kombu
 
 __all__ = ["CAMEO_QUEUE", "RENDER_QUEUE", "broker_url", "make_celery"]
 
@@ -17,9 +18,7 @@ def broker_url(settings: Settings) -> str:
     url = settings.broker_url or settings.redis_url
     if not url:
         raise RuntimeError("no broker: set REELGRAPH_REDIS_URL or REELGRAPH_BROKER_URL")
-    if url.startswith("unix://"):  # kombu spells a redis unix socket this way
-        return "redis+socket://" + url.removeprefix("unix://")
-    return url
+    return broker_url_for_kombu(url)
 
 
 def make_celery(settings: Settings) -> Celery:
