@@ -3,6 +3,8 @@
 FROM python:3.12-slim AS base
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
+# the hashed locks (requirements/*.lock): every install below takes exactly one of them
+COPY requirements ./requirements
 COPY pyproject.toml README.md ./
 COPY *.py ./
 COPY api ./api
@@ -20,7 +22,9 @@ RUN useradd --create-home --uid 10001 reelgraph && mkdir /data && chown reelgrap
 ENV REELGRAPH_DATA_DIR=/data REELGRAPH_ENVIRONMENT=production
 
 FROM base AS api
-RUN pip install ".[s3]"
+# exactly the lock (every file checked against its sha256), then reelgraph without dependencies
+RUN pip install --require-hashes --no-deps -r requirements/api.lock && \
+    pip install --no-deps --no-build-isolation .
 USER reelgraph
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
@@ -28,7 +32,8 @@ HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
 CMD ["reelgraph", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
 FROM base AS worker
-RUN pip install ".[diffusers,s3]"
+RUN pip install --require-hashes --no-deps -r requirements/worker.lock && \
+    pip install --no-deps --no-build-isolation .
 USER reelgraph
 ENV HF_HOME=/models
 CMD ["reelgraph", "worker"]
