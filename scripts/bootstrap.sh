@@ -68,7 +68,9 @@ want="$(cat "$lock" pyproject.toml | sha256sum | cut -c1-64) $choice"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   export UV_PYTHON_DOWNLOADS=never
   # exactly the lock: what it lacks is removed, every file is checked against its hash
-  "$uv" pip sync --quiet --python .venv/bin/python --require-hashes "$lock"
+  # (a source distribution is built with the build backends of build.lock, checked by hash too)
+  "$uv" pip sync --quiet --python .venv/bin/python --require-hashes \
+    --build-constraints requirements/build.lock "$lock"
   # the project itself: no dependencies, built by the locked setuptools without isolation
   "$uv" pip install --quiet --python .venv/bin/python --no-deps --no-build-isolation --editable .
   echo "$want" >"$stamp"

@@ -21,7 +21,9 @@ declare -A EXTRAS=(
   [api]="s3"             # the api image
   [worker]="diffusers s3" # the worker image
 )
-ORDER=(dev base api worker tools) # tools.lock: uv itself, from requirements/tools.in
+# tools.lock: uv itself, from requirements/tools.in; build.lock: the build backends alone, which
+# uv uses (by hash, --build-constraints) to build a source distribution that has no wheel here
+ORDER=(dev base api worker build tools)
 
 mode="refresh"
 upgrade=()
@@ -59,6 +61,7 @@ compile() { # name, then extra uv arguments
   shift
   local inputs=(pyproject.toml requirements/build.in) extras=()
   [ "$name" = tools ] && inputs=(requirements/tools.in)
+  [ "$name" = build ] && inputs=(requirements/build.in)
   case "${EXTRAS[$name]:-}" in
     all) extras=(--all-extras) ;;
     "") ;;
