@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
 
 from settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    import uvicorn
     from litestar import Litestar
 
 __all__ = ["main"]
@@ -34,7 +39,13 @@ def _settings(args: argparse.Namespace) -> Settings:
     }
     if "data_dir" in updates:
         updates["data_dir"] = Path(updates["data_dir"])
-    return get_settings().model_copy(update=updates)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        from startup import invalid_settings
+
+        raise invalid_settings(exc) from None
+    return settings.model_copy(update=updates)
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
@@ -60,64 +71,116 @@ def api_app() -> Litestar:
     return build_app(get_settings())
 
 
-def serve(settings: Settings, with_worker: bool, workers: int = 1) -> int:
+def _uvicorn_config(settings: Settings, app: Litestar | str, workers: int) -> uvicorn.Config:
+    """How uvicorn serves: one app object, or for N processes the import path of a factory."""
     import uvicorn
 
-    from graph.embedded import DataDirInUse, EmbeddedServer, die_with_parent
-    from server import build_app, embedded_urls, resolve_secret
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        # events are small JSON frames: compressing them saves little, and each socket's
+        # zlib contexts cost about 100 KiB (benchmarks/RESULTS.md, live subscriptions)
+        ws_per_message_deflate=False,
+        workers=workers,
+        factory=workers > 1,
+    )
 
+
+def serve(settings: Settings, with_worker: bool, workers: int = 1) -> int:
+    """Start-up in an order that leaves nothing half-started: settings checked, the port
+    taken, the engine started, services opened (a problem is a StartupError), then serve."""
+    from graph.embedded import EmbeddedServer
+    from server import embedded_urls, resolve_secret
+    from startup import check_settings, listen
+
+    check_settings(settings, api=True, worker=with_worker)
     # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exit we can clean up on
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    embedded = None
-    worker = None
-    if settings.is_embedded:
-        embedded = EmbeddedServer(settings.data_dir)
-        try:
+    with contextlib.ExitStack() as stack:  # unwinds in reverse: worker, engine, socket
+        sock = stack.enter_context(listen(settings.host, settings.port))
+        if settings.is_embedded:
+            embedded = EmbeddedServer(settings.data_dir)
             embedded.start()
-        except DataDirInUse as exc:
-            print(f"reelgraph: {exc}", file=sys.stderr)
-            return 1
-        settings = settings.model_copy(update=embedded_urls(embedded.socket_path))
-    try:
+            stack.callback(embedded.stop)  # after the worker: it flushes everything to disk
+            settings = settings.model_copy(update=embedded_urls(embedded.socket_path))
         resolve_secret(settings)  # create it before a worker might race for it
-        if with_worker:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "cli", "worker"],
-                env=_settings_env(settings),
-                start_new_session=True,  # we stop it in order, after the API
-                preexec_fn=die_with_parent,
+
+        def start_worker() -> None:
+            if with_worker:
+                stack.callback(_stop_worker, _start_worker(settings))
+            logger.info(
+                "reelgraph on http://%s:%s/graphql (%d API process%s)",
+                settings.host,
+                sock.getsockname()[1],
+                workers,
+                "es" if workers > 1 else "",
             )
-        logger.info(
-            "reelgraph on http://%s:%s/graphql (%d API process%s)",
-            settings.host,
-            settings.port,
-            workers,
-            "es" if workers > 1 else "",
-        )
-        # uvicorn turns SIGINT/SIGTERM into a graceful shutdown: requests drain, lifespan closes
-        options: dict = {
-            "host": settings.host,
-            "port": settings.port,
-            "log_level": "info",
-            "lifespan": "on",
-            "timeout_graceful_shutdown": 10,
-            # events are small JSON frames: compressing them saves little, and each socket's
-            # zlib contexts cost about 100 KiB (benchmarks/RESULTS.md, live subscriptions)
-            "ws_per_message_deflate": False,
-        }
-        if workers > 1:
-            # N processes accept on one socket; each opens its own connections to the one
-            # engine this process started (events cross between them through its Redis)
-            os.environ.update(_settings_env(settings))
-            uvicorn.run("cli:api_app", factory=True, workers=workers, **options)
+
+        if workers == 1:
+            _serve_one(settings, sock, start_worker)
         else:
-            uvicorn.run(build_app(settings), **options)
-    finally:
-        if worker is not None:
-            _stop_worker(worker)
-        if embedded is not None:
-            embedded.stop()  # after the worker: it flushes everything to disk
+            _serve_many(settings, sock, workers, start_worker)
     return 0
+
+
+def _serve_one(settings: Settings, sock: socket.socket, started: Callable[[], None]) -> None:
+    """One API process: its services opened here, then served on the socket by uvicorn
+    (SIGINT/SIGTERM: requests drain, then the services close)."""
+    import uvicorn
+
+    from server import Services, build_app
+    from startup import quiet_retries
+
+    app = build_app(settings, open_services=False)
+    config = _uvicorn_config(settings, app, 1)
+
+    async def run() -> None:
+        with quiet_retries():
+            app.state.services = await Services.open(settings)
+        try:
+            started()
+            await uvicorn.Server(config).serve(sockets=[sock])
+        finally:
+            await app.state.services.close()
+
+    asyncio.run(run(), loop_factory=config.get_loop_factory())
+
+
+def _serve_many(
+    settings: Settings, sock: socket.socket, workers: int, started: Callable[[], None]
+) -> None:
+    """N processes accept on one socket; each opens its own connections to the one engine
+    this process started (events cross between them through its Redis). The services are
+    opened once here first, so a problem is said once, before any process starts."""
+    from uvicorn.supervisors import Multiprocess
+
+    from server import Services
+    from startup import quiet_retries
+
+    async def check() -> None:
+        with quiet_retries():
+            services = await Services.open(settings)
+        await services.close()
+
+    asyncio.run(check())
+    started()
+    os.environ.update(_settings_env(settings))
+    Multiprocess(_uvicorn_config(settings, "cli:api_app", workers), sockets=[sock]).run()
+
+
+def _start_worker(settings: Settings) -> subprocess.Popen:
+    from graph.embedded import die_with_parent
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", "worker"],
+        env=_settings_env(settings),
+        start_new_session=True,  # we stop it in order, after the API
+        preexec_fn=die_with_parent,
+    )
 
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
@@ -139,19 +202,22 @@ def _stop_worker(worker: subprocess.Popen, timeout_s: float = 30.0) -> None:
 def worker(settings: Settings) -> int:
     from graph.embedded import EmbeddedServer
     from server import embedded_urls, resolve_secret
+    from startup import UNAVAILABLE, StartupError, check_settings, quiet_retries, reach_servers
     from workers.celery_app import make_celery
     from workers.tasks import register_tasks
 
+    check_settings(settings, api=False, worker=True)
     if settings.is_embedded:
         socket_path = EmbeddedServer.locate(settings.data_dir)
         if socket_path is None:
-            print(
-                f"reelgraph: no server owns {settings.data_dir.resolve()}; start `reelgraph serve`"
+            raise StartupError(
+                f"no server owns {settings.data_dir.resolve()}; start `reelgraph serve`"
                 " first, or point the worker at a graph and Redis by URL",
-                file=sys.stderr,
+                UNAVAILABLE,
             )
-            return 1
         settings = settings.model_copy(update=embedded_urls(socket_path))
+    with quiet_retries():
+        asyncio.run(reach_servers(settings))
     app = make_celery(settings)
     register_tasks(app, settings, resolve_secret(settings))
     app.worker_main(
@@ -292,10 +358,7 @@ def seed(settings: Settings, users: int, clips: int, seed_value: int, max_depth:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelgraph", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
@@ -324,8 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     sd.add_argument("--seed", type=int, default=0, help="the graph's shape is a function of it")
     sd.add_argument("--max-depth", type=int, default=50, help="longest remix chain (0..50)")
     sd.add_argument("--data-dir", dest="data_dir")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "export-schema":
         return export_schema(args.path)
     settings = _settings(args)
@@ -341,6 +406,27 @@ def main(argv: list[str] | None = None) -> int:
     return serve(
         settings, with_worker=args.command == "run" and settings.with_worker, workers=args.workers
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command; a start-up problem (startup.explain) is one line on stderr and an exit
+    code, never a traceback. Any other exception is a bug and keeps its traceback."""
+    from startup import explain
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    except Exception as exc:
+        problem = explain(exc)
+        if problem is None:
+            raise
+        print(f"reelgraph: {problem}", file=sys.stderr)
+        return problem.exit_code
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -29,6 +30,7 @@ from media.http import media
 from media.store import MediaStore, open_media_store
 from schema import build_schema
 from settings import Settings, get_settings
+from startup import StartupError, reaching
 from transport.graphql import graphql_controller
 from transport.uploads import cameo_capture_upload
 from urls import unix_socket_url
@@ -105,10 +107,15 @@ class Services:
             if embedded is not None:
                 cleanup.callback(embedded.stop)
             if not settings.redis_url:
-                raise RuntimeError("REELGRAPH_REDIS_URL is required with a non-embedded graph")
+                raise StartupError("REELGRAPH_REDIS_URL is required with a non-embedded graph")
             secret = resolve_secret(settings)
-            graph = driver_for(settings)
-            cleanup.push_async_callback(graph.close)
+            # a graph or Redis that cannot be reached is named (a StartupError), after the
+            # drivers' own bounded retries
+            with reaching("REELGRAPH_GRAPH_URL", settings.graph_url):
+                graph = driver_for(settings)
+                cleanup.push_async_callback(graph.close)
+                await graph.ensure_schema()
+                await backfill_graph(graph)  # data written by older versions
             # a burst (hundreds of sockets opening at once) waits for a free connection
             # instead of failing with "Too many connections"
             pool = aredis.BlockingConnectionPool.from_url(
@@ -119,8 +126,9 @@ class Services:
             )
             redis = aredis.Redis(connection_pool=pool)
             cleanup.push_async_callback(redis.aclose)
-            await graph.ensure_schema()
-            await backfill_graph(graph)  # data written by older versions
+            with reaching("REELGRAPH_REDIS_URL", settings.redis_url):
+                async with asyncio.timeout(settings.redis_pool_timeout_s):
+                    await redis.ping()
             services = cls(
                 settings=settings,
                 graph=graph,
@@ -166,7 +174,10 @@ async def health(state: State) -> Response[dict[str, Any]]:
     )
 
 
-def build_app(settings: Settings | None = None) -> Litestar:
+def build_app(settings: Settings | None = None, *, open_services: bool = True) -> Litestar:
+    """The app: it opens its services at start-up and closes them at shutdown. With
+    open_services=False the caller does both, setting `app.state.services` before serving
+    (the CLI: a problem is said before uvicorn starts, and nothing is left half-open)."""
     settings = settings or get_settings()
     production = settings.environment == "production"
     schema = build_schema(
@@ -192,6 +203,6 @@ def build_app(settings: Settings | None = None) -> Litestar:
 
     return Litestar(
         route_handlers=[GraphQLController, health, media, reelgraph_keys, cameo_capture_upload],
-        lifespan=[lifespan],
+        lifespan=[lifespan] if open_services else [],
         debug=False,
     )
