@@ -1,4 +1,4 @@
-"""Cameo owners' restrictions against prompts: a small, documented word matcher.
+"""Cameo owners' restrictions against prompts, read through consent.matcher.
 
 A restriction is a sentence such as "no political content" or "no clowns or spiders". It is
 read as a negation ("no", "nothing", "never", "avoid", "without", "not"; optional) followed
@@ -6,12 +6,16 @@ by topics, split on commas, "or", "and" and slashes:
 
 - a topic that names a known category ("political content", "politics", "violence",
   "alcohol", "romance", "nudity", "drugs", "gambling", "smoking") blocks prompts holding any
-  word or phrase of that category's list;
-- any other topic blocks prompts holding that topic's words, in that order.
+  word or phrase of that category's list, or any kind WordNet lists below a few chosen
+  words of it (`KINDS_OF`: "bourbon" and "sake" below "alcohol", "rifle" below "weapon");
+- any other topic blocks prompts holding that topic's words, in that order, and the kinds
+  WordNet lists below it ("tarantula" for "no spiders").
 
-Both sides are normalised the same way (Unicode NFKC, case folded, accents and invisible
-characters dropped, a light plural/possessive stem), and matching is by whole words: the
-rule "no cats" blocks "two cats dancing" and "a cat's dream" but not "concatenate".
+consent.matcher does the reading, for rules and prompts alike: case, accents, look-alike
+letters from other scripts (a Cyrillic "s"), leetspeak ("5p1d3r", "$pider"), letters pulled
+apart ("s-p-i-d-e-r", "s p i d e r", "spi der"), plurals, and compounds that start with a
+topic ("spiderman") do not slip past; whole dictionary words that merely start or end the
+same ("spiderwort", "swine", "concatenate") are not caught.
 
 This is a word list, not a classifier: a paraphrase ("a man holding a pint") passes the
 "no alcohol" rule. Owners keep the final say through per-draft approval.
@@ -20,14 +24,16 @@ This is a word list, not a classifier: a paraphrase ("a man holding a pint") pas
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache, lru_cache
 
+from consent.matcher import Term, TermMatcher, fold, lexicon, words_of
 from errors import PolicyViolation
 
 __all__ = [
     "CATEGORIES",
+    "KINDS_OF",
     "Rule",
     "check_prompt",
     "enforce_restrictions",
@@ -71,8 +77,8 @@ CATEGORIES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
         (
             "romance", "romantic", "kiss", "kissing", "on a date", "dating", "love", "lover",
             "in love", "boyfriend", "girlfriend", "wedding", "marry", "married", "marriage",
-            "proposal", "propose", "flirt", "flirting", "cuddle", "cuddling", "honeymoon",
-            "valentine", "makeout", "make out", "sweetheart",
+            "marriage proposal", "propose marriage", "flirt", "flirting", "cuddle", "cuddling",
+            "honeymoon", "valentine", "makeout", "make out", "sweetheart",
         ),
     ),
     "nudity": (
@@ -99,58 +105,58 @@ CATEGORIES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
     ),
 }  # fmt: skip
 
+# per category, the words whose WordNet kinds it blocks too, chosen by hand: "drug" itself is
+# left out (its kinds are every medicine), and so is "attack" (a volley, a raid)
+KINDS_OF: dict[str, tuple[str, ...]] = {
+    "politics": ("politician", "election", "political party"),
+    "violence": ("violence", "weapon", "murder", "bomb", "war", "fight"),
+    "alcohol": ("alcohol",),
+    "romance": ("love", "kiss"),
+    "nudity": ("nudity", "sexual intercourse", "oral sex", "masturbation", "pornography"),
+    "drugs": ("narcotic", "controlled substance", "hallucinogen", "hard drug", "soft drug"),
+    "gambling": ("gambling",),
+    "smoking": ("tobacco",),
+}
+
 _NEGATIONS = ("no", "nothing", "never", "avoid", "without", "not", "dont", "don't")
 # words that only say "of that kind": "no violent content" means "no violence"
 _FILLER = frozenset({"content", "topic", "theme", "scene", "stuff", "reference", "kind", "any"})
 _SPLIT = re.compile(r",|/|;|\bor\b|\band\b|\bnor\b")
-_WORD = re.compile(r"\w+")
-# zero-width and other format characters a prompt could hide inside a word to slip past
-_INVISIBLE = {"Cf", "Mn", "Me"}
-
-
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
-    return "".join(ch for ch in decomposed if unicodedata.category(ch) not in _INVISIBLE)
-
-
-def _stem(word: str) -> str:
-    """A light stem so singular and plural, and possessives, meet: cats, cat's -> cat."""
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith(("ches", "shes", "sses", "xes", "zes")) and len(word) > 4:
-        return word[:-2]
-    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
-        return word[:-1]
-    return word
 
 
 def normalize_words(text: str) -> list[str]:
-    """The text's words, normalised and stemmed as rules and prompts are both read."""
-    folded = _fold(text).replace("'s", "").replace("\u2019s", "").replace("'", "")
-    return [_stem(w) for w in _WORD.findall(folded)]
+    """The text's words as rules and prompts are both read (consent.matcher.words_of), each
+    reduced to its singular where it is a plural: "Two Cats" -> ["two", "cat"]."""
+    return [_singular(word) for word in words_of(text)]
 
 
-def _phrase(text: str) -> tuple[str, ...]:
-    return tuple(normalize_words(text))
+def _singular(word: str) -> str:
+    lex = lexicon()
+    return min((form for form in lex.forms(word) if lex.is_word(form)), key=len, default=word)
 
 
-_CATEGORY_BY_NAME = {_phrase(name): key for key, (names, _) in CATEGORIES.items() for name in names}
-_CATEGORY_PHRASES = {
-    key: tuple(_phrase(item) for item in items) for key, (_, items) in CATEGORIES.items()
-}
+@cache
+def _category_by_name() -> dict[tuple[str, ...], str]:
+    by_name: dict[tuple[str, ...], str] = {}
+    for key, (names, _) in CATEGORIES.items():
+        for name in names:
+            by_name[tuple(normalize_words(name))] = key
+    return by_name
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One restriction as read: the owner's text and the word sequences it blocks."""
+    """One restriction as read: the owner's text, the word sequences it blocks, and those
+    whose WordNet kinds it blocks too."""
 
     text: str
     phrases: tuple[tuple[str, ...], ...]
+    kinds_of: tuple[tuple[str, ...], ...] = ()
 
 
 def parse_rule(text: str) -> Rule:
     """Read one restriction; a rule with no words blocks nothing."""
-    folded = _fold(text).strip()
+    folded = fold(text).strip()
     for negation in _NEGATIONS:
         if folded == negation:
             return Rule(text, ())
@@ -158,34 +164,46 @@ def parse_rule(text: str) -> Rule:
             folded = folded[len(negation) + 1 :]
             break
     phrases: list[tuple[str, ...]] = []
+    kinds_of: list[tuple[str, ...]] = []
     for part in _SPLIT.split(folded):
-        words = _phrase(part)
+        words = tuple(words_of(part))
         if not words:
             continue
-        category = _CATEGORY_BY_NAME.get(words) or _CATEGORY_BY_NAME.get(
-            tuple(w for w in words if w not in _FILLER)
+        kept = tuple(w for w in words if _singular(w) not in _FILLER) or words
+        by_name = _category_by_name()
+        category = by_name.get(tuple(map(_singular, words))) or by_name.get(
+            tuple(map(_singular, kept))
         )
         if category is not None:
-            phrases.extend(_CATEGORY_PHRASES[category])
+            phrases.extend(tuple(words_of(item)) for item in CATEGORIES[category][1])
+            kinds_of.extend(tuple(words_of(root)) for root in KINDS_OF[category])
             continue
-        kept = tuple(w for w in words if w not in _FILLER) or words
         phrases.append(kept)
-    return Rule(text, tuple(dict.fromkeys(phrases)))
+        kinds_of.append(kept)
+    return Rule(text, tuple(dict.fromkeys(phrases)), tuple(dict.fromkeys(kinds_of)))
 
 
-def _contains(words: Sequence[str], phrase: tuple[str, ...]) -> bool:
-    n = len(phrase)
-    return any(tuple(words[i : i + n]) == phrase for i in range(len(words) - n + 1))
+@lru_cache(maxsize=256)
+def _matcher(restrictions: tuple[str, ...]) -> TermMatcher[int]:
+    """The rules compiled; each label is the rule's index. Owners change rules rarely and
+    many prompts meet the same ones, so compiled sets are kept."""
+    terms: list[Term[int]] = []
+    for index, text in enumerate(restrictions):
+        rule = parse_rule(text)
+        terms.extend(Term(index, " ".join(phrase)) for phrase in rule.phrases)
+        terms.extend(
+            Term(index, " ".join(root), narrower=True, compounds=False) for root in rule.kinds_of
+        )
+    return TermMatcher(terms)
 
 
 def check_prompt(prompt: str, restrictions: Iterable[str]) -> str | None:
     """The first restriction the prompt breaks, as the owner wrote it; None if it breaks none."""
-    words = normalize_words(prompt)
-    for text in restrictions:
-        rule = parse_rule(text)
-        if any(_contains(words, phrase) for phrase in rule.phrases):
-            return rule.text
-    return None
+    rules = tuple(restrictions)
+    if not rules:
+        return None
+    broken = _matcher(rules).find(prompt)
+    return None if broken is None else rules[broken]
 
 
 def enforce_restrictions(prompt: str, restrictions: Iterable[str]) -> None:
