@@ -1,12 +1,16 @@
-"""The `reelgraph` command: serve, worker, run (both), export-schema, export-lineage, seed."""
+"""The `reelgraph` command: serve, worker, run (both), export-schema, export-lineage, seed,
+and `keys` (consent signing keys and cameo KEKs: list, rotate, activate, retire, add-kek,
+rewrap, retire-kek)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -14,8 +18,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -24,6 +29,9 @@ from settings import Settings, get_settings
 if TYPE_CHECKING:
     import uvicorn
     from litestar import Litestar
+
+    from consent.envelope import Kek, KekRing
+    from consent.keyring import SigningKeyring
 
 __all__ = ["main"]
 
@@ -358,6 +366,303 @@ def seed(settings: Settings, users: int, clips: int, seed_value: int, max_depth:
     return 0
 
 
+# --- keys: consent signing keys and cameo KEKs -------------------------------------------
+
+
+def _iso_ms(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _deploy(assignments: dict[str, str], what: str) -> None:
+    """Keys that come from the environment are not changed here: print the new values (on
+    stdout, one `NAME='value'` line each) for the operator to deploy, and say so."""
+    print(
+        f"reelgraph: {what} come from the environment, so nothing was changed here; deploy "
+        "these values (stdout), then run the command again if it has a next step",
+        file=sys.stderr,
+    )
+    for name, value in assignments.items():
+        print(f"{name}={shlex.quote(value)}")
+
+
+def _signing_ring(settings: Settings) -> tuple[SigningKeyring, bool]:
+    """The API's signing keyring for an operator's command, and whether it comes from the
+    environment (then a copy: nothing is written)."""
+    from consent.keyring import SigningKeyring
+
+    from_env = bool(settings.consent_signing_keys)
+    return SigningKeyring.load(settings, publish=not from_env), from_env
+
+
+def _deploy_signing(ring: SigningKeyring) -> None:
+    _deploy(
+        {
+            "REELGRAPH_CONSENT_SIGNING_KEYS": ring.signing_document(),  # API processes
+            "REELGRAPH_CONSENT_PUBLIC_KEYS": json.dumps(ring.verifying().document()),  # workers
+        },
+        "the consent signing keys (REELGRAPH_CONSENT_SIGNING_KEYS)",
+    )
+    print(
+        "reelgraph: REELGRAPH_CONSENT_SIGNING_KEYS goes to every API process (secret), "
+        "REELGRAPH_CONSENT_PUBLIC_KEYS to every worker; deploy the workers' first",
+        file=sys.stderr,
+    )
+
+
+def keys_list(settings: Settings) -> int:
+    """The signing keys with their states, and the KEK ring's ids (nothing secret)."""
+    from consent.envelope import kek_path, load_kek_ring
+    from consent.keyring import signing_keys_path
+
+    if settings.consent_signing_keys or signing_keys_path(settings).exists():
+        ring, from_env = _signing_ring(settings)
+        source = "REELGRAPH_CONSENT_SIGNING_KEYS" if from_env else signing_keys_path(settings)
+        print(f"consent signing keys ({source}):")
+        for row in ring.states():
+            print(
+                f"  {row['kid']}  {row['state']:<8}  created {_iso_ms(row['createdAt'])}"
+                f"  activated {_iso_ms(row['activatedAt'])}  retires {_iso_ms(row['retiresAt'])}"
+            )
+    else:
+        print("consent signing keys: none yet (an API process creates them when it starts)")
+    if not (settings.cameo_keks or settings.cameo_kek or kek_path(settings).exists()):
+        print("cameo KEKs: none yet (a worker creates one when it seals its first cameo)")
+        return 0
+    kek_ring = load_kek_ring(settings)
+    print("cameo KEKs (newest first):")
+    for kek in kek_ring.keks:
+        print(f"  {kek.kid}  {'current' if kek == kek_ring.current else 'older'}")
+    return 0
+
+
+def keys_rotate(settings: Settings) -> int:
+    """Step one publishes a new key as next (it verifies, it does not sign); step two (the
+    next run) makes it the signer. A new key is thus everywhere before its first token."""
+    from consent.well_known import KEYS_MAX_AGE_S
+
+    ring, from_env = _signing_ring(settings)
+    staged = ring.next_kid()
+    if staged is None:
+        kid = ring.stage()
+        print(f"published {kid} as next: it verifies from now on and does not sign yet")
+        print(
+            "reelgraph: once every verifier has it (workers' public keys, "
+            f"/.well-known/reelgraph-keys, cached up to {KEYS_MAX_AGE_S} s), run "
+            "`reelgraph keys rotate` again (or `keys activate`) to make it sign",
+            file=sys.stderr,
+        )
+    else:
+        _activate(ring, staged)
+    if from_env:
+        _deploy_signing(ring)
+    return 0
+
+
+def _activate(ring: SigningKeyring, kid: str | None) -> None:
+    from consent.well_known import KEYS_MAX_AGE_S
+
+    rows = {row["kid"]: row for row in ring.states()}
+    previous = [k for k, row in rows.items() if row["state"] == "current"]
+    kid = ring.activate(kid)
+    age_s = (time.time() * 1000 - rows[kid]["createdAt"]) / 1000
+    print(f"{kid} signs from now on")
+    for old in previous:
+        retires = next(r["retiresAt"] for r in ring.states() if r["kid"] == old)
+        print(f"{old} keeps verifying until {_iso_ms(retires)}, then retires")
+    if age_s < KEYS_MAX_AGE_S:
+        print(
+            f"reelgraph: note: {kid} was published only {age_s:.0f} s ago; a verifier "
+            f"caching /.well-known/reelgraph-keys (up to {KEYS_MAX_AGE_S} s) fetches it when "
+            "it meets its first token",
+            file=sys.stderr,
+        )
+
+
+def keys_activate(settings: Settings, kid: str | None) -> int:
+    ring, from_env = _signing_ring(settings)
+    _activate(ring, kid)
+    if from_env:
+        _deploy_signing(ring)
+    return 0
+
+
+def keys_retire(settings: Settings, kid: str, force: bool) -> int:
+    """Stop a key verifying now: tokens it signed are refused (a key problem) from now on."""
+    ring, from_env = _signing_ring(settings)
+    try:
+        ring.retire(kid, force=force)
+    except KeyError:
+        known = ", ".join(row["kid"] for row in ring.states())
+        print(f"reelgraph: no signing key {kid} (the keys: {known})", file=sys.stderr)
+        return 2
+    print(f"retired {kid}: tokens it signed are refused from now on")
+    if from_env:
+        _deploy_signing(ring)
+    return 0
+
+
+def _kek_source(settings: Settings) -> tuple[KekRing, Path | None]:
+    """The KEK ring and the development file it lives in (None: from the environment)."""
+    from consent.envelope import kek_path, load_kek_ring
+
+    ring = load_kek_ring(settings)
+    from_env = bool(settings.cameo_keks or settings.cameo_kek)
+    return ring, None if from_env else kek_path(settings)
+
+
+def _deploy_keks(keks: list[Kek], current: Kek, settings: Settings) -> None:
+    from consent.envelope import format_kek_ring
+
+    _deploy(
+        {
+            "REELGRAPH_CAMEO_KEKS": format_kek_ring(keks),
+            "REELGRAPH_CAMEO_KEK_CURRENT": current.kid,
+        },
+        "the cameo KEKs (REELGRAPH_CAMEO_KEKS / REELGRAPH_CAMEO_KEK)",
+    )
+    if settings.cameo_kek:
+        print(
+            "reelgraph: REELGRAPH_CAMEO_KEK is in REELGRAPH_CAMEO_KEKS above: unset it",
+            file=sys.stderr,
+        )
+
+
+def keys_add_kek(settings: Settings) -> int:
+    """A new KEK. The development file puts it first (current at once: every process reads
+    the file); from the environment, the ring to deploy keeps the current KEK current until
+    every process holds the new one."""
+    from consent.envelope import new_kek, write_kek_file
+
+    ring, path = _kek_source(settings)
+    fresh = new_kek()
+    keks = [fresh, *ring.keks]
+    if path is None:
+        _deploy_keks(keks, ring.current, settings)
+        print(
+            f"reelgraph: then set REELGRAPH_CAMEO_KEK_CURRENT={fresh.kid} everywhere, run "
+            f"`reelgraph keys rewrap`, and `reelgraph keys retire-kek {ring.current.kid}`",
+            file=sys.stderr,
+        )
+        return 0
+    write_kek_file(path, keks)
+    print(f"added KEK {fresh.kid}: new cameo keys are wrapped under it")
+    print(
+        "reelgraph: restart workers (they wrap new captures under the KEK they started with), "
+        f"then run `reelgraph keys rewrap` and `reelgraph keys retire-kek {ring.current.kid}`",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def keys_rewrap(settings: Settings, limit: int | None) -> int:
+    """Move every cameo's wrapped data key to the current KEK, from a running server's
+    engine on the data folder (or the folder's own when none runs); idempotent."""
+    from consent.references import rewrap_cameo_keys
+    from graph.driver import driver_for
+
+    ring, _ = _kek_source(settings)
+
+    async def run(engine_settings: Settings, opened: bool) -> Any:
+        db = driver_for(engine_settings)
+        try:
+            if opened:
+                await db.ensure_schema()
+            return await rewrap_cameo_keys(db, ring, limit=limit)
+        finally:
+            await db.close()
+
+    with _engine_for(settings) as engine:
+        if engine is None:
+            return 1
+        report = asyncio.run(run(*engine))
+    print(
+        f"rewrapped cameo keys to KEK {report.kek_id}: {report.moved} moved, "
+        f"{report.already} already under it, {report.shredded} deleted meanwhile, "
+        f"{len(report.failed)} could not be unwrapped"
+    )
+    for cameo_id, why in report.failed.items():
+        print(f"reelgraph: cameo {cameo_id} was not rewrapped: {why}", file=sys.stderr)
+    if report.stopped_early:
+        print(f"reelgraph: stopped after {limit} (--limit): run it again to go on", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def keys_retire_kek(settings: Settings, kid: str) -> int:
+    """Drop a KEK from the ring, once no cameo's key is wrapped under it any more."""
+    from consent.envelope import KekUnknown, write_kek_file
+    from consent.references import kek_ids_in_use
+    from graph.driver import driver_for
+
+    ring, path = _kek_source(settings)
+    try:
+        target = ring.get(kid)
+    except KekUnknown:
+        print(f"reelgraph: the KEK ring holds no {kid} (it holds {', '.join(ring.kids)})",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if target.key == ring.current.key:
+        print(
+            f"reelgraph: {kid} is the current KEK: add another (`reelgraph keys add-kek`) "
+            "and rewrap first",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def count(engine_settings: Settings, opened: bool) -> dict[str, int]:
+        db = driver_for(engine_settings)
+        try:
+            if opened:
+                await db.ensure_schema()
+            return await kek_ids_in_use(db)
+        finally:
+            await db.close()
+
+    with _engine_for(settings) as engine:
+        if engine is None:
+            return 1
+        in_use = asyncio.run(count(*engine))
+    under = sum(n for k, n in in_use.items() if ring.holds(k) and ring.get(k).key == target.key)
+    if under:
+        print(
+            f"reelgraph: {under} cameo key(s) are still wrapped under KEK {kid}: run "
+            "`reelgraph keys rewrap` first (retiring it now would make them unreadable)",
+            file=sys.stderr,
+        )
+        return 1
+    keks = [kek for kek in ring.keks if kek.key != target.key]
+    if path is None:
+        _deploy_keks(keks, ring.current, settings)
+        return 0
+    write_kek_file(path, keks)
+    print(f"retired KEK {kid}: no cameo key was wrapped under it")
+    return 0
+
+
+def keys(settings: Settings, args: argparse.Namespace) -> int:
+    """`reelgraph keys ...`: a key or setting that cannot be used is one line, exit 2."""
+    from consent.keyring import KeyringError
+
+    try:
+        if args.keys_command == "list":
+            return keys_list(settings)
+        if args.keys_command == "rotate":
+            return keys_rotate(settings)
+        if args.keys_command == "activate":
+            return keys_activate(settings, args.kid)
+        if args.keys_command == "retire":
+            return keys_retire(settings, args.kid, args.force)
+        if args.keys_command == "add-kek":
+            return keys_add_kek(settings)
+        if args.keys_command == "rewrap":
+            return keys_rewrap(settings, args.limit)
+        return keys_retire_kek(settings, args.kid)
+    except (KeyringError, ValueError, RuntimeError) as exc:
+        print(f"reelgraph: {exc}", file=sys.stderr)
+        return 2
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelgraph", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -387,6 +692,25 @@ def _parser() -> argparse.ArgumentParser:
     sd.add_argument("--seed", type=int, default=0, help="the graph's shape is a function of it")
     sd.add_argument("--max-depth", type=int, default=50, help="longest remix chain (0..50)")
     sd.add_argument("--data-dir", dest="data_dir")
+    ks = sub.add_parser("keys", help="consent signing keys and cameo KEKs: rotate, rewrap")
+    kinds = ks.add_subparsers(dest="keys_command", required=True)
+    for name, text in (
+        ("list", "the signing keys with their states, and the KEK ids"),
+        ("rotate", "publish a new signing key as next; run again to make it sign"),
+        ("activate", "make the next signing key sign now"),
+        ("retire", "stop a signing key verifying now (its tokens are refused)"),
+        ("add-kek", "add a new cameo KEK (development file; or print the ring to deploy)"),
+        ("rewrap", "move every cameo's wrapped data key to the current KEK"),
+        ("retire-kek", "drop a KEK no cameo key is wrapped under any more"),
+    ):
+        cmd = kinds.add_parser(name, help=text)
+        cmd.add_argument("--data-dir", dest="data_dir")
+        if name in ("activate", "retire", "retire-kek"):
+            cmd.add_argument("kid", nargs="?" if name == "activate" else None)
+        if name == "retire":
+            cmd.add_argument("--force", action="store_true", help="even the last signing key")
+        if name == "rewrap":
+            cmd.add_argument("--limit", type=int, help="stop after this many keys moved")
     return parser
 
 
@@ -398,6 +722,8 @@ def _run(args: argparse.Namespace) -> int:
         return export_lineage(settings, _raw_clip_id(args.clip_id), args.format, args.out)
     if args.command == "seed":
         return seed(settings, args.users, args.clips, args.seed, args.max_depth)
+    if args.command == "keys":
+        return keys(settings, args)
     if args.command == "worker":
         return worker(settings)
     if args.workers < 1:

@@ -52,8 +52,13 @@ class Settings(BaseSettings):
     # a render token must outlive queueing, retries and requeues of its render
     render_token_ttl_s: int = 6 * 3600
     approval_token_ttl_s: int = 30 * 24 * 3600
-    # base64 of 32 bytes: wraps each cameo's data key; unset: <data_dir>/consent/kek
+    # key-encryption keys (consent/envelope.py), which wrap each cameo's data key: a ring of
+    # `id:base64` (32 bytes each), newest first, as a comma list or JSON; the single
+    # cameo_kek (base64) is one more, older key of it; cameo_kek_current names the KEK that
+    # wraps new keys (default: the first). Unset: <data_dir>/consent/kek (development only)
+    cameo_keks: str | None = None
     cameo_kek: str | None = None
+    cameo_kek_current: str | None = None
     # a cameo capture upload (3-15 s): room for 15 s of 4K phone video; reading stops past it
     capture_max_bytes: int = 200 * 1024 * 1024
     # a liveness challenge must be uploaded within this; one upload per challenge

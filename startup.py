@@ -136,7 +136,7 @@ def _check_broker_url(url: str) -> None:
 
 
 def _check_keys(settings: Settings, *, api: bool, worker: bool) -> None:
-    from consent.envelope import load_kek
+    from consent.envelope import load_kek_ring, parse_kek, parse_kek_ring
     from consent.keyring import KeyringError, VerifyingKeyring, public_document
     from server import MIN_SECRET_LENGTH
 
@@ -153,10 +153,11 @@ def _check_keys(settings: Settings, *, api: bool, worker: bool) -> None:
             "REELGRAPH_CONSENT_SIGNING_KEYS is required in production: every API replica signs "
             "consent tokens with the same keys (the README's Consent tokens says how to make them)"
         )
-    if worker and production and not settings.cameo_kek:
+    if worker and production and not (settings.cameo_kek or settings.cameo_keks):
         raise StartupError(
-            "REELGRAPH_CAMEO_KEK is required in production: render workers unwrap cameo "
-            "reference media with it (base64 of 32 random bytes: openssl rand -base64 32)"
+            "REELGRAPH_CAMEO_KEK (or a ring, REELGRAPH_CAMEO_KEKS) is required in production: "
+            "render workers unwrap cameo reference media with it (base64 of 32 random bytes: "
+            "openssl rand -base64 32)"
         )
     checks = (
         ("REELGRAPH_CONSENT_SIGNING_KEYS", settings.consent_signing_keys, public_document),
@@ -165,7 +166,14 @@ def _check_keys(settings: Settings, *, api: bool, worker: bool) -> None:
             settings.consent_public_keys,
             lambda text: VerifyingKeyring.from_document(json.loads(text)),
         ),
-        ("REELGRAPH_CAMEO_KEK", settings.cameo_kek, lambda _text: load_kek(settings)),
+        ("REELGRAPH_CAMEO_KEKS", settings.cameo_keks, parse_kek_ring),
+        ("REELGRAPH_CAMEO_KEK", settings.cameo_kek, parse_kek),
+        (
+            # the current id must name a key of the ring (checked once the ring is set)
+            "REELGRAPH_CAMEO_KEK_CURRENT",
+            settings.cameo_kek_current if settings.cameo_keks or settings.cameo_kek else None,
+            lambda _text: load_kek_ring(settings),
+        ),
     )
     for variable, value, parse in checks:
         if value:

@@ -1,14 +1,26 @@
 """Ed25519 keys for PASETO v4.public consent tokens, with rotation.
 
-API processes load a `SigningKeyring` (secret keys; the newest live key signs). Workers and
-anyone else load a `VerifyingKeyring`: public keys only, so a compromised worker can check a
-token but never mint one. A key's id (`kid`, in every token's footer) is the PASERK `k4.pid`
-of its public key. A rotated-out key keeps verifying until its `retiresAt`, so tokens it
-signed stay good until they expire; after that its kid is refused as retired.
+API processes load a `SigningKeyring` (secret keys); workers and anyone else load a
+`VerifyingKeyring`: public keys only, so a compromised worker can check a token but never
+mint one. A key's id (`kid`, in every token's footer) is the PASERK `k4.pid` of its public
+key.
+
+A key is published before it signs. Its states (`SigningKeyring.states`):
+- `next`: published (in the public keys, /.well-known/reelgraph-keys) and verifying, but
+  not signing yet (`stage`, what the first `reelgraph keys rotate` does);
+- `current`: the activated live key that signs (the one activated last; `activate`, what
+  the next `reelgraph keys rotate` or `keys activate` does);
+- `previous`: activated before the current one, still verifying until its `retiresAt` (set
+  when it was rotated out: the longest token lifetime later), so its tokens stay good until
+  they expire;
+- `retired`: its `retiresAt` has passed (at once with `retire`, for a compromised key):
+  its kid is refused, a key problem (`KeyUnavailable`), not a bad signature.
 
 Key files (both written atomically; the signing one with mode 0600):
 - `<data_dir>/consent/signing-keys.json`: `{"keys": [{"kid", "secret" (PASERK k4.secret),
-  "createdAt", "retiresAt"}]}` (times epoch ms; `retiresAt` null while live).
+  "createdAt", "activatedAt", "retiresAt"}]}` (times epoch ms; `activatedAt` null while the
+  key is next, and taken as `createdAt` when absent (documents from before); `retiresAt` null
+  while live).
 - `<data_dir>/consent/public-keys.json`: the public document `VerifyingKeyring.document()`
   returns and `/.well-known/reelgraph-keys` serves.
 """
@@ -39,6 +51,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HEADER",
+    "KEY_STATES",
+    "KeyUnavailable",
     "KeyringError",
     "SignatureInvalid",
     "SigningKeyring",
@@ -73,6 +87,14 @@ class KeyringError(Exception):
 
 class SignatureInvalid(Exception):
     """The token is malformed or its signature does not verify under the given key."""
+
+
+class KeyUnavailable(SignatureInvalid):
+    """The token names a key this ring does not hold, or a retired one: whatever the token
+    says, it cannot be checked here (an operator's key problem, not a forgery)."""
+
+
+KEY_STATES = ("next", "current", "previous", "retired")
 
 
 def b64url_encode(data: bytes) -> str:
@@ -334,9 +356,9 @@ class VerifyingKeyring:
         self._maybe_reload()
         entry = self._entries.get(kid)
         if entry is None:
-            raise SignatureInvalid("the token names an unknown key")
+            raise KeyUnavailable("the token names an unknown key")
         if not entry.live(_now_ms() if now_ms is None else now_ms):
-            raise SignatureInvalid("the token's key is retired")
+            raise KeyUnavailable("the token's key is retired")
         payload, _ = paseto_verify(self._keys[kid], token, implicit_assertion=implicit_assertion)
         try:
             claims = json.loads(payload)
@@ -375,6 +397,7 @@ def _parse_footer(footer: bytes) -> dict:
 class _SecretEntry:
     public: _PublicEntry
     secret: Ed25519PrivateKey
+    activated_at: int | None  # None while the key is `next`: published, not signing
 
     def to_json(self) -> dict[str, Any]:
         raw = self.secret.private_bytes(
@@ -387,16 +410,19 @@ class _SecretEntry:
             "kid": self.public.kid,
             "secret": _SECRET_PREFIX + b64url_encode(raw + self.public.public),
             "createdAt": self.public.created_at,
+            "activatedAt": self.activated_at,
             "retiresAt": self.public.retires_at,
         }
 
 
-def _new_entry(now_ms: int) -> _SecretEntry:
+def _new_entry(now_ms: int, *, active: bool = True) -> _SecretEntry:
     secret = Ed25519PrivateKey.generate()
     public = secret.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
-    return _SecretEntry(_PublicEntry(paserk_pid(public), public, now_ms, None), secret)
+    return _SecretEntry(
+        _PublicEntry(paserk_pid(public), public, now_ms, None), secret, now_ms if active else None
+    )
 
 
 def new_signing_document() -> str:
@@ -440,18 +466,22 @@ def _parse_secret_document(document: Any) -> list[_SecretEntry]:
                 int(item["createdAt"]),
                 None if retires is None else int(retires),
             )
+            # absent: a document from before keys were staged, where every key was active
+            activated = item.get("activatedAt", entry.created_at)
+            activated = None if activated is None else int(activated)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise KeyringError(f"malformed signing key entry: {err}") from None
         if item.get("kid") not in (None, entry.kid):
             raise KeyringError(f"kid {item.get('kid')!r} is not the k4.pid of its key")
-        entries.append(_SecretEntry(entry, secret))
+        entries.append(_SecretEntry(entry, secret, activated))
     if not entries:
         raise KeyringError("the signing keyring holds no key")
     return entries
 
 
 class SigningKeyring:
-    """Secret keys (API processes only). The newest live key signs; all live keys verify."""
+    """Secret keys (API processes only). The live key activated last signs; every live key
+    (a `next` one included) verifies."""
 
     def __init__(
         self,
@@ -474,10 +504,11 @@ class SigningKeyring:
         self._mtime = _mtime(path)
 
     @classmethod
-    def load(cls, settings: Settings) -> SigningKeyring:
+    def load(cls, settings: Settings, *, publish: bool = True) -> SigningKeyring:
         """From `settings.consent_signing_keys` (the signing-keys document as JSON), else the
         file under data_dir, generated with one fresh key on first use. Also (re)writes the
-        public-keys file beside it, which workers load."""
+        public-keys file beside it, which workers load; with keys from settings and
+        `publish=False` (an operator's command editing a copy) it writes nothing."""
         retire_after_s = max(settings.render_token_ttl_s, settings.approval_token_ttl_s)
         public_path = public_keys_path(settings)
         if settings.environment == "production" and not settings.consent_signing_keys:
@@ -493,7 +524,7 @@ class SigningKeyring:
             ring = cls(
                 _parse_secret_document(document),
                 issuer=settings.consent_issuer,
-                public_path=public_path,
+                public_path=public_path if publish else None,
                 retire_after_s=retire_after_s,
             )
         else:
@@ -557,11 +588,25 @@ class SigningKeyring:
             self._mtime = mtime
             self._verifying = None
 
+    @staticmethod
+    def _signer_of(entries: list[_SecretEntry], now_ms: int) -> _SecretEntry | None:
+        active = [
+            entry
+            for entry in entries
+            if entry.activated_at is not None and entry.public.live(now_ms)
+        ]
+        if not active:
+            return None
+        return max(active, key=lambda entry: (entry.activated_at, entry.public.created_at))
+
     def _signer(self, now_ms: int) -> _SecretEntry:
-        live = [entry for entry in self._entries if entry.public.live(now_ms)]
-        if not live:
-            raise KeyringError("every signing key is retired: rotate in a new one")
-        return max(live, key=lambda entry: entry.public.created_at)
+        signer = self._signer_of(self._entries, now_ms)
+        if signer is None:
+            raise KeyringError(
+                "no live activated signing key: every key is retired or only published "
+                "(run `reelgraph keys rotate` until one is current)"
+            )
+        return signer
 
     @property
     def current_kid(self) -> str:
@@ -591,37 +636,131 @@ class SigningKeyring:
             implicit_assertion=implicit_assertion,
         )
 
-    def rotate(self, *, now_ms: int | None = None) -> str:
-        """Add a new signing key (its kid is returned). Keys it replaces keep verifying for
-        the longest token lifetime, then retire."""
+    def stage(self, *, now_ms: int | None = None) -> str:
+        """Publish a new key as `next` (its kid is returned): it verifies wherever the public
+        keys reach, and signs only once activated. KeyringError if a next key is already
+        published (activate it first)."""
         now = _now_ms() if now_ms is None else now_ms
         with self._lock:
             self._maybe_reload()
-            fresh = _new_entry(max(now, *(e.public.created_at + 1 for e in self._entries)))
-            retire_at = now + self._retire_after_s * 1000
-            self._entries = [
-                entry
-                if entry.public.retires_at is not None
-                else replace(entry, public=replace(entry.public, retires_at=retire_at))
-                for entry in self._entries
-            ] + [fresh]
+            staged = self._next_keys(now)
+            if staged:
+                raise KeyringError(
+                    f"key {staged[0].public.kid} is already published as next: activate it "
+                    "first (`reelgraph keys rotate` or `keys activate`)"
+                )
+            fresh = _new_entry(
+                max([now, *(e.public.created_at + 1 for e in self._entries)]), active=False
+            )
+            self._entries = [*self._entries, fresh]
             self._save()
         return fresh.public.kid
 
-    def retire(self, kid: str, *, now_ms: int | None = None) -> None:
-        """Stop `kid` verifying now (a compromised key); its tokens are refused from now on."""
+    def _next_keys(self, now_ms: int) -> list[_SecretEntry]:
+        return [
+            entry
+            for entry in self._entries
+            if entry.activated_at is None and entry.public.live(now_ms)
+        ]
+
+    def next_kid(self, *, now_ms: int | None = None) -> str | None:
+        """The kid of the key published as `next`, if any."""
+        self._maybe_reload()
+        staged = self._next_keys(_now_ms() if now_ms is None else now_ms)
+        return staged[-1].public.kid if staged else None
+
+    def activate(self, kid: str | None = None, *, now_ms: int | None = None) -> str:
+        """Make the `next` key (or `kid`, a next key) the one that signs; the keys it replaces
+        keep verifying for the longest token lifetime, then retire. Returns its kid;
+        KeyringError when there is no such next key."""
+        now = _now_ms() if now_ms is None else now_ms
+        with self._lock:
+            self._maybe_reload()
+            staged = self._next_keys(now)
+            chosen = [e for e in staged if kid is None or e.public.kid == kid]
+            if not chosen:
+                raise KeyringError(
+                    f"{kid} is not a key published as next"
+                    if kid
+                    else "no key is published as next: `reelgraph keys rotate` publishes one"
+                )
+            target = chosen[-1]
+            retire_at = now + self._retire_after_s * 1000
+            activated_at = max(
+                [now, *(e.activated_at + 1 for e in self._entries if e.activated_at is not None)]
+            )
+            entries = []
+            for entry in self._entries:
+                if entry is target:
+                    entry = replace(entry, activated_at=activated_at)
+                elif entry.activated_at is not None and entry.public.retires_at is None:
+                    entry = replace(entry, public=replace(entry.public, retires_at=retire_at))
+                entries.append(entry)
+            self._entries = entries
+            self._save()
+        return target.public.kid
+
+    def rotate(self, *, now_ms: int | None = None) -> str:
+        """Stage and activate a new key at once (its kid is returned): it signs from now on,
+        before anyone could have fetched it. Only safe where every verifier reads this ring's
+        public-keys file; operators use `stage`, then `activate` (`reelgraph keys rotate`)."""
+        with self._lock:
+            kid = self.stage(now_ms=now_ms)
+            return self.activate(kid, now_ms=now_ms)
+
+    def retire(self, kid: str, *, now_ms: int | None = None, force: bool = False) -> None:
+        """Stop `kid` verifying now (a compromised key); its tokens are refused from now on.
+        KeyError for an unknown kid; KeyringError, unless `force`, when no key could sign
+        afterwards."""
         now = _now_ms() if now_ms is None else now_ms
         with self._lock:
             self._maybe_reload()
             if kid not in {entry.public.kid for entry in self._entries}:
                 raise KeyError(kid)
-            self._entries = [
+            entries = [
                 replace(entry, public=replace(entry.public, retires_at=now))
                 if entry.public.kid == kid
                 else entry
                 for entry in self._entries
             ]
+            if not force and self._signer_of(entries, now + 1) is None:
+                raise KeyringError(
+                    f"retiring {kid} would leave no key to sign with: run `reelgraph keys "
+                    "rotate` (and `keys activate`) first, or pass --force to stop signing"
+                )
+            self._entries = entries
             self._save()
+
+    def states(self, *, now_ms: int | None = None) -> list[dict[str, Any]]:
+        """Every key's kid, state (KEY_STATES) and times, oldest first: nothing secret."""
+        now = _now_ms() if now_ms is None else now_ms
+        self._maybe_reload()
+        signer = self._signer_of(self._entries, now)
+        rows = []
+        for entry in sorted(self._entries, key=lambda e: e.public.created_at):
+            if not entry.public.live(now):
+                state = "retired"
+            elif entry is signer:
+                state = "current"
+            elif entry.activated_at is None:
+                state = "next"
+            else:
+                state = "previous"
+            rows.append(
+                {
+                    "kid": entry.public.kid,
+                    "state": state,
+                    "createdAt": entry.public.created_at,
+                    "activatedAt": entry.activated_at,
+                    "retiresAt": entry.public.retires_at,
+                }
+            )
+        return rows
+
+    def signing_document(self) -> str:
+        """The signing-keys document as JSON (secret: REELGRAPH_CONSENT_SIGNING_KEYS)."""
+        self._maybe_reload()
+        return json.dumps({"keys": [entry.to_json() for entry in self._entries]})
 
     def verifying(self) -> VerifyingKeyring:
         """The public half of this ring (what workers get)."""

@@ -5,6 +5,12 @@ AES-GCM whose associated data names the cameo (a blob copied onto another cameo 
 open). The data key exists only wrapped by the KEK, on the Cameo node; deleting the cameo
 nulls it, after which every copy of these blobs is noise. Plaintext frames live in memory
 only: nothing here writes them to disk.
+
+`rewrap_cameo_keys` moves every cameo's wrapped data key to the ring's current KEK (what
+`reelgraph keys rewrap` runs): the data key and the files stay as they are, only the KEK
+that wraps the key changes, one cameo at a time, each by a compare-and-set on the wrapped key
+it read (a cameo deleted or re-captured meanwhile is never overwritten, a shredded key never
+comes back), so an interrupted run is finished by running it again.
 """
 
 from __future__ import annotations
@@ -12,27 +18,47 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ulid import ULID
 
-from consent.envelope import decrypt, encrypt, new_data_key, reference_aad, unwrap_key, wrap_key
+from consent.envelope import (
+    EnvelopeError,
+    decrypt,
+    encrypt,
+    new_data_key,
+    reference_aad,
+    unwrap_key,
+    wrap_key,
+    wrapped_kek_id,
+)
+from graph.driver import Cypher
 from media.store import MediaMissing, cameo_ref_key
 
 if TYPE_CHECKING:
-    from consent.envelope import Kek
+    from consent.envelope import Kek, KekRing
+    from graph.driver import GraphDriver
     from media.store import MediaStore
 
-__all__ = ["delete_reference_files", "open_reference_frames", "seal_reference_frames"]
+__all__ = [
+    "RewrapReport",
+    "delete_reference_files",
+    "kek_ids_in_use",
+    "open_reference_frames",
+    "rewrap_cameo_keys",
+    "seal_reference_frames",
+]
 
 logger = logging.getLogger(__name__)
 
 
 def seal_reference_frames(
-    media: MediaStore, kek: Kek, cameo_id: str, frames: list[bytes]
+    media: MediaStore, kek: Kek | KekRing, cameo_id: str, frames: list[bytes]
 ) -> tuple[str, list[str]]:
-    """Store each frame encrypted under a new data key: (wrapped data key, media keys)."""
+    """Store each frame encrypted under a new data key: (wrapped data key, media keys); the
+    data key is wrapped under `kek` (a ring's current KEK)."""
     if not frames:
         raise ValueError("a cameo needs at least one reference frame")
     data_key = new_data_key()
@@ -56,11 +82,15 @@ def seal_reference_frames(
 
 
 def open_reference_frames(
-    media: MediaStore, kek: Kek, cameo_id: str, wrapped_key: str | None, ref_keys: list[str]
+    media: MediaStore,
+    kek: Kek | KekRing,
+    cameo_id: str,
+    wrapped_key: str | None,
+    ref_keys: list[str],
 ) -> list[bytes]:
     """The plaintext frames, in memory. Raises consent.envelope.KeyShredded when the cameo's
-    key was destroyed, EnvelopeError when a blob or the key does not open, MediaMissing
-    when a file is gone."""
+    key was destroyed, KekUnknown when the ring does not hold the KEK its key names,
+    EnvelopeError when a blob or the key does not open, MediaMissing when a file is gone."""
     data_key = unwrap_key(kek, wrapped_key, cameo_id=cameo_id)
     aad = reference_aad(cameo_id)
     frames = []
@@ -80,3 +110,120 @@ def delete_reference_files(media: MediaStore, keys: list[str]) -> None:
             media.delete(key)
         except Exception:  # a store outage must not undo the shredding already done
             logger.warning("could not delete reference file %s", key, exc_info=True)
+
+
+# Only the wrapped key and the id of its KEK change; graph/cameos.py owns the rest of the node.
+WRAPPED_KEYS_PAGE = Cypher(
+    """
+MATCH (c:Cameo)
+WHERE c.id > $after AND c.wrappedKey IS NOT NULL
+RETURN c.id AS id, c.wrappedKey AS wrappedKey
+ORDER BY id
+LIMIT $limit
+"""
+)
+WRAPPED_KEY_OF = Cypher(
+    """
+MATCH (c:Cameo {id: $id})
+RETURN c.wrappedKey AS wrappedKey
+"""
+)
+# compare-and-set: a key deleted (nulled) or replaced by a new capture since it was read stays
+SWAP_WRAPPED_KEY = Cypher(
+    """
+MATCH (c:Cameo {id: $id})
+WHERE c.wrappedKey = $old
+SET c.wrappedKey = $new, c.kekId = $kekId
+RETURN c.id AS id
+"""
+)
+_PAGE = 200
+_SWAP_TRIES = 3
+
+
+@dataclass
+class RewrapReport:
+    """What one rewrap did, by cameo count."""
+
+    kek_id: str  # the KEK every key was moved to
+    moved: int = 0  # rewrapped under it now
+    already: int = 0  # under it before
+    shredded: int = 0  # deleted while the rewrap ran: nothing to move
+    failed: dict[str, str] = field(default_factory=dict)  # cameo id -> why it did not move
+    stopped_early: bool = False  # the limit was reached: run it again to go on
+
+    @property
+    def complete(self) -> bool:
+        """Every cameo's key is under the current KEK."""
+        return not self.failed and not self.stopped_early
+
+
+async def rewrap_cameo_keys(
+    db: GraphDriver, ring: KekRing, *, limit: int | None = None
+) -> RewrapReport:
+    """Move every cameo's wrapped data key to `ring.current`; idempotent. A key the ring
+    cannot unwrap (its KEK unknown, or the key damaged) is reported in `failed`, never
+    skipped silently; `limit` stops after that many keys moved."""
+    target = ring.current
+    report = RewrapReport(kek_id=target.kid)
+    after = ""
+    while True:
+        rows = await db.read(WRAPPED_KEYS_PAGE, {"after": after, "limit": _PAGE})
+        for row in rows:
+            if limit is not None and report.moved >= limit:
+                report.stopped_early = True
+                return report
+            await _rewrap_one(db, ring, target, row["id"], row["wrappedKey"], report)
+        if len(rows) < _PAGE:
+            return report
+        after = rows[-1]["id"]
+
+
+async def _rewrap_one(
+    db: GraphDriver,
+    ring: KekRing,
+    target: Kek,
+    cameo_id: str,
+    wrapped: str | None,
+    report: RewrapReport,
+) -> None:
+    for _ in range(_SWAP_TRIES):
+        if wrapped is None:
+            report.shredded += 1
+            return
+        try:
+            if wrapped_kek_id(wrapped) == target.kid:
+                report.already += 1
+                return
+            data_key = unwrap_key(ring, wrapped, cameo_id=cameo_id)
+        except EnvelopeError as err:
+            report.failed[cameo_id] = str(err)
+            logger.error("cameo %s: its data key cannot be rewrapped: %s", cameo_id, err)
+            return
+        rewrapped = wrap_key(target, data_key, cameo_id=cameo_id)
+        del data_key
+        params = {"id": cameo_id, "old": wrapped, "new": rewrapped, "kekId": target.kid}
+        if await db.write(SWAP_WRAPPED_KEY, params):
+            report.moved += 1
+            return
+        # deleted or re-captured since it was read: look again at what it holds now
+        rows = await db.read(WRAPPED_KEY_OF, {"id": cameo_id})
+        wrapped = rows[0]["wrappedKey"] if rows else None
+    report.failed[cameo_id] = "its key kept changing while it was rewrapped; run it again"
+
+
+async def kek_ids_in_use(db: GraphDriver) -> dict[str, int]:
+    """How many cameos hold a data key wrapped under each KEK id (malformed keys: "?")."""
+    counts: dict[str, int] = {}
+    after = ""
+    while True:
+        rows = await db.read(WRAPPED_KEYS_PAGE, {"after": after, "limit": _PAGE})
+        for row in rows:
+            try:
+                kid = wrapped_kek_id(row["wrappedKey"])
+            except EnvelopeError:
+                kid = "?"
+            counts[kid] = counts.get(kid, 0) + 1
+        if len(rows) < _PAGE:
+            return counts
+        after = rows[-1]["id"]

@@ -6,6 +6,11 @@ grantee under the cameo's current consent epoch; an approval token is an owner's
 and `aud` claims and by the PASETO implicit assertion, so a token of one purpose never
 verifies as another even if a claim check were forgotten. Every token has a unique `jti`
 (a ULID) that can be revoked in Redis until the token would expire anyway.
+
+A rejection says what kind of problem it is (`TokenRejected.kind`), so a failed render can
+tell the owner's decision from a clock and from an operator's keys: REVOKED (the cameo's
+consent epoch moved on), EXPIRED, KEY_PROBLEM (an unknown or retired signing key), INVALID
+(anything else: malformed, forged, or bound to another use).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ulid import ULID
 
-from consent.keyring import SignatureInvalid, SigningKeyring, VerifyingKeyring
+from consent.keyring import KeyUnavailable, SignatureInvalid, SigningKeyring, VerifyingKeyring
 
 if TYPE_CHECKING:
     from redis import Redis as SyncRedis
@@ -26,6 +31,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOCK_LEEWAY_S",
+    "EXPIRED",
+    "INVALID",
+    "KEY_PROBLEM",
+    "REVOKED",
     "TokenRejected",
     "implicit_assertion",
     "is_revoked",
@@ -40,6 +49,11 @@ __all__ = [
 ]
 
 Purpose = Literal["render", "approval"]
+RejectionKind = Literal["revoked", "expired", "key-problem", "invalid"]
+REVOKED: RejectionKind = "revoked"
+EXPIRED: RejectionKind = "expired"
+KEY_PROBLEM: RejectionKind = "key-problem"
+INVALID: RejectionKind = "invalid"
 
 # clocks of API and worker machines may disagree this much
 CLOCK_LEEWAY_S = 30
@@ -55,12 +69,14 @@ _CLAIMS: dict[str, frozenset[str]] = {
 
 
 class TokenRejected(Exception):
-    """A consent token that must not be honoured; `reason` says why, for logs and FAILED
-    clips (it never contains the token)."""
+    """A consent token that must not be honoured; `reason` says why, for logs (it never
+    contains the token); `kind` which sort of problem it is (REVOKED, EXPIRED, KEY_PROBLEM,
+    INVALID), for the sentence a FAILED clip shows."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, kind: RejectionKind = INVALID) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 def implicit_assertion(purpose: Purpose) -> bytes:
@@ -154,6 +170,9 @@ def _verify(
         claims, _ = keyring.verify(
             token, implicit_assertion=implicit_assertion(purpose), now_ms=now
         )
+    except KeyUnavailable as err:
+        # the key it names is unknown or retired: nothing about the token itself is known
+        raise TokenRejected(str(err), KEY_PROBLEM) from None
     except SignatureInvalid as err:
         # a token of another purpose lands here too: its implicit assertion differs
         raise TokenRejected(f"{err} (or it is not a token for {purpose})") from None
@@ -171,7 +190,7 @@ def _verify(
     if exp <= iat:
         raise TokenRejected("the token expires before it was issued")
     if now_s >= exp + CLOCK_LEEWAY_S:
-        raise TokenRejected("the token has expired")
+        raise TokenRejected("the token has expired", EXPIRED)
     if now_s < nbf - CLOCK_LEEWAY_S or now_s < iat - CLOCK_LEEWAY_S:
         raise TokenRejected("the token is not valid yet")
     epoch = claims["epoch"]
@@ -179,7 +198,8 @@ def _verify(
         raise TokenRejected("the token's consent epoch is not an integer")
     for name, want in expected.items():
         if claims[name] != want:
-            raise TokenRejected(_MISMATCH[name])
+            # a moved consent epoch is the owner's decision; any other mismatch is misuse
+            raise TokenRejected(_MISMATCH[name], REVOKED if name == "epoch" else INVALID)
     return claims
 
 

@@ -1,8 +1,10 @@
 """`GET /.well-known/reelgraph-keys`: the consent tokens' public keys, for anyone to verify.
 
-The document lists every key that still verifies (and rotated-out ones with their
-`retiresAt`), each as a PASERK `k4.public` under its `k4.pid` kid. Caches may keep it for a
-few minutes, so a verifier that meets an unknown kid should fetch it again before refusing.
+The document lists every key that still verifies: the one that signs, a `next` key published
+ahead of signing (`reelgraph keys rotate`), and rotated-out ones with their `retiresAt`
+(retired ones too, refused), each as a PASERK `k4.public` under its `k4.pid` kid. Caches may
+keep it for a few minutes, so a verifier that meets an unknown kid should fetch it again
+before refusing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from litestar.datastructures import CacheControlHeader, State
 
 __all__ = ["KEYS_MAX_AGE_S", "reelgraph_keys"]
 
-# short: a rotated-in key signs at once, and verifiers refetch on an unknown kid anyway
+# short: a next key should reach every cache before it signs, and verifiers refetch on an
+# unknown kid anyway
 KEYS_MAX_AGE_S = 300
 
 

@@ -3,6 +3,11 @@
 A clip's failureReason never carries exception text or class names (they can name paths,
 hosts and internals); the worker logs those. Transient causes (the graph, Redis, a full disk,
 GPU memory) are retried with backoff before the clip fails with the sentence for its cause.
+
+A render stopped by its consent checks says which of three things stopped it: the owner
+revoked consent (consent.withdrawn_reason, naming them), the consent token expired before
+the render ran, or a server key problem (a signing key or KEK unknown or retired), which is
+the operator's to fix, not the owner's doing.
 """
 
 from __future__ import annotations
@@ -13,15 +18,20 @@ import sys
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from consent.tokens import EXPIRED, KEY_PROBLEM, TokenRejected
 from graph.driver import GraphUnavailable
 
 __all__ = [
+    "CAMEO_KEY_PROBLEM",
+    "CONSENT_KEY_PROBLEM",
+    "CONSENT_TOKEN_EXPIRED",
     "DISK_FULL",
     "GPU_OUT_OF_MEMORY",
     "GRAPH_UNAVAILABLE",
     "REDIS_UNAVAILABLE",
     "RENDERER_FAILED",
     "SERVICE_UNAVAILABLE",
+    "consent_rejection_reason",
     "failure_reason",
     "is_cuda_out_of_memory",
     "retry_delay_s",
@@ -36,6 +46,18 @@ GRAPH_UNAVAILABLE = "the graph database was unavailable; try again later"
 REDIS_UNAVAILABLE = "the render queue's Redis was unavailable; try again later"
 SERVICE_UNAVAILABLE = "a service the render needs was unavailable; try again later"
 RENDERER_FAILED = "the renderer failed; try again, or try another prompt"
+CONSENT_TOKEN_EXPIRED = (
+    "the render was stopped: the consent token expired before rendering (the clip waited "
+    "too long); make the clip again"
+)
+CONSENT_KEY_PROBLEM = (
+    "the render was stopped by a server key problem: the consent token's signing key is "
+    "unknown or retired (operator: see reelgraph keys); make the clip again later"
+)
+CAMEO_KEY_PROBLEM = (
+    "the render was stopped by a server key problem: a featured cameo's key-encryption key "
+    "is unknown or retired (operator: see reelgraph keys); make the clip again later"
+)
 
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 # the Neo4j driver's errors worth a retry, should one reach here untranslated by the adapter
@@ -103,6 +125,18 @@ def transient_reason(exc: BaseException) -> str | None:
         reason = _transient_reason_of(cause)
         if reason is not None:
             return reason
+    return None
+
+
+def consent_rejection_reason(rejected: BaseException | None) -> str | None:
+    """The sentence for a consent token the worker refused because it expired or because of
+    a key problem; None for anything else (revoked consent, a token that does not hold for
+    this clip), which keeps the owner's sentence (consent.withdrawn_reason)."""
+    if isinstance(rejected, TokenRejected):
+        if rejected.kind == EXPIRED:
+            return CONSENT_TOKEN_EXPIRED
+        if rejected.kind == KEY_PROBLEM:
+            return CONSENT_KEY_PROBLEM
     return None
 
 

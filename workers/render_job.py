@@ -23,8 +23,8 @@ from typing import Any
 import redis
 
 from consent import ConsentWithdrawn, check_render_uses, withdrawn_reason
-from consent.envelope import EnvelopeError, Kek, KeyShredded, load_kek
-from consent.keyring import VerifyingKeyring
+from consent.envelope import EnvelopeError, KekRing, KekUnknown, KeyShredded, load_kek_ring
+from consent.keyring import KeyringError, VerifyingKeyring
 from consent.references import open_reference_frames
 from consent.tokens import is_revoked_sync
 from events import render as render_events
@@ -35,7 +35,12 @@ from graph.driver import GraphDriver
 from media.probe import probe_video
 from media.store import MediaMissing, MediaStore, clip_video_key
 from settings import Settings
-from workers.failures import too_many_attempts_reason
+from workers.failures import (
+    CAMEO_KEY_PROBLEM,
+    CONSENT_KEY_PROBLEM,
+    consent_rejection_reason,
+    too_many_attempts_reason,
+)
 from workers.renderers import RenderCancelled, Renderer, RenderSpec
 from workers.renderers.base import CameoReference
 
@@ -79,13 +84,14 @@ class RenderRuntime:
 
 class RenderConsent:
     """What a worker needs to honour consent: public keys only (it verifies render tokens,
-    it can never mint one), the revocation list, and the KEK that unwraps reference keys.
-    Loaded on first use: an API process publishes the public keys when it starts."""
+    it can never mint one), the revocation list, and the KEK ring that unwraps reference
+    keys (each under the KEK it names). Loaded on first use: an API process publishes the
+    public keys when it starts."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._keys: VerifyingKeyring | None = None
-        self._kek: Kek | None = None
+        self._kek: KekRing | None = None
         self._redis: redis.Redis | None = None
 
     @property
@@ -95,9 +101,9 @@ class RenderConsent:
         return self._keys
 
     @property
-    def kek(self) -> Kek:
+    def kek(self) -> KekRing:
         if self._kek is None:
-            self._kek = load_kek(self._settings)
+            self._kek = load_kek_ring(self._settings)
         return self._kek
 
     @property
@@ -264,13 +270,23 @@ def _check_consent(rt: RenderRuntime, clip: dict, uses: list[dict]) -> None:
         rows = rt.run(cameo_repo.usable_cameos(rt.graph, author_id, cameo_ids, _now()))
         return {row["id"]: row["epoch"] for row in rows if row["usable"]}
 
-    check_render_uses(
-        consent.keys,
-        clip,
-        uses,
-        is_revoked=lambda jti: is_revoked_sync(consent.redis, jti),
-        usable_epochs=usable_epochs,
-    )
+    try:
+        check_render_uses(
+            consent.keys,
+            clip,
+            uses,
+            is_revoked=lambda jti: is_revoked_sync(consent.redis, jti),
+            usable_epochs=usable_epochs,
+        )
+    except KeyringError as broken:  # no public keys to verify with: the operator's to fix
+        logger.error("consent public keys cannot be loaded: %s", broken)
+        raise ConsentWithdrawn(CONSENT_KEY_PROBLEM) from broken
+    except ConsentWithdrawn as withdrawn:
+        # an expired token or a key problem is not the owner's doing: say which it was
+        reason = consent_rejection_reason(withdrawn.__cause__)
+        if reason is None:
+            raise
+        raise ConsentWithdrawn(reason) from withdrawn.__cause__
 
 
 def _decrypt_references(rt: RenderRuntime, uses: list[dict]) -> tuple[CameoReference, ...]:
@@ -290,6 +306,9 @@ def _decrypt_references(rt: RenderRuntime, uses: list[dict]) -> tuple[CameoRefer
             )
         except KeyShredded as shredded:  # deleted meanwhile: its likeness is unreadable
             raise ConsentWithdrawn(withdrawn_reason(handle)) from shredded
+        except KekUnknown as unknown:  # its KEK was retired before its key was rewrapped
+            logger.error("cameo %s: %s", use["cameoId"], unknown)
+            raise ConsentWithdrawn(CAMEO_KEY_PROBLEM) from unknown
         except (EnvelopeError, MediaMissing) as broken:
             logger.error("cameo %s: reference media does not open: %r", use["cameoId"], broken)
             raise ConsentWithdrawn(
