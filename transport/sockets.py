@@ -20,6 +20,14 @@ Close codes a client can meet, beyond the protocol's own (4401, 4408, 4409):
   because the client reads nothing at all, the connection is dropped). The client reconnects
   and resumes with `notifications(after: <last cursor>)`; no other socket waits on it;
 - 4500: an unexpected server error, always logged with its traceback.
+
+Errors of the operations themselves follow the HTTP error policy (schema/extensions.py's
+ErrorCodes and `classify`): a contract code on each, an unexpected one masked in production
+as `Internal error` / INTERNAL with its request id, and a log line naming that id with the
+traceback; in `next` payloads and in `error` messages alike. Each operation has its own
+request id, `<the socket's>:<n>` (the socket's is its upgrade request's, named as over HTTP:
+the client's X-Request-Id when it sent a sane one, else a new one; n counts the socket's
+operations from 1).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import json
 import logging
 import secrets
 import time
+import uuid
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
@@ -37,7 +46,6 @@ from litestar.exceptions import WebSocketDisconnect
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from strawberry.http.exceptions import WebSocketDisconnected
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
@@ -47,11 +55,11 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
 from auth.addresses import address_subject, client_address
-from errors import BadUserInput, RateLimited, Unauthenticated
+from errors import RateLimited, Unauthenticated
 from events.bus import on_slow_consumer
 from resolvers import notifications as notification_resolvers
 from resolvers.context import Context
-from schema.extensions import ErrorCodes, classify, introspection_allowed
+from schema.extensions import ErrorCodes
 from schema.notifications import SharedFeed, shared_feed
 
 __all__ = ["SocketPolicy", "SocketSlot", "frame_problem", "socket_count_key"]
@@ -139,6 +147,13 @@ def frame_problem(message: object) -> str | None:
     return None
 
 
+def _as_error(error: Exception) -> GraphQLError:
+    """An exception as the GraphQL error the error policy judges (as Schema.stream wraps)."""
+    if isinstance(error, GraphQLError):
+        return error
+    return GraphQLError(str(error), original_error=error)
+
+
 def _reason(text: str) -> str:
     # the text may quote the client (an operation id), lone surrogates included: those
     # become "?" rather than an error while closing
@@ -194,6 +209,9 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         self.dropping = False  # closing a slow client: no second close
         codes = [e for e in self.schema.extensions if isinstance(e, type)]
         self.error_codes = next((e for e in codes if issubclass(e, ErrorCodes)), ErrorCodes)
+        if self.context.request_id is None:
+            self.context.request_id = uuid.uuid4().hex
+        self.operations_started = 0  # numbers each operation's request id
 
     async def close(self, code: int, reason: str) -> None:
         # the socket may already be gone (the client left, or another close won the race)
@@ -210,8 +228,13 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         except WebSocketDisconnected:
             raise
         except Exception:
-            logger.exception("unexpected error on a %r message; closing with 4500", message["type"])
-            await self.close(4500, "Internal error")
+            request_id = self.context.request_id
+            logger.exception(
+                "unexpected error on a %r message (request %s); closing with 4500",
+                message["type"],
+                request_id,
+            )
+            await self.close(4500, f"Internal error (request {request_id})")
 
     async def handle_invalid_message(self, error_message: str) -> None:
         await self.close(4400, error_message)
@@ -331,7 +354,7 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
             limited = RateLimited(
                 f"at most {cap} operations may be in flight on one socket", retry_after_seconds=1
             )
-            error = GraphQLError(limited.message, extensions=limited.extensions)
+            [error] = self.error_codes.code([_as_error(limited)], self.context)
             await self.send_message(
                 {"id": message["id"], "type": "error", "payload": [error.formatted]}
             )
@@ -343,6 +366,9 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         except Unauthenticated as exc:
             await self.close(4403, f"Forbidden: {exc.message}")
             return
+        # named apart like an HTTP request, and after its socket
+        self.operations_started += 1
+        context.request_id = f"{self.context.request_id}:{self.operations_started}"
         self.operation_contexts[message["id"]] = context
         # the operation's task is made inside, and keeps this value: its listeners call it
         token = on_slow_consumer.set(self.slow_client)
@@ -352,7 +378,8 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
             on_slow_consumer.reset(token)
 
     async def run_operation(self, operation: Operation) -> None:
-        """strawberry 0.341's run_operation, run with the operation's own context."""
+        """strawberry 0.341's run_operation, run with the operation's own context; a fault
+        that escapes it is answered by the error policy in an `error` message."""
         context = self.operation_contexts.pop(operation.id)
         try:
             shared = shared_feed(
@@ -361,29 +388,32 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
                 operation.variables,
                 operation.operation_name,
                 context,
-                self._coded,
+                self.error_codes.code,
             )
             if shared is not None:
                 await self._send_shared(operation, shared, context)
-                return
-            result_source = await self.schema.stream(
-                operation.query,
-                variable_values=operation.variables,
-                context_value=context,
-                root_value=self.root_value,
-                operation_name=operation.operation_name,
-            )
-            async with aclosing(result_source):
-                await self._send_results(operation, result_source, context)
+            else:
+                result_source = await self.schema.stream(
+                    operation.query,
+                    variable_values=operation.variables,
+                    context_value=context,
+                    root_value=self.root_value,
+                    operation_name=operation.operation_name,
+                )
+                async with aclosing(result_source):
+                    await self._send_results(operation, result_source, context)
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
         except _OperationStreamClosed:
             return
+        except WebSocketDisconnected:
+            self.operations.pop(operation.id, None)  # the client left: nobody to tell
         except Exception as error:
-            await self.handle_task_exception(error)
+            # coded, masked and logged under the operation's request id, as over HTTP; the
+            # `error` message ends the operation (no `complete` after it)
+            errors = self.error_codes.code([_as_error(error)], context)
             with contextlib.suppress(Exception):
-                await operation.send_operation_message({"id": operation.id, "type": "complete"})
+                await operation.send_initial_errors(errors)
             self.operations.pop(operation.id, None)
-            raise
 
     async def _send_shared(
         self, operation: Operation, shared: SharedFeed, context: Context
@@ -393,7 +423,17 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         head = '{"id":' + json.dumps(operation.id) + ',"type":"next","payload":'
         source = notification_resolvers.shared_feed_payloads(context, shared)
         async with aclosing(source):
-            async for payload in source:
+            while True:
+                try:
+                    payload = await anext(source)
+                except StopAsyncIteration:
+                    return
+                except Exception as error:
+                    # as Schema.stream answers a fault of a subscription's source: a `next`
+                    # without data, its error coded, then `complete`
+                    errors = self.error_codes.code([_as_error(error)], context)
+                    await operation.send_next(ExecutionResult(data=None, errors=errors))
+                    return
                 if operation.completed:
                     return
                 await self._send_text(head + payload + "}")
@@ -410,11 +450,8 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
             raise WebSocketDisconnected from exc
 
     async def _send_results(self, operation: Operation, results: Any, context: Context) -> None:
-        """strawberry 0.341's _send_result_stream, with a contract code on every error.
-
-        Errors found before execution (validation, an unknown operationName) come out of
-        schema.stream before the ErrorCodes extension has coded them: they are coded here.
-        """
+        """strawberry 0.341's _send_result_stream. Every result schema.stream yields was
+        coded by the ErrorCodes extension (its on_stream_result) already."""
         first = True
         async for result in results:
             if first and isinstance(result, PreExecutionError):
@@ -424,29 +461,16 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
                     await self.close(4400, result.errors[0].message)
                     self.operations.pop(operation.id, None)
                     raise _OperationStreamClosed
-                await operation.send_initial_errors(self._coded(result.errors, context))
+                await operation.send_initial_errors(result.errors)
                 return
             if not isinstance(result, ExecutionResult):  # @defer / @stream
                 refused = GraphQLError(
                     "incremental delivery (@defer, @stream) is not supported over websockets"
                 )
-                await operation.send_initial_errors(self._coded([refused], context))
+                await operation.send_initial_errors(self.error_codes.code([refused], context))
                 return
             await operation.send_next(result)
             first = False
-
-    def _coded(self, errors: list[GraphQLError], context: Context) -> list[GraphQLError]:
-        codes = self.error_codes
-        hide = not introspection_allowed(codes.introspection, context)
-        coded = []
-        for error in errors:
-            if isinstance(
-                error.original_error, CannotGetOperationTypeError | InvalidOperationTypeError
-            ):
-                # no such operationName, or several operations and none named: the client's
-                error = GraphQLError(error.message, original_error=BadUserInput(error.message))
-            coded.append(classify(error, codes.mask, context, hide))
-        return coded
 
     async def shutdown(self) -> None:
         for timer in self.timers:
