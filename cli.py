@@ -211,7 +211,8 @@ def worker(settings: Settings) -> int:
     from graph.embedded import EmbeddedServer
     from server import embedded_urls, resolve_secret
     from startup import UNAVAILABLE, StartupError, check_settings, quiet_retries, reach_servers
-    from workers.celery_app import make_celery
+    from workers.capture_worker import start_capture_worker, stop_capture_worker
+    from workers.celery_app import RENDER_QUEUE, make_celery
     from workers.tasks import register_tasks
 
     check_settings(settings, api=False, worker=True)
@@ -228,18 +229,24 @@ def worker(settings: Settings) -> int:
         asyncio.run(reach_servers(settings))
     app = make_celery(settings)
     register_tasks(app, settings, resolve_secret(settings))
-    app.worker_main(
-        [
-            "worker",
-            "--loglevel=INFO",
-            f"--concurrency={settings.worker_concurrency}",
-            "--pool=prefork",
-            "--queues=render,cameos",  # renders, and cameo verifications beside them (celery_app)
-            "--without-gossip",
-            "--without-mingle",
-            f"--hostname=render-{os.getpid()}@%h",
-        ]
-    )
+    # capture checks have a Celery worker of their own on the cameos queue: a long check
+    # never holds a render slot, a long render never delays a check (workers.capture_worker)
+    captures = start_capture_worker(settings)
+    try:
+        app.worker_main(
+            [
+                "worker",
+                "--loglevel=INFO",
+                f"--concurrency={settings.worker_concurrency}",
+                "--pool=prefork",
+                f"--queues={RENDER_QUEUE}",
+                "--without-gossip",
+                "--without-mingle",
+                f"--hostname=render-{os.getpid()}@%h",
+            ]
+        )
+    finally:
+        stop_capture_worker(captures)
     return 0
 
 

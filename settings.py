@@ -67,6 +67,14 @@ class Settings(BaseSettings):
     cameo_capture_limit_per_user: int = 5
     cameo_capture_window_s: int = 3600
     cameo_verify_time_limit_s: int = 120  # one capture's verification in the worker
+    # capture checks: their own Celery worker (the cameos queue), each check in a confined
+    # child process (workers.sandbox)
+    capture_worker_concurrency: int = 1  # checks at once, beside (never in) render slots
+    # one check's child, start to verdict (kept 15 s inside cameo_verify_time_limit_s); its
+    # CPU limit is this times the decoder's 2 threads
+    capture_sandbox_wall_s: int = 90
+    capture_sandbox_memory_mb: int = 1536  # the child's address space, libraries included
+    capture_sandbox_hold_file: str | None = None  # tests only: the child waits for this file
 
     # rate limits, counted in Redis so they hold across API processes; 0 turns one off
     login_limit_per_handle: int = 10  # log-in attempts per handle per window

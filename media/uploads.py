@@ -34,8 +34,18 @@ import av
 from litestar import Request
 from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
+from media.probe import (
+    MAX_FRAME_PIXELS,
+    MAX_SIDE,
+    limit_decoder,
+    open_container,
+    sniff_format,
+    stated_frame_sizes,
+)
+
 __all__ = [
     "ALLOWED_TYPES",
+    "MAX_FRAME_PIXELS",
     "MAX_SIDE",
     "ContainerInfo",
     "UploadRejected",
@@ -49,9 +59,9 @@ __all__ = [
 ALLOWED_TYPES = frozenset({"video/mp4", "video/quicktime", "video/webm"})
 _OTHER_PARTS_MAX = 64 * 1024  # bytes of form fields besides the video (none are needed)
 _MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers on top of the video itself
-MAX_SIDE = 4096  # a 4K phone video; a bigger first frame is not even decoded
-_MOV_BOXES = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
-_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+# VP8/VP9 packets whose stated sizes are read at upload: a capture has at most this many
+# video frames (15 s at 120 a second, with slack); past them the worker refuses the capture
+_SCAN_PACKETS = 16 * 120 + 120
 
 
 class UploadRejected(Exception):
@@ -265,44 +275,23 @@ def _boundary(content_type: str) -> str:
     )
 
 
-def sniff_format(path: Path) -> str | None:
-    """The FFmpeg demuxer the file's first bytes call for: "mov" or "matroska", else None.
-
-    Opening untrusted files with a fixed demuxer (never FFmpeg's guess) keeps playlist and
-    concat demuxers, which read other files or URLs, out of reach.
-    """
-    with open(path, "rb") as f:
-        head = f.read(12)
-    if len(head) >= 8 and head[4:8] in _MOV_BOXES:
-        return "mov"
-    if head.startswith(_EBML_MAGIC):
-        return "matroska"
-    return None
-
-
-def open_container(path: Path) -> av.container.InputContainer:
-    """Open an untrusted video with the demuxer its bytes call for.
-
-    Raises ValueError when the bytes are no MP4/QuickTime/Matroska container, and PyAV's
-    av.FFmpegError when the demuxer cannot open them.
-    """
-    fmt = sniff_format(path)
-    if fmt is None:
-        raise ValueError("not an MP4, MOV or WebM container")
-    return av.open(str(path), mode="r", format=fmt)
-
-
 _NOT_A_VIDEO = (
     "The file is not a playable MP4, MOV or WebM video; send the file your camera recorded, "
     "unchanged."
 )
 
 
-def check_container(path: Path, *, max_side: int = MAX_SIDE) -> ContainerInfo:
+def check_container(
+    path: Path, *, max_side: int = MAX_SIDE, max_pixels: int = MAX_FRAME_PIXELS
+) -> ContainerInfo:
     """Prove the file is an MP4, QuickTime or WebM video whose first frame decodes.
 
-    Reads only the header and the first video frame; a picture larger than max_side pixels
-    on a side (as the header says) is refused before that frame is decoded. Raises
+    What is cheap to see is refused here, before any big picture is decoded: a header
+    larger than max_side pixels on a side or max_pixels in all; a first frame past those
+    (the decoder refuses to allocate one); and for VP8/VP9, any frame whose packet header
+    states such a size, read from the packets without decoding them (a 160x120 header
+    followed by 16000x16000 keyframes is refused). Other codecs' later frames are checked
+    where the capture is decoded (workers.liveness, in workers.sandbox). Raises
     UploadRejected(reason, 415).
     """
     try:
@@ -312,17 +301,23 @@ def check_container(path: Path, *, max_side: int = MAX_SIDE) -> ContainerInfo:
                     "The file has no video in it; send a video recorded with your camera.", 415
                 )
             video = container.streams.video[0]
-            width, height = video.codec_context.width, video.codec_context.height
-            if max(width, height) > max_side:
-                raise UploadRejected(
-                    f"The video is {width}x{height} pixels; record at {max_side} pixels on the "
-                    "longest side or less.",
-                    415,
-                )
-            first = next(container.decode(video), None)
+            codec = video.codec_context.name
+            _check_size(video.codec_context.width, video.codec_context.height, max_side, max_pixels)
+            limit_decoder(video, max_pixels=max_pixels, threads=1)
+            first = None
+            for scanned, packet in enumerate(container.demux(video), 1):
+                for width, height in stated_frame_sizes(codec, packet):
+                    _check_size(width, height, max_side, max_pixels)
+                if first is None and packet.size:
+                    first = next(iter(packet.decode()), None)
+                if first is not None and (codec not in ("vp8", "vp9") or scanned > _SCAN_PACKETS):
+                    break
+            if first is None:
+                first = next(iter(video.decode(None)), None)  # a decoder holding frames back
             if first is None:
                 raise UploadRejected(_NOT_A_VIDEO, 415)
-            kind = _kind(container, video.codec_context.name)
+            _check_size(first.width, first.height, max_side, max_pixels)
+            kind = _kind(container, codec)
             return ContainerInfo(
                 kind=kind,
                 mime_type=_MIME[kind],
@@ -332,6 +327,15 @@ def check_container(path: Path, *, max_side: int = MAX_SIDE) -> ContainerInfo:
             )
     except (ValueError, OSError, av.FFmpegError) as exc:
         raise UploadRejected(_NOT_A_VIDEO, 415) from exc
+
+
+def _check_size(width: int, height: int, max_side: int, max_pixels: int) -> None:
+    if max(width, height) > max_side or width * height > max_pixels:
+        raise UploadRejected(
+            f"The video is {width}x{height} pixels; record at {max_side} pixels on the "
+            "longest side or less (4K or less).",
+            415,
+        )
 
 
 def _kind(container: av.container.InputContainer, codec: str) -> str:

@@ -4,6 +4,7 @@
 
     path = make_capture(tmp_path / "me.mp4")                      # passes verify_capture
     path = make_capture(tmp_path / "still.mp4", kind="still")     # a photo re-encoded: rejected
+    path = make_resizing_capture(tmp_path / "bomb.webm")          # small header, huge frames
 
 Every kind but "not_video" is a real, playable video (H.264/AAC in .mp4/.mov, VP8/Opus in
 .webm) whose only defect is the one the kind names, so a test that expects one rejection
@@ -23,7 +24,14 @@ import av
 import numpy as np
 from PIL import Image
 
-__all__ = ["FACE_IMAGE", "KINDS", "CaptureKind", "make_capture", "multipart_body"]
+__all__ = [
+    "FACE_IMAGE",
+    "KINDS",
+    "CaptureKind",
+    "make_capture",
+    "make_resizing_capture",
+    "multipart_body",
+]
 
 FACE_IMAGE = Path(__file__).parent / "data" / "faces" / "astronaut_face.jpg"
 
@@ -90,6 +98,63 @@ def make_capture(
             width, height = height, width
     _encode(path, frames, fps=fps, width=width, height=height, audio=audio, rotation=rotation)
     return path
+
+
+def make_resizing_capture(
+    path: Path,
+    *,
+    small: tuple[int, int] = (160, 120),
+    big: tuple[int, int] = (5000, 5000),
+    seconds: float = 4.0,
+    fps: int = 4,
+) -> Path:
+    """A decompression bomb shaped as a capture: a VP8/Opus WebM whose header and first frame
+    say `small`, every later frame `big`, with sound (so a check gets as far as decoding
+    the picture). Returns the path.
+
+    A VP8 keyframe may change the picture size, and the container's header is not asked: a
+    decoder that trusts the header allocates `big` pictures. The file stays small (flat grey:
+    one big keyframe, then one empty inter frame repeated) and takes a second or two to
+    build. The finding it reproduces used 16000x16000 (VP8 allows up to 16383); 5000x5000
+    breaks the 4096-a-side and 9.4-megapixel budget just the same and encodes far faster.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = max(2, round(seconds * fps))
+    head = _vp8_packets(*small, frames=1, fps=fps)
+    keyframe, repeat = _vp8_packets(*big, frames=2, fps=fps)
+    with av.open(str(path), mode="w", format="webm") as out:
+        video = out.add_stream("libvpx", rate=fps)
+        video.width, video.height, video.pix_fmt = small[0], small[1], "yuv420p"
+        sound = out.add_stream("libopus", rate=_SAMPLE_RATE)
+        sound.layout = "mono"
+        for i, source in enumerate([head[0], keyframe] + [repeat] * (count - 2)):
+            packet = av.Packet(bytes(source))
+            packet.pts = packet.dts = i
+            packet.duration = 1
+            packet.time_base = Fraction(1, fps)
+            packet.is_keyframe = i < 2
+            packet.stream = video
+            out.mux(packet)
+        _mux_audio(out, sound, _audio(count / fps, silent=False), "libopus")
+    return path
+
+
+def _vp8_packets(width: int, height: int, *, frames: int, fps: int) -> list[av.Packet]:
+    """VP8 packets of `frames` flat grey frames: a keyframe, then inter frames."""
+    encoder = av.CodecContext.create("libvpx", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base, encoder.framerate = Fraction(1, fps), fps
+    encoder.options = {"deadline": "realtime", "cpu-used": "16", "lag-in-frames": "0"}
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for plane in frame.planes:
+        plane.update(b"\x80" * plane.buffer_size)
+    packets: list[av.Packet] = []
+    for i in range(frames):
+        frame.pts, frame.time_base = i, Fraction(1, fps)
+        packets += encoder.encode(frame)
+    packets += encoder.encode(None)
+    return packets
 
 
 def multipart_body(
@@ -218,16 +283,22 @@ def _encode(
                 out.mux(video.encode(vf))
             out.mux(video.encode(None))
         if sound is not None and audio is not None:
-            # one frame at a time keeps each within what the encoder accepts
-            step = 960 if acodec == "libopus" else 1024
-            fmt_name = sound.codec_context.format.name
-            for start in range(0, audio.shape[1], step):
-                chunk = audio[:, start : start + step]
-                if fmt_name.startswith("s16"):
-                    chunk = (chunk * 32767).astype(np.int16)
-                chunk = np.ascontiguousarray(chunk)  # mono: packed and planar are alike
-                af = av.AudioFrame.from_ndarray(chunk, format=fmt_name, layout="mono")
-                af.sample_rate = _SAMPLE_RATE
-                af.pts, af.time_base = start, Fraction(1, _SAMPLE_RATE)
-                out.mux(sound.encode(af))
-            out.mux(sound.encode(None))
+            _mux_audio(out, sound, audio, acodec)
+
+
+def _mux_audio(
+    out: av.container.OutputContainer, sound: av.AudioStream, audio: np.ndarray, acodec: str
+) -> None:
+    # one frame at a time keeps each within what the encoder accepts
+    step = 960 if acodec == "libopus" else 1024
+    fmt_name = sound.codec_context.format.name
+    for start in range(0, audio.shape[1], step):
+        chunk = audio[:, start : start + step]
+        if fmt_name.startswith("s16"):
+            chunk = (chunk * 32767).astype(np.int16)
+        chunk = np.ascontiguousarray(chunk)  # mono: packed and planar are alike
+        af = av.AudioFrame.from_ndarray(chunk, format=fmt_name, layout="mono")
+        af.sample_rate = _SAMPLE_RATE
+        af.pts, af.time_base = start, Fraction(1, _SAMPLE_RATE)
+        out.mux(sound.encode(af))
+    out.mux(sound.encode(None))

@@ -1,21 +1,24 @@
 """The cameo verification task: a capture upload checked offline, its verdict recorded.
 
 The task is thin (STYLE): `verify_upload` is the plain function. It runs B's liveness
-check on the uploaded file; on success it seals the reference frames under a new data key
+check on the uploaded file, in a confined child process (workers.sandbox: no secrets, no
+graph, CPU, memory and wall-time limits; a child over a limit or crashed is a rejection with
+a sentence, not a worker crash); on success it seals the reference frames under a new data key
 (consent.references) and records ACTIVE with the wrapped key in one statement, then deletes
 the reference files of the capture it replaced; on failure it records REJECTED (or, for a
 cameo already ACTIVE, keeps it and records the failure) with a reason a person can act on.
 The upload file is always deleted. Only the latest accepted capture of a cameo may record a
 verdict (graph.cameos ACTIVATE_CAPTURE/REJECT_CAPTURE guard on its id).
 
-A check that kills its worker process (a decoder crashing on a crafted file) is redelivered
-(acks_late, reject_on_worker_lost); a marker file beside the upload, made before the check
-starts, tells the redelivered task that this file already took a worker down, so it is
-rejected instead of checked again: one poisoned upload cannot keep crashing workers.
+A decoder crashing on a crafted file kills only the sandbox's child. Should the check still
+kill its worker process, the task is redelivered (acks_late, reject_on_worker_lost); a
+marker file beside the upload, made before the check starts, tells the redelivered task
+that this file already took a worker down, so it is rejected instead of checked again: one
+poisoned upload cannot keep crashing workers.
 
-Tasks go to the `cameos` queue, which every worker consumes beside `render` (the broker
-takes from the two in turn): a verification does not wait behind every render already
-queued, and needs no worker of its own.
+Tasks go to the `cameos` queue, which only the capture worker consumes
+(workers.capture_worker, started beside every render worker): a check never holds a render
+slot, and a render never delays a check.
 """
 
 from __future__ import annotations
@@ -30,13 +33,17 @@ from typing import TYPE_CHECKING
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
-from consent.envelope import Kek, load_kek
+from consent.envelope import Kek, KekRing, load_kek_ring
 from consent.references import delete_reference_files, seal_reference_frames
 from graph import cameos as cameo_repo
 
 if TYPE_CHECKING:
     from settings import Settings
+    from workers.liveness import LivenessResult
     from workers.render_job import RenderRuntime
+    from workers.sandbox import SandboxReport
+
+    Check = Callable[[Path], tuple[LivenessResult, SandboxReport | None]]
 
 __all__ = [
     "ATTEMPT_SUFFIX",
@@ -44,6 +51,7 @@ __all__ = [
     "VERIFY_CAMEO_TASK",
     "capture_upload_dir",
     "register_cameo_tasks",
+    "sandboxed_check",
     "send_verification",
     "verify_upload",
 ]
@@ -72,13 +80,72 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
+def sandboxed_check(settings: Settings) -> Check:
+    """The capture check verify_upload runs: workers.sandbox with the limits of `settings`.
+
+    The child's wall-time limit stays 15 s inside the task's own soft time limit, so the
+    verdict is recorded before Celery would interrupt the task.
+    """
+    from workers.sandbox import SandboxLimits, check_in_sandbox
+
+    wall_s = settings.capture_sandbox_wall_s
+    wall_s = max(1, min(wall_s, settings.cameo_verify_time_limit_s - 15))
+    limits = SandboxLimits(wall_s=wall_s, memory_mb=settings.capture_sandbox_memory_mb)
+    hold = settings.capture_sandbox_hold_file  # tests only
+    hold_file = Path(hold) if hold else None
+
+    def check(path: Path) -> tuple[LivenessResult, SandboxReport | None]:
+        return check_in_sandbox(path, limits=limits, hold_file=hold_file)
+
+    return check
+
+
+_warned: list[bool] = []
+
+
+def _log_check(cameo_id: str, result: LivenessResult, report: SandboxReport | None) -> None:
+    if report is None:
+        return
+    logger.info(
+        "cameo %s capture check: %s (%s); %d frames decoded, peak %d MB, %.1f s CPU, %.1f s;"
+        " confined by %s",
+        cameo_id,
+        "passed" if result.ok else result.code,
+        report.outcome,
+        report.frames_decoded,
+        report.max_rss_kb // 1024,
+        report.cpu_s,
+        report.wall_s,
+        ", ".join(report.confinement) or "nothing",
+    )
+    if report.outcome != "ok" and report.stderr:
+        logger.warning("cameo %s capture check stderr: %s", cameo_id, report.stderr[-2000:])
+    kinds = {name.partition("-")[0] for name in report.confinement}
+    if report.confinement and not {"landlock", "seccomp"} <= kinds and not _warned:
+        _warned.append(True)  # once per process
+        logger.warning(
+            "capture checks run without Landlock or seccomp on this kernel (%s): only "
+            "resource limits and an empty environment hold them",
+            ", ".join(report.confinement),
+        )
+
+
 def verify_upload(
-    rt: RenderRuntime, kek: Kek, cameo_id: str, capture_id: str, path: Path, upload_dir: Path
+    rt: RenderRuntime,
+    kek: Kek,
+    cameo_id: str,
+    capture_id: str,
+    path: Path,
+    upload_dir: Path,
+    check: Check | None = None,
 ) -> str:
     """Check one uploaded capture and record the verdict: "active", "rejected", or "stale"
-    (a newer capture was accepted, or the cameo deleted, meanwhile)."""
-    from workers.liveness import verify_capture  # OpenCV loads only where captures are checked
+    (a newer capture was accepted, or the cameo deleted, meanwhile). check: how the file is
+    checked (default: workers.sandbox with its default limits)."""
+    if check is None:
+        from workers.sandbox import check_in_sandbox
 
+        check = check_in_sandbox
     # a task names only our uploads; anything else is neither read nor deleted
     if not path.resolve().is_relative_to(upload_dir.resolve()):
         raise ValueError(f"not a capture upload: {path}")
@@ -88,7 +155,8 @@ def verify_upload(
             cameo = rt.run(cameo_repo.reject_capture(rt.graph, cameo_id, capture_id, CRASHED))
             return "rejected" if cameo else "stale"
         attempt.touch()
-        result = verify_capture(path)
+        result, report = check(path)
+        _log_check(cameo_id, result, report)
         if not result.ok:
             reason = result.reason or SERVER_PROBLEM
             cameo = rt.run(cameo_repo.reject_capture(rt.graph, cameo_id, capture_id, reason))
@@ -131,13 +199,16 @@ def register_cameo_tasks(
     app: Celery, settings: Settings, runtime: Callable[..., RenderRuntime]
 ) -> None:
     """Define the verification task on app; `runtime` is the worker process's runtime."""
-    keks: list[Kek] = []
+    rings: list[KekRing] = []
     upload_dir = capture_upload_dir(settings)
+    check = sandboxed_check(settings)
 
     def kek() -> Kek:
-        if not keks:
-            keks.append(load_kek(settings))
-        return keks[0]
+        """The ring's current KEK at each capture: a KEK added since start-up (keys add-kek)
+        wraps new captures without a restart."""
+        if not rings:
+            rings.append(load_kek_ring(settings))
+        return rings[0].current
 
     @app.task(
         name=VERIFY_CAMEO_TASK,
@@ -149,7 +220,9 @@ def register_cameo_tasks(
     def verify_cameo(cameo_id: str, capture_id: str, path: str) -> str:
         rt = runtime()
         try:
-            outcome = verify_upload(rt, kek(), cameo_id, capture_id, Path(path), upload_dir)
+            outcome = verify_upload(
+                rt, kek(), cameo_id, capture_id, Path(path), upload_dir, check=check
+            )
         except SoftTimeLimitExceeded:
             _reject_quietly(rt, cameo_id, capture_id, TOO_SLOW)
             return "rejected"

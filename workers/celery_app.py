@@ -1,4 +1,9 @@
-"""The Celery app: Redis broker, JSON only, late acks, one task at a time per process."""
+"""The Celery app: Redis broker, JSON only, late acks, one task at a time per process.
+
+Two queues, each consumed by workers of its own: `render` by render workers (`reelgraph
+worker`), `cameos` by the capture worker each of them starts (workers.capture_worker). A
+capture check never takes a render slot, nor a render a capture slot.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from urls import broker_url_for_kombu
 __all__ = ["CAMEO_QUEUE", "RENDER_QUEUE", "broker_url", "make_celery"]
 
 RENDER_QUEUE = "render"
-CAMEO_QUEUE = "cameos"  # capture verifications: short, CPU only, not behind every render
+CAMEO_QUEUE = "cameos"  # capture verifications: CPU only, in the capture worker alone
 
 
 def broker_url(settings: Settings) -> str:
@@ -29,7 +34,7 @@ def make_celery(settings: Settings) -> Celery:
         result_serializer="json",
         task_ignore_result=True,
         task_default_queue=RENDER_QUEUE,
-        # both declared, so a purge or an inspection sees both; workers consume both
+        # both declared, so a purge or an inspection sees both; each has its own workers
         task_queues=[Queue(RENDER_QUEUE), Queue(CAMEO_QUEUE)],
         # a task is acknowledged only when it has finished; a lost worker's task runs again
         task_acks_late=True,

@@ -13,23 +13,38 @@ the head moves as the challenge asks; who the person is. README.md says so to us
 
 Every rejection carries a sentence a person can act on. The work is bounded before decoding:
 absurd picture sizes, frame rates and lengths are refused from a demux pass (packets only),
-frames are decoded once in order and only the sampled ones are converted, downscaled.
+frames are decoded once in order and only the sampled ones are converted, downscaled. While
+decoding, every frame is held to a picture budget (DecodeBudget): the decoder itself refuses
+a picture over max_frame_pixels before allocating it (a header can lie, and a stream can
+change size mid-way), each decoded frame's size is checked before anything converts it, and
+the pixels decoded in all are counted; the first frame that breaks the budget ends the check.
+
+Uploaded captures are checked in workers.sandbox, a confined child process that runs
+check_capture; verify_capture runs the same check in this process (tests, tools).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 
-from media.uploads import MAX_SIDE, open_container
+from media.probe import MAX_FRAME_PIXELS, MAX_SIDE, limit_decoder, open_container
 
-__all__ = ["LivenessResult", "verify_capture"]
+__all__ = [
+    "CODES",
+    "DecodeBudget",
+    "LivenessResult",
+    "check_capture",
+    "encode_reference",
+    "verify_capture",
+]
 
 SAMPLES = 12  # frames sampled evenly across the recording
 MIN_SAMPLES = 6  # fewer distinct frames than this cannot show presence or movement
@@ -51,6 +66,29 @@ MIN_BOX_SHIFT = 0.15
 MIN_BOX_SCALE = 1.25
 MIN_CHANGED_SHARE = 0.01
 PIXEL_CHANGE = 12  # grey levels (of 255) after a blur: a pixel that moved, not codec noise
+# pixels decoded in all, per capture: 16 s of 4K (3840x2160) at 60 frames a second
+MAX_TOTAL_PIXELS = 8_000_000_000
+DECODER_THREADS = 2  # a fixed count: FFmpeg's "auto" starts one per core, each holding frames
+JPEG_QUALITY = 90
+# every code a LivenessResult may carry (workers.sandbox accepts no other from its child)
+CODES = frozenset(
+    {
+        "NOT_VIDEO",
+        "TOO_LARGE",
+        "TOO_SMALL",
+        "TOO_SHORT",
+        "TOO_LONG",
+        "FRAME_RATE",
+        "NO_AUDIO",
+        "SILENT",
+        "TOO_FEW_FRAMES",
+        "NO_FACE",
+        "MANY_FACES",
+        "STILL_PICTURE",
+        "TOO_MUCH_VIDEO",
+    }
+)
+_REFUSED_SIZE = re.compile(r"Picture size (\d+)x(\d+) exceeds")
 
 _CASCADE_FILE = "haarcascade_frontalface_default.xml"
 _cascade: cv2.CascadeClassifier | None = None
@@ -63,9 +101,10 @@ class LivenessResult:
     ok: the capture passed every check. reason: why not, a sentence for the person who
     recorded it (None when ok). code: the same as a stable word for logs and tests (NOT_VIDEO,
     TOO_LARGE, TOO_SMALL, TOO_SHORT, TOO_LONG, FRAME_RATE, NO_AUDIO, SILENT, TOO_FEW_FRAMES,
-    NO_FACE, MANY_FACES, STILL_PICTURE; None when ok). reference_frames: JPEG bytes of the
-    face region (with a margin) from REFERENCE_COUNT frames spread across the capture, only
-    when ok.
+    NO_FACE, MANY_FACES, STILL_PICTURE, TOO_MUCH_VIDEO; None when ok; workers.sandbox adds
+    its own). reference_frames: JPEG bytes of the face region (with a margin) from
+    REFERENCE_COUNT frames spread across the capture, only when ok. frames_decoded: video
+    frames the decoder produced (a check stopped by the budget stops counting there).
     """
 
     ok: bool
@@ -75,6 +114,26 @@ class LivenessResult:
     duration_s: float | None = None
     frames_sampled: int = 0
     frames_with_one_face: int = 0
+    frames_decoded: int = 0
+
+
+@dataclass(frozen=True)
+class DecodeBudget:
+    """How much picture a capture may make the decoder produce.
+
+    max_side and max_frame_pixels hold every frame (the header's size included); a frame
+    over either is refused (TOO_LARGE) before it is converted, and the decoder refuses to
+    allocate one over max_frame_pixels at all. max_total_pixels bounds the pixels decoded in
+    all (TOO_MUCH_VIDEO). threads: the decoder's threads.
+    """
+
+    max_side: int = MAX_SIDE
+    max_frame_pixels: int = MAX_FRAME_PIXELS
+    max_total_pixels: int = MAX_TOTAL_PIXELS
+    threads: int = DECODER_THREADS
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
 
 
 class _Rejected(Exception):
@@ -92,18 +151,48 @@ class _Shape:
     height: int
 
 
-def verify_capture(path: Path, *, min_s: float = 3, max_s: float = 15) -> LivenessResult:
-    """Check that the capture at `path` shows one present, moving face with sound.
+def verify_capture(
+    path: Path, *, min_s: float = 3, max_s: float = 15, budget: DecodeBudget | None = None
+) -> LivenessResult:
+    """Check that the capture at `path` shows one present, moving face with sound, in this
+    process (uploads are checked by workers.sandbox.check_in_sandbox, which runs
+    check_capture in a confined child).
 
     Never raises for a bad file: every failure is a LivenessResult with ok False.
     """
+    result, crops = check_capture(path, min_s=min_s, max_s=max_s, budget=budget)
+    if not result.ok:
+        return result
+    return replace(result, reference_frames=[encode_reference(crop) for crop in crops])
+
+
+def encode_reference(crop: np.ndarray) -> bytes:
+    """A reference crop (RGB uint8, height x width x 3) as JPEG bytes."""
+    ok, jpeg = cv2.imencode(
+        ".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    )
+    if not ok:
+        raise ValueError("the reference crop could not be encoded")
+    return jpeg.tobytes()
+
+
+def check_capture(
+    path: Path, *, min_s: float = 3, max_s: float = 15, budget: DecodeBudget | None = None
+) -> tuple[LivenessResult, list[np.ndarray]]:
+    """The checks of verify_capture, with the reference crops as RGB arrays (height x width
+    x 3, uint8, at most REFERENCE_SIDE a side) rather than JPEG: what the sandboxed child
+    returns to its parent, which checks them and encodes them itself. The result's
+    reference_frames stay empty.
+    """
+    budget = budget or DecodeBudget()
     duration = None
     sampled = one_face = 0
+    counter = _Counter()
     try:
-        shape = _measure(Path(path), min_s=min_s, max_s=max_s)
+        shape = _measure(Path(path), min_s=min_s, max_s=max_s, budget=budget)
         duration = shape.duration_s
         _check_audio(Path(path), max_s=max_s)
-        frames = _sample_frames(Path(path), shape, max_s=max_s)
+        frames = _sample_frames(Path(path), shape, max_s=max_s, budget=budget, counter=counter)
         sampled = len(frames)
         if sampled < MIN_SAMPLES:
             raise _Rejected(
@@ -115,23 +204,32 @@ def verify_capture(path: Path, *, min_s: float = 3, max_s: float = 15) -> Livene
         one_face = sum(1 for b in boxes if len(b) == 1)
         _check_faces(boxes)
         _check_movement(frames, boxes)
-        references = _reference_crops(frames, boxes)
+        crops = _reference_crops(frames, boxes)
     except _Rejected as rejected:
-        return LivenessResult(
+        result = LivenessResult(
             ok=False,
             reason=rejected.reason,
             code=rejected.code,
             duration_s=duration,
             frames_sampled=sampled,
             frames_with_one_face=one_face,
+            frames_decoded=counter.frames,
         )
-    return LivenessResult(
+        return result, []
+    result = LivenessResult(
         ok=True,
-        reference_frames=references,
         duration_s=duration,
         frames_sampled=sampled,
         frames_with_one_face=one_face,
+        frames_decoded=counter.frames,
     )
+    return result, crops
+
+
+@dataclass
+class _Counter:
+    frames: int = 0
+    pixels: int = 0
 
 
 # ---------- container, length, size: packets only ----------
@@ -146,11 +244,13 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         # the demuxer the bytes call for, never FFmpeg's guess (see media.uploads)
         return open_container(path)
+    except MemoryError:  # the sandbox's memory limit, not the file's format
+        raise
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise _Rejected("NOT_VIDEO", _UNREADABLE) from exc
 
 
-def _measure(path: Path, *, min_s: float, max_s: float) -> _Shape:
+def _measure(path: Path, *, min_s: float, max_s: float, budget: DecodeBudget) -> _Shape:
     """Size and length of the video stream, from its header and its packets (not decoded)."""
     with _open(path) as container:
         if not container.streams.video:
@@ -159,12 +259,7 @@ def _measure(path: Path, *, min_s: float, max_s: float) -> _Shape:
             )
         video = container.streams.video[0]
         width, height = video.codec_context.width, video.codec_context.height
-        if max(width, height) > MAX_SIDE:
-            raise _Rejected(
-                "TOO_LARGE",
-                f"The video is {width}x{height} pixels; record at 4K ({MAX_SIDE} pixels on "
-                "the longest side) or less.",
-            )
+        _check_frame_size(width, height, budget, "The video is")
         if min(width, height) < MIN_SIDE:
             raise _Rejected(
                 "TOO_SMALL",
@@ -193,6 +288,8 @@ def _measure(path: Path, *, min_s: float, max_s: float) -> _Shape:
                         f"The video has more than {MAX_FPS} frames a second; record at a "
                         "normal frame rate, not slow motion.",
                     )
+        except MemoryError:  # the sandbox's memory limit, not the file's format
+            raise
         except av.FFmpegError as exc:
             raise _Rejected("NOT_VIDEO", _UNREADABLE) from exc
     if first is None or end is None:
@@ -214,6 +311,19 @@ def _measure(path: Path, *, min_s: float, max_s: float) -> _Shape:
             f"{MAX_FPS} or fewer, not slow motion.",
         )
     return _Shape(duration_s=round(duration, 3), start_s=first, width=width, height=height)
+
+
+def _check_frame_size(width: int, height: int, budget: DecodeBudget, what: str) -> None:
+    if max(width, height) > budget.max_side or width * height > budget.max_frame_pixels:
+        raise _too_large(width, height, budget, what)
+
+
+def _too_large(width: int, height: int, budget: DecodeBudget, what: str) -> _Rejected:
+    return _Rejected(
+        "TOO_LARGE",
+        f"{what} {width}x{height} pixels; record at 4K ({budget.max_side} pixels on the "
+        "longest side) or less, and upload the file your camera made, unchanged.",
+    )
 
 
 def _too_long(duration: float, min_s: float, max_s: float) -> _Rejected:
@@ -244,6 +354,8 @@ def _check_audio(path: Path, *, max_s: float) -> None:
                 loudest = max(loudest, _rms(frame.to_ndarray()))
                 if loudest >= MIN_RMS:
                     return  # sound found: no need to decode the rest
+        except MemoryError:  # the sandbox's memory limit, not the file's format
+            raise
         except av.FFmpegError as exc:
             raise _Rejected(
                 "NOT_VIDEO",
@@ -268,11 +380,15 @@ def _rms(samples: np.ndarray) -> float:
 # ---------- frames ----------
 
 
-def _sample_frames(path: Path, shape: _Shape, *, max_s: float) -> list[np.ndarray]:
+def _sample_frames(
+    path: Path, shape: _Shape, *, max_s: float, budget: DecodeBudget, counter: _Counter
+) -> list[np.ndarray]:
     """RGB frames at evenly spread times, each at most REFERENCE_SIDE on its longest side.
 
     Decodes in order once (seeking per sample would decode from the previous keyframe each
     time), converting and scaling only the frames it keeps, and stops after the last one.
+    Every frame is held to the budget first (_budget_frame); the decoder refuses pictures
+    over it before allocating them.
     """
     targets = [shape.start_s + shape.duration_s * (i + 0.5) / SAMPLES for i in range(SAMPLES)]
     scale = min(1.0, REFERENCE_SIDE / max(shape.width, shape.height))
@@ -283,12 +399,13 @@ def _sample_frames(path: Path, shape: _Shape, *, max_s: float) -> list[np.ndarra
     frame_cap = math.ceil(max_s * MAX_FPS) + MAX_FPS
     with _open(path) as container:
         video = container.streams.video[0]
-        video.thread_type = "AUTO"
+        limit_decoder(video, max_pixels=budget.max_frame_pixels, threads=budget.threads)
         try:
             for frame in container.decode(video):
                 decoded += 1
                 if decoded > frame_cap:
                     break
+                _budget_frame(frame, budget, counter)
                 t = frame.time
                 if t is None or t < targets[0]:
                     continue
@@ -298,13 +415,55 @@ def _sample_frames(path: Path, shape: _Shape, *, max_s: float) -> list[np.ndarra
                 frames.append(_upright(pixels, frame.rotation))
                 if not targets:
                     break
+        except MemoryError:  # the sandbox's memory limit, not the file's format
+            raise
         except av.FFmpegError as exc:
+            refused = _refused_size(exc, video, budget)
+            if refused is not None:
+                raise refused from exc
             raise _Rejected(
                 "NOT_VIDEO",
                 "The video could not be decoded all the way through; record again and upload "
                 "the file unchanged.",
             ) from exc
     return frames
+
+
+def _budget_frame(frame: av.VideoFrame, budget: DecodeBudget, counter: _Counter) -> None:
+    """Count a decoded frame against the budget, before anything converts it."""
+    width, height = frame.width, frame.height
+    _check_frame_size(width, height, budget, "Part of the video is")
+    counter.frames += 1
+    counter.pixels += width * height
+    if counter.pixels > budget.max_total_pixels:
+        raise _Rejected(
+            "TOO_MUCH_VIDEO",
+            "The video holds more picture than we check (more than 15 seconds of 4K at 60 "
+            "frames a second); record at 1080p or at 30 frames a second.",
+        )
+
+
+def _refused_size(
+    exc: av.FFmpegError, video: av.VideoStream, budget: DecodeBudget
+) -> _Rejected | None:
+    """The rejection for a picture the decoder refused to allocate (limit_decoder), if that
+    is why decoding stopped. FFmpeg's message names the size when its log is on (the sandbox
+    turns it on); otherwise a size change it refused leaves the stream's size at 0x0, or at
+    a size over the budget."""
+    found = _REFUSED_SIZE.search(str(exc))
+    if found:
+        return _too_large(int(found[1]), int(found[2]), budget, "Part of the video is")
+    ctx = video.codec_context
+    width, height = ctx.width, ctx.height
+    if width == 0 and height == 0:
+        return _Rejected(
+            "TOO_LARGE",
+            f"Part of the video is larger than 4K; record at 4K ({budget.max_side} pixels on "
+            "the longest side) or less, and upload the file your camera made, unchanged.",
+        )
+    if max(width, height) > budget.max_side or width * height > budget.max_frame_pixels:
+        return _too_large(width, height, budget, "Part of the video is")
+    return None
 
 
 def _upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
@@ -400,12 +559,12 @@ def _trimmed(values: list[float]) -> list[float]:
 
 def _reference_crops(
     frames: list[np.ndarray], boxes: list[list[tuple[float, float, float, float]]]
-) -> list[bytes]:
-    """JPEG crops of the face with a margin, from frames spread across the capture."""
+) -> list[np.ndarray]:
+    """RGB crops of the face with a margin, from frames spread across the capture."""
     single = [i for i, b in enumerate(boxes) if len(b) == 1]
     count = min(REFERENCE_COUNT, len(single))
     picks = sorted({single[round(k * (len(single) - 1) / max(1, count - 1))] for k in range(count)})
-    crops: list[bytes] = []
+    crops: list[np.ndarray] = []
     for i in picks:
         frame = frames[i]
         x, y, w, h = boxes[i][0]
@@ -413,8 +572,6 @@ def _reference_crops(
         x0, y0 = max(0, round(x - mx)), max(0, round(y - my))
         x1 = min(frame.shape[1], round(x + w + mx))
         y1 = min(frame.shape[0], round(y + h + my))
-        crop = cv2.cvtColor(frame[y0:y1, x0:x1], cv2.COLOR_RGB2BGR)
-        ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        if ok:
-            crops.append(jpeg.tobytes())
+        if x1 > x0 and y1 > y0:
+            crops.append(np.ascontiguousarray(frame[y0:y1, x0:x1]))
     return crops
