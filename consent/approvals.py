@@ -2,17 +2,22 @@
 
 An approval is a token the owner's decision mints (consent.tokens.mint_approval_token),
 bound to the clip, the cameo, its consent epoch and the clip's video sha256, and stored on
-the FEATURES edge. The publish paths never trust the edge's `approval` alone: they verify
-every stored approval token against the clip's current sha256 and the cameo's current
-epoch, check its jti is not revoked, and hand only the approvals that passed to the guarded
-statement (graph.appearances APPROVALS_UNMET). A token copied onto another clip's edge,
-a video changed after approval, or an approval from before the owner changed their
+the FEATURES edge with the epoch it was given under and its expiry. The publish paths never
+trust the edge's `approval` alone: they verify every stored approval token against the
+clip's current sha256 and the cameo's current epoch, check it has not expired, that the
+edge's epoch and expiry are the token's own, and that its jti is not revoked, and hand only
+the approvals that passed to the guarded statement (graph.appearances APPROVALS_UNMET),
+which checks the epoch, the expiry and blocks again itself, so a change landing between
+this check and the write still refuses it. A token copied onto another clip's edge, a video
+changed after approval, an expired approval, or one from before the owner changed their
 audience therefore does not publish: such approvals go back to PENDING and are asked again.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from consent.tokens import TokenRejected, is_revoked, mint_approval_token, verify_approval_token
@@ -20,6 +25,7 @@ from errors import Conflict, ConsentRequired, Forbidden, NotFound
 from graph import appearances as appearance_repo
 from graph import clips as clip_repo
 from graph.appearances import approved_key
+from graph.visibility import clip_visible, viewer_blocks
 
 if TYPE_CHECKING:
     from consent.keyring import SigningKeyring, VerifyingKeyring
@@ -104,9 +110,26 @@ async def _approval_holds(
         )
     except TokenRejected:
         return False
-    return claims["jti"] == appearance.get("approvalJti") and not await is_revoked(
-        redis, claims["jti"]
-    )
+    # what the publish statement reads from the edge must be the token's own: the epoch it
+    # was given under and its expiry, which must still be ahead (no clock leeway here, so
+    # that an approval this check passes is one the statement passes too)
+    expires_ms = _expiry_ms(claims)
+    if (
+        claims["jti"] != appearance.get("approvalJti")
+        or appearance.get("approvalEpoch") != claims["epoch"]
+        or appearance.get("approvalExpiresAt") != expires_ms
+        or expires_ms is None
+        or expires_ms <= time.time() * 1000
+    ):
+        return False
+    return not await is_revoked(redis, claims["jti"])
+
+
+def _expiry_ms(claims: dict) -> int | None:
+    try:
+        return int(datetime.fromisoformat(claims["exp"]).timestamp() * 1000)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 async def _read(db: GraphDriver, clip_id: str) -> tuple[dict | None, list[dict]]:
@@ -230,6 +253,14 @@ async def approve_appearance(
     if appearance.get("blocked"):  # blocks always win, whoever blocked whom
         raise Forbidden(
             "you and the author of this clip have blocked one another; unblock first to approve it"
+        )
+    # an owner approves only what they may see (graph.visibility): not while a block stands
+    # between them and another person featured in the clip
+    blocks = await viewer_blocks(db, owner_id)
+    if not clip_visible(owner_id, clip, [a["ownerId"] for a in appearances], blocks):
+        raise Forbidden(
+            "you and another person featured in this clip have blocked one another; unblock "
+            "first to approve it"
         )
     token, jti = mint_approval_token(
         keyring,

@@ -1,7 +1,9 @@
-"""Audience and grant rules that live in Python: input bounds and who may see a cameo.
+"""Audience and grant rules that live in Python: input bounds.
 
-Who may *use* a cameo is one Cypher predicate (graph.cameos USABLE_CAMEOS), so the API and
-the workers can never disagree about it; what is here only shapes input and visibility.
+Who may *use* a cameo is one Cypher fragment (graph.cameos usable_by), so the API, the
+workers and the statements that write clips can never disagree about it; who may *see* a
+cameo or a clip is graph.visibility's rule (`cameo_visible` is re-exported here for the
+callers that know it by this name). What is here only shapes input.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import re
 import unicodedata
 
 from errors import BadUserInput
+from graph.visibility import cameo_visible
 
 __all__ = [
     "AUDIENCES",
@@ -60,11 +63,3 @@ def grant_expiry(expires_in_days: int | None, now: int) -> int | None:
     if not 1 <= expires_in_days <= MAX_GRANT_DAYS:
         raise BadUserInput(f"expiresInDays must be 1-{MAX_GRANT_DAYS}, or null for no expiry")
     return now + expires_in_days * _DAY_MS
-
-
-def cameo_visible(cameo: dict, viewer_id: str | None) -> bool:
-    """The owner sees their cameo in any state; others see an ACTIVE one, unless either
-    has blocked the other (`blocked`, as graph.cameos reads it for the viewer)."""
-    if viewer_id is not None and cameo["ownerId"] == viewer_id:
-        return True
-    return cameo["state"] == "ACTIVE" and not cameo.get("blocked", False)

@@ -3,7 +3,9 @@
 `clip_published` is the one call every path that publishes a clip makes (publishClip, and
 the approval that publishes a clip awaiting its cameo owners). The message names the clip
 and its author only; who may see it is decided at delivery, by one graph read per event
-and API process for all of that process's feed subscribers (resolvers/notifications.py).
+and API process for all of that process's feed subscribers (resolvers/notifications.py,
+graph.notifications FEED_AUDIENCE): graph.visibility's rule, as for every other read, so
+a block by or of anyone featured in the clip keeps it from a subscriber as the author's does.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Appearances: the FEATURES edges between clips and the cameos they feature.
 
 `(:Clip)-[:FEATURES {approval, decidedAt, epoch, renderJti, renderToken, approvalJti,
-approvalToken, approvedSha256, approvalEpoch}]->(:Cameo)`; approval PENDING | APPROVED |
-REJECTED | REVOKED; approvalEpoch is the cameo's consent epoch the approval was given under.
+approvalToken, approvedSha256, approvalEpoch, approvalExpiresAt}]->(:Cameo)`; approval
+PENDING | APPROVED | REJECTED | REVOKED; approvalEpoch is the cameo's consent epoch the
+approval was given under, approvalExpiresAt its token's expiry (epoch ms).
 createClip writes them (graph.clips); this module holds the owners' decisions, the clip's
 move to AWAITING_APPROVAL, the inbox, and the reads the worker and the resolvers need.
 
@@ -15,9 +16,13 @@ from another clip, a video changed after approval) therefore never publishes.
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import datetime
 from typing import Any
 
 from graph.driver import Cypher, GraphDriver, Row
+from graph.visibility import ViewerBlocks, shown_to, viewer_blocks
 
 __all__ = [
     "APPROVALS_UNMET",
@@ -31,6 +36,7 @@ __all__ = [
     "render_uses",
     "reset_stale_approvals",
     "submit_for_approval",
+    "token_expiry_ms",
 ]
 
 UNPUBLISHED_WITH_VIDEO = ["DRAFT", "AWAITING_APPROVAL"]
@@ -38,11 +44,21 @@ UNPUBLISHED_WITH_VIDEO = ["DRAFT", "AWAITING_APPROVAL"]
 # The publish guard, shared by PUBLISH (graph.clips) and APPROVE: counts, as `unmet`, the
 # appearances that keep clip c (author a) from publishing. Every featured cameo must have an
 # owner, be ACTIVE and its edge APPROVED; every edge to a cameo the author does not own must
-# carry a verified approval ($approved) of this very video, and its owner and the author must
-# not block each other (blocks always win, even over an approval given before the block).
+# carry a verified approval ($approved) of this very video, given under the cameo's current
+# consent epoch (approvalEpoch) and not expired (approvalExpiresAt, the approval token's own
+# expiry, after $now), and its owner and the author must not block each other (blocks always
+# win, even over an approval given before the block). So an audience change (which moves the
+# epoch on), an expiry or a block landing between the caller's check and this statement
+# still refuses it. The owner's approval under the current epoch is their consent to this
+# very clip: the audience rule that decides who may make clips of the cameo (graph.cameos
+# usable_by, checked when the clip is created and again when its render is stored) is not
+# asked again here, so an owner who changed their audience can approve a draft anew.
+# The cameos and their owners are locked first.
 # coalesce() makes a missing property count as unmet (a null would silently drop the edge).
 APPROVALS_UNMET = """OPTIONAL MATCH (c)-[f:FEATURES]->(m:Cameo)
 OPTIONAL MATCH (m)<-[:OWNS]-(o:User)
+SET m._lock = true, o._lock = true REMOVE m._lock, o._lock
+WITH a, c, f, m, o
 OPTIONAL MATCH (o)-[k:BLOCKS]-(a)
 WITH a, c, f, m, o, count(k) AS blocks
 WITH a, c,
@@ -52,11 +68,15 @@ WITH a, c,
                           OR (o.id <> a.id
                               AND (blocks > 0
                                    OR NOT coalesce(f.approvedSha256 = c.sha256
+                                                   AND f.approvalEpoch = m.consentEpoch
+                                                   AND f.approvalExpiresAt > $now
                                                    AND (m.id + ':' + f.approvalJti) IN $approved,
                                                    false))))
                 THEN 1 END) AS unmet
 """
 
+# each clip's appearances; `blocked`: the owner and the author block each other (either
+# way)
 APPEARANCES_BY_CLIPS = Cypher(
     """
 UNWIND $ids AS id
@@ -66,6 +86,7 @@ WITH id, a, f, m, o, count(k) AS blocks
 RETURN id AS clipId, m.id AS cameoId, o.id AS ownerId, f.approval AS approval,
        f.decidedAt AS decidedAt, f.epoch AS epoch, f.approvalToken AS approvalToken,
        f.approvalJti AS approvalJti, f.approvedSha256 AS approvedSha256,
+       f.approvalEpoch AS approvalEpoch, f.approvalExpiresAt AS approvalExpiresAt,
        m.state AS cameoState, m.consentEpoch AS cameoEpoch,
        o.id <> a.id AND blocks > 0 AS blocked
 ORDER BY clipId, cameoId
@@ -115,13 +136,13 @@ WITH c
 MATCH (c)-[f:FEATURES]->(m:Cameo)
 WHERE f.approval = 'APPROVED' AND (m.id + ':' + coalesce(f.approvalJti, '')) IN $stale
 SET f.approval = 'PENDING', f.decidedAt = null, f.approvalToken = null, f.approvalJti = null,
-    f.approvedSha256 = null, f.approvalEpoch = null
+    f.approvedSha256 = null, f.approvalEpoch = null, f.approvalExpiresAt = null
 RETURN m.id AS cameoId
 """
 )
 
-# the owner's approval of this exact video; the last one needed publishes a clip that
-# awaits approval, in this same statement
+# the owner's approval of this exact video, with its token's expiry ($expiresAt); the last
+# one needed publishes a clip that awaits approval, in this same statement
 APPROVE = Cypher(
     """
 MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
@@ -131,7 +152,8 @@ MATCH (c)-[f:FEATURES]->(m:Cameo {id: $cameoId})<-[:OWNS]-(:User {id: $ownerId})
 WHERE c.state IN ['DRAFT', 'AWAITING_APPROVAL'] AND c.sha256 = $sha256
   AND f.approval IN ['PENDING', 'REJECTED'] AND m.state = 'ACTIVE' AND m.consentEpoch = $epoch
 SET f.approval = 'APPROVED', f.decidedAt = $now, f.approvalToken = $token,
-    f.approvalJti = $jti, f.approvedSha256 = $sha256, f.approvalEpoch = $epoch
+    f.approvalJti = $jti, f.approvedSha256 = $sha256, f.approvalEpoch = $epoch,
+    f.approvalExpiresAt = $expiresAt
 WITH DISTINCT a, c
 """
     + APPROVALS_UNMET
@@ -152,7 +174,8 @@ MATCH (c)-[f:FEATURES]->(:Cameo)<-[:OWNS]-(o:User {id: $ownerId})
 WHERE c.state IN ['DRAFT', 'AWAITING_APPROVAL'] AND f.approval IN ['PENDING', 'APPROVED']
   AND o.id <> a.id
 SET f.approval = 'REJECTED', f.decidedAt = $now, f.approvalToken = null, f.approvalJti = null,
-    f.approvedSha256 = null, c.state = 'DRAFT', c.updatedAt = $now
+    f.approvedSha256 = null, f.approvalEpoch = null, f.approvalExpiresAt = null,
+    c.state = 'DRAFT', c.updatedAt = $now
 WITH DISTINCT a, c
 RETURN c {.*, authorId: a.id} AS clip
 """
@@ -178,11 +201,16 @@ RETURN t {.*, authorId: ta.id} AS clip
 
 # clips awaiting the viewer's approval, newest request first (keyset on updatedAt, id):
 # pending ones, and ones the viewer approved before changing their audience (that approval
-# no longer counts, so the clip waits for them again)
+# no longer counts, so the clip waits for them again); only those the viewer may see
+# (graph.visibility, the viewer's $blockers and $hidden given: not while a block stands
+# between them and another featured owner)
 INBOX_PAGE = Cypher(
     """
 MATCH (:User {id: $ownerId})-[:OWNS]->(m:Cameo)<-[f:FEATURES]-(c:Clip)<-[:POSTED]-(a:User)
 WHERE c.state = 'AWAITING_APPROVAL' AND a.id <> $ownerId
+  AND """
+    + shown_to("$ownerId", "c", "a", "$blockers", "$hidden", viewer_featured="true")
+    + """
   AND (f.approval = 'PENDING'
        OR (f.approval = 'APPROVED'
            AND coalesce(f.approvalEpoch, m.consentEpoch) <> m.consentEpoch))
@@ -205,7 +233,8 @@ def _clip(rows: list[Row]) -> Row | None:
 
 
 async def appearances_by_clips(db: GraphDriver, clip_ids: list[str]) -> dict[str, list[Row]]:
-    """Each clip's appearances (cameo, owner, decision, tokens), by clip id."""
+    """Each clip's appearances (cameo, owner, decision, tokens, whether the author and the
+    owner block each other), by clip id."""
     found: dict[str, list[Row]] = {}
     for row in await db.read(APPEARANCES_BY_CLIPS, {"ids": clip_ids}):
         found.setdefault(row["clipId"], []).append(row)
@@ -232,9 +261,27 @@ async def reset_stale_approvals(db: GraphDriver, clip_id: str, stale: list[str])
     return [row["cameoId"] for row in rows]
 
 
+def token_expiry_ms(token: str | None) -> int | None:
+    """The `exp` of a PASETO v4.public token, in epoch ms, read without verifying it (the
+    claims of a public token are plain JSON before its 64-byte signature); None when it
+    cannot be read. What an approval's edge records as approvalExpiresAt: publishing
+    verifies the token and checks the two agree (consent.approvals)."""
+    try:
+        version, purpose, body = (token or "").split(".")[:3]
+        if (version, purpose) != ("v4", "public"):
+            return None
+        message = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))[:-64]
+        expires = datetime.fromisoformat(json.loads(message)["exp"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return int(expires.timestamp() * 1000) if expires.tzinfo is not None else None
+
+
 async def approve(db: GraphDriver, params: dict[str, Any]) -> Row | None:
     """Record an approval (id, cameoId, ownerId, epoch, sha256, token, jti, now, approved);
-    the clip, PUBLISHED when it was the last one awaited; None when the guard refused."""
+    the clip, PUBLISHED when it was the last one awaited; None when the guard refused. The
+    edge records the token's expiry too, which every publish path checks."""
+    params = {**params, "expiresAt": token_expiry_ms(params.get("token"))}
     return _clip(await db.write(APPROVE, params))
 
 
@@ -251,8 +298,22 @@ async def remove_featuring(db: GraphDriver, owner_id: str, clip_id: str, now: in
 
 
 async def inbox_page(
-    db: GraphDriver, owner_id: str, after: tuple[Any, ...] | None, limit: int
+    db: GraphDriver,
+    owner_id: str,
+    after: tuple[Any, ...] | None,
+    limit: int,
+    blocks: ViewerBlocks | None = None,
 ) -> list[Row]:
+    """A page of the owner's inbox (`blocks`: the owner's, graph.visibility; read when
+    not given)."""
+    if blocks is None:
+        blocks = await viewer_blocks(db, owner_id)
     after_at, after_id = after if after else (None, None)
-    params = {"ownerId": owner_id, "afterAt": after_at, "afterId": after_id, "limit": limit}
+    params = {
+        "ownerId": owner_id,
+        "afterAt": after_at,
+        "afterId": after_id,
+        "limit": limit,
+        **blocks.params(),
+    }
     return await db.read(INBOX_PAGE, params)

@@ -4,10 +4,12 @@
 checked under the owner's lock). `(:Cameo)-[:GRANTED_TO {grantId}]->(:User)`: a grant is
 active while revokedAt is null and expiresAt is null or in the future.
 
-Usability, the one rule every consent check uses (USABLE_CAMEOS): the cameo is ACTIVE, and
-the user is its owner, or neither has blocked the other and: the audience is EVERYONE; or it
-is APPROVED or MUTUALS and the user holds an active grant; or it is MUTUALS and the two
-follow each other.
+Usability, the one rule every consent check uses: the cameo is ACTIVE, and the user is its
+owner, or neither has blocked the other and: the audience is EVERYONE; or it is APPROVED or
+MUTUALS and the user holds an active grant; or it is MUTUALS and the two follow each other.
+It is written once, as the Cypher fragment `usable_by`, which USABLE_CAMEOS (the API's and
+the workers' read) and the statements that create, finish and publish a clip
+(graph.clips, graph.appearances APPROVALS_UNMET) all include.
 
 Secrets (wrappedKey, kekId, refKeys) never leave through the row projections the API reads;
 only REFERENCE_MEDIA (for workers) and deletion return them.
@@ -15,6 +17,7 @@ only REFERENCE_MEDIA (for workers) and deletion return them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from graph.driver import Cypher, GraphDriver, Row
@@ -38,6 +41,7 @@ __all__ = [
     "revoke_grant",
     "set_audience",
     "set_restrictions",
+    "usable_by",
     "usable_cameos",
 ]
 
@@ -159,33 +163,48 @@ RETURN """
 """
 )
 
-# the usability rule (see the module docstring), for one user and many cameos; an unknown
-# user can use nothing
+
+def usable_by(user: str, cameo: str, owner: str, carry: Sequence[str] = ()) -> str:
+    """The usability rule (see the module doc) as Cypher clauses: for each row, binds
+    `usable` (a boolean: may `user` feature `cameo`, owned by `owner`, now) and keeps the
+    variables in `carry`. The arguments name bound variables; `user` may be null (an
+    unknown user can use nothing). Grants are compared with $now. Blocks and follows are
+    counted with OPTIONAL MATCH + count(), which both engines read fresh every time."""
+    keep = ", ".join(dict.fromkeys([*carry, owner, cameo, user]))
+    return f"""OPTIONAL MATCH ({owner})-[usableBlock:BLOCKS]-({user})
+WITH {keep}, count(usableBlock) AS usableBlocks
+OPTIONAL MATCH ({cameo})-[usableGrant:GRANTED_TO]->({user})
+WITH {keep}, usableBlocks,
+     count(CASE WHEN usableGrant IS NOT NULL AND usableGrant.revokedAt IS NULL
+                     AND (usableGrant.expiresAt IS NULL OR usableGrant.expiresAt > $now)
+                THEN 1 END) AS usableGrants
+OPTIONAL MATCH ({owner})-[usableFollowed:FOLLOWS]->({user})
+WITH {keep}, usableBlocks, usableGrants, count(usableFollowed) AS usableFollowedBy
+OPTIONAL MATCH ({user})-[usableFollowing:FOLLOWS]->({owner})
+WITH {keep}, usableBlocks, usableGrants, usableFollowedBy,
+     count(usableFollowing) AS usableFollows
+WITH {keep},
+     coalesce({cameo}.state = 'ACTIVE' AND {user} IS NOT NULL
+              AND ({owner}.id = {user}.id
+                   OR (usableBlocks = 0
+                       AND ({cameo}.audience = 'EVERYONE'
+                            OR ({cameo}.audience IN ['APPROVED', 'MUTUALS'] AND usableGrants > 0)
+                            OR ({cameo}.audience = 'MUTUALS'
+                                AND usableFollowedBy > 0 AND usableFollows > 0)))), false)
+     AS usable
+"""
+
+
+# the usability rule for one user and many cameos; an unknown user can use nothing
 USABLE_CAMEOS = Cypher(
     """
 UNWIND $cameoIds AS cameoId
 MATCH (o:User)-[:OWNS]->(c:Cameo {id: cameoId})
 OPTIONAL MATCH (u:User {id: $userId})
-OPTIONAL MATCH (o)-[k:BLOCKS]-(u)
-WITH cameoId, o, c, u, count(k) AS blocks
-OPTIONAL MATCH (c)-[g:GRANTED_TO]->(u)
-WITH cameoId, o, c, u, blocks,
-     count(CASE WHEN g IS NOT NULL AND g.revokedAt IS NULL
-                     AND (g.expiresAt IS NULL OR g.expiresAt > $now)
-                THEN 1 END) AS grants
-OPTIONAL MATCH (o)-[f1:FOLLOWS]->(u)
-WITH cameoId, o, c, u, blocks, grants, count(f1) AS ownerFollows
-OPTIONAL MATCH (u)-[f2:FOLLOWS]->(o)
-WITH cameoId, o, c, u, blocks, grants, ownerFollows, count(f2) AS userFollows
-RETURN c.id AS id, o.id AS ownerId, c.consentEpoch AS epoch, c.restrictions AS restrictions,
-       c.state AS state,
-       c.state = 'ACTIVE' AND u IS NOT NULL
-       AND (o.id = u.id
-            OR (blocks = 0
-                AND (c.audience = 'EVERYONE'
-                     OR (c.audience IN ['APPROVED', 'MUTUALS'] AND grants > 0)
-                     OR (c.audience = 'MUTUALS' AND ownerFollows > 0 AND userFollows > 0))))
-       AS usable
+"""
+    + usable_by("u", "c", "o", ["cameoId"])
+    + """RETURN c.id AS id, o.id AS ownerId, c.consentEpoch AS epoch,
+       c.restrictions AS restrictions, c.state AS state, usable
 """
 )
 
@@ -276,9 +295,18 @@ ORDER BY g.at DESC, g.grantId DESC
 """
 )
 
-# Revoking a grant revokes the grantee's unpublished uses in the same statement: each
-# FEATURES edge REVOKED (a QUEUED or RENDERING clip then fails at the worker's checks), an
-# AWAITING_APPROVAL clip back to DRAFT; the edges' token ids come back to be revoked in Redis.
+# Withdrawal, what revoking a grant and deleting a cameo do to each unpublished clip that
+# uses the cameo, in the statement that revokes: its FEATURES edge is REVOKED (a QUEUED or
+# RENDERING clip then fails at the worker's checks and at FINISH_RENDER), an AWAITING_APPROVAL
+# clip goes back to DRAFT, and the clip is marked `withdrawnAt` with its `videoKey` gone: the
+# video is no longer the clip's, so Clip.video is null and /media refuses every link to it,
+# old or fresh, and the media sweep (workers/reaper.py, KEYS_IN_USE) deletes the file once
+# no clip names it. The edges' token ids come back to be revoked in Redis.
+_WITHDRAWN_CLIP = """clip.state = CASE WHEN clip.state = 'AWAITING_APPROVAL' THEN 'DRAFT'
+                       ELSE clip.state END,
+      clip.withdrawnAt = $now, clip.videoKey = null, clip.updatedAt = $now"""
+
+
 REVOKE_GRANT = Cypher(
     """
 MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)-[g:GRANTED_TO {grantId: $grantId}]->(u:User)
@@ -290,8 +318,9 @@ WHERE clip.state IN $unpublished AND f.approval <> 'REVOKED'
 WITH o, c, g, u, collect(f) AS uses, collect(clip) AS clips
 FOREACH (f IN uses | SET f.approval = 'REVOKED', f.decidedAt = $now)
 FOREACH (clip IN clips |
-  SET clip.state = CASE WHEN clip.state = 'AWAITING_APPROVAL' THEN 'DRAFT' ELSE clip.state END,
-      clip.updatedAt = $now)
+  SET """
+    + _WITHDRAWN_CLIP
+    + """)
 RETURN """
     + _GRANT
     + """,
@@ -304,23 +333,25 @@ RETURN """
 # Crypto-shredding and the end of every use, in one statement: the wrapped data key is gone
 # (every copy of the encrypted reference files is useless without it), the epoch moves on
 # (every outstanding token stops verifying), grants end, every other author's unpublished use
-# is REVOKED (AWAITING_APPROVAL back to DRAFT) and their published clips are taken down.
+# is withdrawn (as by REVOKE_GRANT) and their published clips are taken down (REMOVED, whose
+# files the media sweep deletes too). The owner's own drafts are theirs, and stay.
 # The reference files are deleted by the caller from the keys returned.
 DELETE_CAMEO = Cypher(
     _OWNERS_LIVE_CAMEO
     + """OPTIONAL MATCH (a:User)-[:POSTED]->(clip:Clip)-[f:FEATURES]->(c)
 WHERE a <> o AND (clip.state IN $unpublished OR clip.state = 'PUBLISHED')
-WITH o, c, collect(f) AS uses, collect(clip) AS clips,
+WITH o, c, collect(f) AS uses,
+     collect(CASE WHEN clip.state <> 'PUBLISHED' THEN clip END) AS clips,
+     collect(CASE WHEN clip.state = 'PUBLISHED' THEN clip END) AS published,
      collect(CASE WHEN clip.state = 'PUBLISHED' THEN {clipId: clip.id, authorId: a.id} END)
      AS takenDown
 FOREACH (f IN uses | SET f.approval = 'REVOKED', f.decidedAt = $now)
 FOREACH (clip IN clips |
-  SET clip.removedAt = CASE WHEN clip.state = 'PUBLISHED' THEN $now ELSE clip.removedAt END,
-      clip.removedBy = CASE WHEN clip.state = 'PUBLISHED' THEN 'cameo-owner'
-                            ELSE clip.removedBy END,
-      clip.state = CASE clip.state WHEN 'PUBLISHED' THEN 'REMOVED'
-                                   WHEN 'AWAITING_APPROVAL' THEN 'DRAFT'
-                                   ELSE clip.state END,
+  SET """
+    + _WITHDRAWN_CLIP
+    + """)
+FOREACH (clip IN published |
+  SET clip.removedAt = $now, clip.removedBy = 'cameo-owner', clip.state = 'REMOVED',
       clip.updatedAt = $now)
 WITH o, c, uses, takenDown, coalesce(c.refKeys, []) AS refKeys
 OPTIONAL MATCH (c)-[g:GRANTED_TO]->(:User)

@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from graph.appearances import APPROVALS_UNMET
+from graph.cameos import usable_by
 from graph.driver import Cypher, GraphDriver, Row
+from graph.visibility import ViewerBlocks, shown_to, viewer_blocks
 
 __all__ = [
-    "authors_blocking_viewer",
     "claim_render",
     "clips_by_ids",
     "create_clip",
@@ -72,46 +73,38 @@ RETURN c {.*, authorId: a.id, parentId: p.id} AS clip
 """
 )
 
-# Featuring cameos, the usability rule of graph.cameos USABLE_CAMEOS is checked again inside
-# the statement that writes the clip (a grant revoked, a block or an audience change between
+# Featuring cameos, the usability rule (graph.cameos usable_by) is checked again inside the
+# statement that writes the clip (a grant revoked, a block or an audience change between
 # the resolver's check and this write then refuses it): every cameo in $cameos
 # ({cameoId, epoch, approval, decidedAt, token, jti}) is ACTIVE, still at the consent epoch
 # its render token names, and usable by the author. The cameos are locked first.
-_USABLE_BY_AUTHOR = """
+_USABLE_BY_AUTHOR = (
+    """
 UNWIND $cameos AS use
 MATCH (o:User)-[:OWNS]->(m:Cameo {id: use.cameoId})
 SET m._lock = true REMOVE m._lock
 WITH a, p, use, o, m
-OPTIONAL MATCH (o)-[k:BLOCKS]-(a)
-WITH a, p, use, o, m, count(k) AS blocks
-OPTIONAL MATCH (m)-[g:GRANTED_TO]->(a)
-WITH a, p, use, o, m, blocks,
-     count(CASE WHEN g IS NOT NULL AND g.revokedAt IS NULL
-                     AND (g.expiresAt IS NULL OR g.expiresAt > $now)
-                THEN 1 END) AS grants
-OPTIONAL MATCH (o)-[f1:FOLLOWS]->(a)
-WITH a, p, use, o, m, blocks, grants, count(f1) AS ownerFollows
-OPTIONAL MATCH (a)-[f2:FOLLOWS]->(o)
-WITH a, p, use, o, m, blocks, grants, ownerFollows, count(f2) AS authorFollows
-WHERE m.state = 'ACTIVE' AND m.consentEpoch = use.epoch
-  AND (o.id = a.id
-       OR (blocks = 0
-           AND (m.audience = 'EVERYONE'
-                OR (m.audience IN ['APPROVED', 'MUTUALS'] AND grants > 0)
-                OR (m.audience = 'MUTUALS' AND ownerFollows > 0 AND authorFollows > 0))))
-WITH a, p, count(DISTINCT m) AS usable
-WHERE usable = size($cameos)
 """
+    + usable_by("a", "m", "o", ["p", "use"])
+    + """WITH a, p, use, m, usable
+WHERE usable AND m.consentEpoch = use.epoch
+WITH a, p, count(DISTINCT m) AS usableCameos
+WHERE usableCameos = size($cameos)
+"""
+)
 
 # one FEATURES edge per cameo, with its render token: the worker reads the tokens from here,
-# so a re-queued task (the reaper's) carries the same consent as the first
+# so a re-queued task (the reaper's) carries the same consent as the first. The owners of the
+# cameos are kept on the clip too (featuredOwnerIds: a clip's FEATURES edges and a cameo's
+# owner never change), so graph.visibility's rule reads them without walking an edge
 _FEATURE_CAMEOS = """
 WITH a, p, c
 UNWIND $cameos AS use
-MATCH (m:Cameo {id: use.cameoId})
+MATCH (o:User)-[:OWNS]->(m:Cameo {id: use.cameoId})
 CREATE (c)-[:FEATURES {approval: use.approval, decidedAt: use.decidedAt, epoch: use.epoch,
                        renderToken: use.token, renderJti: use.jti}]->(m)
-WITH a, p, c, count(*) AS featured
+WITH a, p, c, collect(o.id) AS featuredOwnerIds
+SET c.featuredOwnerIds = featuredOwnerIds
 """
 
 CREATE_CLIP_FEATURING = Cypher(
@@ -163,14 +156,6 @@ UNWIND $ids AS id
 MATCH (a:User)-[:POSTED]->(c:Clip {id: id})
 OPTIONAL MATCH (c)-[:REMIX_OF]->(p:Clip)
 RETURN c {.*, authorId: a.id, parentId: p.id} AS clip
-"""
-)
-
-AUTHORS_BLOCKING_VIEWER = Cypher(
-    """
-MATCH (v:User {id: $viewerId})
-UNWIND $ids AS id
-RETURN id, size([(b:User {id: id})-[:BLOCKS]->(v) | b.id]) > 0 AS blocks
 """
 )
 
@@ -231,17 +216,34 @@ RETURN c.id AS id
 """
 )
 
-# a use of a cameo revoked while the file was being stored (FEATURES REVOKED) keeps the
-# clip from DRAFT: the worker then fails it
+# Consent is checked again by the move to DRAFT itself, so that whatever changed after the
+# worker's last check (a use revoked, the audience changed, a block, a lost mutual follow,
+# a grant run out, the cameo deleted) keeps the clip from DRAFT: the worker then fails it.
+# Each featured cameo must be ACTIVE, its use not REVOKED, and, for someone else's cameo,
+# still at the epoch its render token names (FEATURES.epoch) and usable by the author now
+# (graph.cameos usable_by); the author's own cameo needs only to be ACTIVE, as in
+# consent.check_render_uses. The cameos and both ends of any block are locked first.
 FINISH_RENDER = Cypher(
     """
 MATCH (a:User)-[:POSTED]->(c:Clip {id: $id})
 SET c._lock = true REMOVE c._lock
 WITH a, c
-OPTIONAL MATCH (c)-[r:FEATURES {approval: 'REVOKED'}]->(:Cameo)
-WITH a, c, count(r) AS revoked
 WHERE c.state = 'RENDERING' AND c.renderOwner = $owner AND c.renderAttempts = $attempt
-  AND revoked = 0
+OPTIONAL MATCH (c)-[f:FEATURES]->(m:Cameo)
+OPTIONAL MATCH (m)<-[:OWNS]-(o:User)
+SET a._lock = true, m._lock = true, o._lock = true REMOVE a._lock, m._lock, o._lock
+WITH a, c, f, m, o
+"""
+    + usable_by("a", "m", "o", ["c", "f"])
+    + """WITH a, c,
+     count(CASE WHEN f IS NOT NULL
+                     AND NOT coalesce(f.approval <> 'REVOKED' AND m.state = 'ACTIVE'
+                                      AND o IS NOT NULL
+                                      AND (o.id = a.id
+                                           OR (m.consentEpoch = f.epoch AND usable)),
+                                      false)
+                THEN 1 END) AS withdrawn
+WHERE withdrawn = 0
 SET c.state = 'DRAFT', c.renderProgress = 1.0, c.renderedAt = $now, c.updatedAt = $now,
     c.videoKey = $video.key, c.sha256 = $video.sha256, c.videoDurationMs = $video.durationMs,
     c.width = $video.width, c.height = $video.height, c.fps = $video.fps,
@@ -312,6 +314,9 @@ RETURN file.key AS key
 """
 )
 
+# graph.visibility's rule for clip c by author a, with the request's viewer and blocks
+_SHOWN = shown_to("$viewerId", "c", "a", "$blockers", "$hidden")
+
 DRAFTS_PAGE = Cypher(
     """
 MATCH (a:User {id: $authorId})-[:POSTED]->(c:Clip)
@@ -323,12 +328,17 @@ LIMIT $limit
 """
 )
 
+# An author's published clips that the viewer may see (graph.visibility, with the viewer's
+# $blockers and $hidden from the request), newest first
 PUBLISHED_BY_AUTHOR_PAGE = Cypher(
     """
 MATCH (a:User {id: $authorId})-[:POSTED]->(c:Clip)
 WHERE c.state = 'PUBLISHED'
   AND ($afterAt IS NULL OR c.publishedAt < $afterAt
        OR (c.publishedAt = $afterAt AND c.id < $afterId))
+  AND """
+    + _SHOWN
+    + """
 RETURN c {.*, authorId: a.id} AS clip, c.publishedAt AS at
 ORDER BY at DESC, c.id DESC
 LIMIT $limit
@@ -343,10 +353,13 @@ LIMIT $limit
 PUBLISHED_BY_AUTHORS_PAGES = Cypher(
     """
 UNWIND $authorIds AS authorId
-MATCH (:User {id: authorId})-[:POSTED]->(c:Clip)
+MATCH (a:User {id: authorId})-[:POSTED]->(c:Clip)
 WHERE c.state = 'PUBLISHED'
   AND ($afterAt IS NULL OR c.publishedAt < $afterAt
        OR (c.publishedAt = $afterAt AND c.id < $afterId))
+  AND """
+    + _SHOWN
+    + """
 WITH authorId, c.publishedAt AS at, c
 ORDER BY at DESC, c.id DESC
 WITH authorId, collect({at: at, c: c})[..$limit] AS kept
@@ -382,11 +395,6 @@ async def discard_unqueued(db: GraphDriver, clip_id: str) -> bool:
 async def clips_by_ids(db: GraphDriver, ids: list[str]) -> dict[str, Row]:
     rows = await db.read(CLIPS_BY_IDS, {"ids": ids})
     return {row["clip"]["id"]: row["clip"] for row in rows}
-
-
-async def authors_blocking_viewer(db: GraphDriver, viewer_id: str, ids: list[str]) -> dict:
-    rows = await db.read(AUTHORS_BLOCKING_VIEWER, {"viewerId": viewer_id, "ids": ids})
-    return {row["id"]: row["blocks"] for row in rows}
 
 
 async def claim_render(
@@ -520,12 +528,23 @@ async def published_pages(
     author_ids: list[str],
     after: tuple[Any, str] | None,
     limit: int,
+    viewer_id: str | None = None,
+    blocks: ViewerBlocks | None = None,
 ) -> dict[str, list[Row]]:
     """One keyset page of published clips per author, newest first: rows of {clip, at}, by
-    author id (an author with no rows on the page is absent). Blocks are the caller's check."""
+    author id (an author with no rows on the page is absent). Only the clips the viewer may
+    see (graph.visibility; `blocks` are the viewer's, read when not given) are listed."""
+    if blocks is None:
+        blocks = await viewer_blocks(db, viewer_id)
     unique_ids = list(dict.fromkeys(author_ids))  # a repeated id would double its page
     after_at, after_id = after if after else (None, None)
-    params: dict[str, Any] = {"afterAt": after_at, "afterId": after_id, "limit": limit}
+    params: dict[str, Any] = {
+        "afterAt": after_at,
+        "afterId": after_id,
+        "limit": limit,
+        "viewerId": viewer_id,
+        **blocks.params(),
+    }
     if len(unique_ids) == 1:  # ORDER BY ... LIMIT: only the top rows are kept, never all
         rows = await db.read(PUBLISHED_BY_AUTHOR_PAGE, {**params, "authorId": unique_ids[0]})
         return {unique_ids[0]: rows} if rows else {}

@@ -16,10 +16,11 @@ direct PUBLISHED remixes / viewCount (0 with no views).
 Each change is one statement that locks the clip first (the `SET c._lock` of graph.clips):
 on Neo4j two likes or views racing on one clip queue on its lock, so each reads the counter
 and the edges the other wrote and no increment is lost, and a second like by the same viewer
-finds the first one's edge. FalkorDB runs writes one at a time. The guard (PUBLISHED, the
-author not blocking the viewer) sits in the statement: no row, no change. A block racing a
-like is ordered either way (a block leaves earlier likes and views in place), so the users
-are not locked: every like of an author's clips would queue on the author's node.
+finds the first one's edge. FalkorDB runs writes one at a time. The guard (PUBLISHED, and
+a clip the viewer may see: graph.visibility) sits in the statement: no row, no change. A
+block racing a like is ordered either way (a block leaves earlier likes and views in place),
+so the users are not locked: every like of an author's clips would queue on the author's
+node.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from graph.driver import Cypher, GraphDriver, Row
+from graph.visibility import ViewerBlocks, shown_to, viewer_blocks, viewer_blocks_clauses
 
 __all__ = [
     "Engaged",
@@ -37,17 +39,24 @@ __all__ = [
     "viewer_likes",
 ]
 
-# the clip a viewer may engage with, locked: published, its author not blocking the viewer
-_GUARD = """
+# the clip a viewer may engage with, locked: published, and one the viewer may see
+# (graph.visibility: its author does not block the viewer, nor does a block stand between
+# the viewer and anyone featured in it)
+_GUARD = (
+    """
 MATCH (v:User {id: $viewerId})
 MATCH (a:User)-[:POSTED]->(c:Clip {id: $clipId})
 SET c._lock = true REMOVE c._lock
 WITH v, a, c
 WHERE c.state = 'PUBLISHED'
-OPTIONAL MATCH (a)-[k:BLOCKS]->(v)
-WITH v, a, c, count(k) AS blocked
-WHERE blocked = 0
 """
+    + viewer_blocks_clauses("$viewerId", ["v", "a", "c"], node="v")
+    + """WITH v, a, c, blockers, hidden
+WHERE """
+    + shown_to("$viewerId", "c", "a")
+    + """
+"""
+)
 
 # idempotent: a second like finds the edge (under the clip's lock) and adds nothing
 LIKE = Cypher(
@@ -98,18 +107,20 @@ RETURN id, size([(v)-[:LIKED]->(c:Clip {id: id}) | c.id]) > 0 AS liked
 """
 )
 
-# direct published remixes, leaving out those whose author blocks the viewer (a block hides
-# the blocker's clips, counts included; no user has a null id, so an anonymous viewer
-# ($viewerId null) is blocked by nobody)
+# direct published remixes the viewer may see (graph.visibility, the viewer's $blockers and
+# $hidden given: a block hides the clips it hides everywhere, counts included; an anonymous
+# viewer ($viewerId null) is blocked by nobody)
 PUBLISHED_REMIX_COUNTS = Cypher(
     """
 UNWIND $ids AS id
 MATCH (c:Clip {id: id})
 OPTIONAL MATCH (ra:User)-[:POSTED]->(r:Clip)-[:REMIX_OF]->(c)
 WHERE r.state = 'PUBLISHED'
-OPTIONAL MATCH (ra)-[k:BLOCKS]->(:User {id: $viewerId})
-WITH id, r, count(k) AS blocks
-RETURN id, sum(CASE WHEN r IS NOT NULL AND blocks = 0 THEN 1 ELSE 0 END) AS remixes
+WITH id, r, ra
+RETURN id,
+       sum(CASE WHEN r IS NOT NULL AND coalesce("""
+    + shown_to("$viewerId", "r", "ra", "$blockers", "$hidden")
+    + """, false) THEN 1 ELSE 0 END) AS remixes
 """
 )
 
@@ -166,7 +177,15 @@ async def viewer_likes(db: GraphDriver, viewer_id: str, ids: list[str]) -> dict[
 
 
 async def published_remix_counts(
-    db: GraphDriver, viewer_id: str | None, ids: list[str]
+    db: GraphDriver,
+    viewer_id: str | None,
+    ids: list[str],
+    blocks: ViewerBlocks | None = None,
 ) -> dict[str, int]:
-    rows = await db.read(PUBLISHED_REMIX_COUNTS, {"viewerId": viewer_id, "ids": ids})
+    """Per clip id, its direct published remixes the viewer may see (`blocks`: theirs,
+    read when not given)."""
+    if blocks is None:
+        blocks = await viewer_blocks(db, viewer_id)
+    params = {"viewerId": viewer_id, "ids": ids, **blocks.params()}
+    rows = await db.read(PUBLISHED_REMIX_COUNTS, params)
     return {row["id"]: row["remixes"] for row in rows}

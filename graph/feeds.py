@@ -1,8 +1,15 @@
 """The feeds' statements: FOLLOWING pages, the FOR_YOU ranking, and a ranked page's clips.
 
-Blocks: FOLLOW refuses a pair with a block either way and BLOCK deletes follows both ways,
-so a FOLLOWS edge never joins two users with a block between them; the FOLLOWING statement
-relies on that and checks no BLOCKS edge. The FOR_YOU statements check blocks both ways.
+Who may see a clip is graph.visibility's rule (`shown_to`, with the viewer's blocks passed as
+$blockers and $hidden: carried through a statement's rows as variables, FalkorDB copies the
+lists into every row): a block either way between the viewer and any featured owner hides
+a clip, as the author's block does. Feeds also leave
+out the viewer's own clips and those of authors the viewer blocked. FOLLOW refuses a pair
+with a block either way and BLOCK deletes follows both ways, so a FOLLOWS edge never joins
+an author and a viewer with a block between them: the FOLLOWING statements rely on that for
+the author and check the featured owners only. For a viewer with no block either way the
+rule stops at `size($hidden) = 0`, so a page costs what it did before; otherwise it reads
+each candidate's featuredOwnerIds property (no edge is walked).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from graph.driver import Cypher, GraphDriver, Row
+from graph.visibility import ViewerBlocks, shown_to, viewer_blocks
 
 __all__ = [
     "following_page",
@@ -19,6 +27,10 @@ __all__ = [
     "recent_clip_count",
     "visible_feed_clips",
 ]
+
+# graph.visibility's rule for clip c by author a, with the viewer's blocks as parameters
+# ($blockers, $hidden: ViewerBlocks.params())
+_SHOWN = shown_to("$viewerId", "c", "a", "$blockers", "$hidden")
 
 # Published clips by people the viewer follows, newest first; (publishedAt, id) keyset
 # the filter sits after WITH: in the MATCH's WHERE, FalkorDB planned a scan of every clip and
@@ -30,6 +42,9 @@ WITH a, c
 WHERE c.state = 'PUBLISHED' AND ($mood IS NULL OR $mood IN c.moods)
   AND ($afterAt IS NULL OR c.publishedAt < $afterAt
        OR (c.publishedAt = $afterAt AND c.id < $afterId))
+  AND """
+    + _SHOWN
+    + """
 WITH a, c
 ORDER BY c.publishedAt DESC, c.id DESC
 LIMIT $limit
@@ -57,6 +72,10 @@ WHERE c.state = 'PUBLISHED' AND ($mood IS NULL OR $mood IN c.moods)
        OR (c.publishedAt = $afterAt AND c.id < $afterId))
 MATCH (a:User)-[:POSTED]->(c)
 MATCH (v)-[:FOLLOWS]->(a)
+WITH a, c
+WHERE """
+    + _SHOWN
+    + """
 WITH a, c
 ORDER BY c.publishedAt DESC, c.id DESC
 LIMIT $limit
@@ -106,25 +125,25 @@ RETURN [(v)-[:FOLLOWS]->(f:User) | f.id] AS followed, friendsOfFriends
 # size the next window.
 FOR_YOU_CANDIDATES = Cypher(
     """
-OPTIONAL MATCH (v:User {id: coalesce($viewerId, '')})
-OPTIONAL MATCH (v)-[:BLOCKS]-(x:User)
-WITH collect(DISTINCT x.id) AS hidden
 OPTIONAL MATCH (c:Clip)
 WHERE c.publishedAt >= $since AND c.publishedAt <= $now
-WITH hidden, c
+WITH c
 WHERE c IS NULL OR (c.state = 'PUBLISHED' AND ($mood IS NULL OR $mood IN c.moods))
-WITH hidden, c.id AS id, c.publishedAt AS at
+WITH c.id AS id, c.publishedAt AS at
 ORDER BY at DESC, id DESC
-WITH hidden, collect(id) AS ids, collect(at) AS ats
-WITH hidden, size(ids) AS inWindow, ids[..$recent] AS recent, ats[..$recent] AS ats
-WITH hidden, inWindow, CASE WHEN size(ats) = 0 THEN null ELSE ats[-1] END AS edge,
+WITH collect(id) AS ids, collect(at) AS ats
+WITH size(ids) AS inWindow, ids[..$recent] AS recent, ats[..$recent] AS ats
+WITH inWindow, CASE WHEN size(ats) = 0 THEN null ELSE ats[-1] END AS edge,
      recent + $popular AS pool
 UNWIND pool AS id
-WITH DISTINCT hidden, inWindow, edge, id
+WITH DISTINCT inWindow, edge, id
 MATCH (a:User)-[:POSTED]->(c:Clip {id: id})
-WITH hidden, inWindow, edge, a, c
+WITH inWindow, edge, a, c
 WHERE c.state = 'PUBLISHED' AND ($mood IS NULL OR $mood IN c.moods)
-  AND NOT a.id IN hidden AND ($viewerId IS NULL OR a.id <> $viewerId)
+  AND NOT a.id IN $hidden AND ($viewerId IS NULL OR a.id <> $viewerId)
+  AND """
+    + _SHOWN
+    + """
 OPTIONAL MATCH (c)-[:REMIX_OF]->(:Clip)<-[:POSTED]-(pa:User)
 RETURN c.id AS id, a.id AS authorId, pa.id AS parentAuthorId, c.publishedAt AS publishedAt,
        coalesce(c.likeCount, 0) AS likes, coalesce(c.viewCount, 0) AS views,
@@ -150,15 +169,18 @@ RETURN c.id AS id, c.moods AS moods, c.publishedAt AS publishedAt,
 """
 )
 
-# A ranked page's clips, checked again when read: still published, and no block either way
-# between the author and the viewer (either may have changed since the ranking)
+# A ranked page's clips, checked again when read: still published, still visible to the
+# viewer, and no block either way with the author (any of it may have changed since the
+# ranking)
 VISIBLE_FEED_CLIPS = Cypher(
     """
-OPTIONAL MATCH (:User {id: $viewerId})-[:BLOCKS]-(x:User)
-WITH collect(DISTINCT x.id) AS hidden
 UNWIND $ids AS id
 MATCH (a:User)-[:POSTED]->(c:Clip {id: id})
-WHERE c.state = 'PUBLISHED' AND NOT a.id IN hidden
+WITH a, c
+WHERE c.state = 'PUBLISHED' AND NOT a.id IN $hidden
+  AND """
+    + _SHOWN
+    + """
 OPTIONAL MATCH (c)-[:REMIX_OF]->(p:Clip)
 RETURN c {.*, authorId: a.id, parentId: p.id} AS clip
 """
@@ -172,12 +194,17 @@ async def following_page(
     after: tuple[int, str] | None,
     limit: int,
     since: int | None = None,
+    blocks: ViewerBlocks | None = None,
 ) -> list[Row]:
-    """Rows of {clip, at}, newest first, strictly after the (publishedAt, id) keyset. With
-    `since`, the page is first read from the clips published since then (cheap on a large
-    graph) and, when that holds fewer than `limit` rows, from all the viewer's follows."""
+    """Rows of {clip, at}, newest first, strictly after the (publishedAt, id) keyset, of the
+    clips the viewer may see (`blocks`: the viewer's, read when not given). With `since`,
+    the page is first read from the clips published since then (cheap on a large graph)
+    and, when that holds fewer than `limit` rows, from all the viewer's follows."""
+    if blocks is None:
+        blocks = await viewer_blocks(db, viewer_id)
     after_at, after_id = after if after else (None, None)
     params: dict[str, Any] = {
+        **blocks.params(),
         "viewerId": viewer_id,
         "mood": mood,
         "afterAt": after_at,
@@ -214,10 +241,15 @@ async def for_you_candidates(
     since: int,
     recent: int,
     popular: list[str],
+    blocks: ViewerBlocks | None = None,
 ) -> list[Row]:
     """Rows of {id, authorId, parentAuthorId, publishedAt, likes, views, completions, remixes,
-    inWindow, edge}, in no particular order."""
+    inWindow, edge}, in no particular order; `blocks` are the viewer's (read when not
+    given)."""
+    if blocks is None:
+        blocks = await viewer_blocks(db, viewer_id)
     params = {
+        **blocks.params(),
         "viewerId": viewer_id,
         "mood": mood,
         "now": now,
@@ -233,7 +265,16 @@ async def popularity_rows(db: GraphDriver) -> list[Row]:
     return await db.read(POPULARITY_ROWS)
 
 
-async def visible_feed_clips(db: GraphDriver, viewer_id: str | None, ids: list[str]) -> dict:
-    """The clips of these ids the viewer may see in a feed, by id."""
-    rows = await db.read(VISIBLE_FEED_CLIPS, {"viewerId": viewer_id, "ids": ids})
+async def visible_feed_clips(
+    db: GraphDriver,
+    viewer_id: str | None,
+    ids: list[str],
+    blocks: ViewerBlocks | None = None,
+) -> dict:
+    """The clips of these ids the viewer may see in a feed (`blocks`: the viewer's, read
+    when not given), by id."""
+    if blocks is None:
+        blocks = await viewer_blocks(db, viewer_id)
+    params = {"viewerId": viewer_id, "ids": ids, **blocks.params()}
+    rows = await db.read(VISIBLE_FEED_CLIPS, params)
     return {row["clip"]["id"]: row["clip"] for row in rows}

@@ -7,8 +7,10 @@ variable-length walk from a clip meets each ancestor or descendant exactly once.
 unbounded (`*1..`): up is one chain, down is one tree, so a walk touches each node once, and
 both engines run a single traversal instead of one statement per level.
 
-Who may see which clip is decided by the caller (resolvers/lineage.py): these statements
-return every state, with the author, so one read serves every viewer.
+Who may see which clip is graph.visibility's rule. ANCESTORS and DESCENDANTS return every
+state, with the author (and an ancestor's featured owners), so one read serves every
+viewer and the caller (resolvers/lineage.py) applies the rule in Python; HIDDEN_DESCENDANTS
+and REMIX_PAGES apply it in Cypher, with the viewer's blocks as parameters.
 """
 
 from __future__ import annotations
@@ -16,25 +18,28 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from graph.driver import Cypher, GraphDriver, Row
+from graph.visibility import ViewerBlocks, shown_to
 
 __all__ = [
     "NO_DESCENDANTS",
     "Descendants",
     "ancestors",
     "blocked_either_way",
-    "blockers_of",
     "descendants",
     "hidden_descendants",
     "remix_pages",
 ]
 
-# every ancestor of each clip, with its distance (1 = the parent)
+# every ancestor of each clip, with its distance (1 = the parent) and the owners of the
+# cameos it features (what graph.visibility's rule needs besides the author)
 ANCESTORS = Cypher(
     """
 UNWIND $ids AS id
 MATCH path = (:Clip {id: id})-[:REMIX_OF*1..]->(p:Clip)
 MATCH (a:User)-[:POSTED]->(p)
-RETURN id, length(path) AS depth, p {.*, authorId: a.id} AS clip
+RETURN id, length(path) AS depth,
+       p {.*, authorId: a.id,
+          featuredOwners: [(p)-[:FEATURES]->(:Cameo)<-[:OWNS]-(o:User) | o.id]} AS clip
 """
 )
 
@@ -58,27 +63,33 @@ RETURN rootId, collect(d.id) AS ids, collect(p.id) AS parentIds
 """
 )
 
-# the descendants of each clip by $hidden authors (those who block the viewer), read only
-# for a viewer somebody blocks
+# the descendants of each clip the viewer may not see (graph.visibility, the viewer's
+# $blockers and $hidden given), read only for a viewer with some block
 HIDDEN_DESCENDANTS = Cypher(
     """
 UNWIND $ids AS rootId
 MATCH (:Clip {id: rootId})<-[:REMIX_OF*1..]-(d:Clip)
 MATCH (a:User)-[:POSTED]->(d)
-WHERE a.id IN $hidden
+WITH rootId, a, d
+WHERE NOT coalesce("""
+    + shown_to("$viewerId", "d", "a", "$blockers", "$hidden")
+    + """, false)
 RETURN rootId, d.id AS id
 """
 )
 
-# one page of published direct remixes per parent, newest first, leaving out the clips of
-# $hidden authors (those who block the viewer); the collect-and-slice shape of
+# one page of published direct remixes per parent that the viewer may see (graph.visibility,
+# the viewer's $blockers and $hidden given), newest first; the collect-and-slice shape of
 # graph.clips PUBLISHED_BY_AUTHORS_PAGES, for the same reasons
 REMIX_PAGES = Cypher(
     """
 UNWIND $parentIds AS parentId
 MATCH (:Clip {id: parentId})<-[:REMIX_OF]-(c:Clip)
 MATCH (a:User)-[:POSTED]->(c)
-WHERE c.state = 'PUBLISHED' AND NOT a.id IN $hidden
+WHERE c.state = 'PUBLISHED'
+  AND """
+    + shown_to("$viewerId", "c", "a", "$blockers", "$hidden")
+    + """
   AND ($afterAt IS NULL OR c.publishedAt < $afterAt
        OR (c.publishedAt = $afterAt AND c.id < $afterId))
 WITH parentId, c.publishedAt AS at, c, a.id AS authorId
@@ -87,14 +98,6 @@ WITH parentId, collect({at: at, c: c, authorId: authorId})[..$limit] AS kept
 UNWIND kept AS row
 WITH parentId, row.at AS at, row.c AS c, row.authorId AS authorId
 RETURN parentId, c {.*, authorId: authorId, parentId: parentId} AS clip, at
-"""
-)
-
-# the users who block this one: their clips are hidden from it in every lineage field
-BLOCKERS_OF = Cypher(
-    """
-MATCH (b:User)-[:BLOCKS]->(:User {id: $userId})
-RETURN b.id AS id
 """
 )
 
@@ -138,11 +141,12 @@ async def descendants(db: GraphDriver, ids: list[str]) -> dict[str, Descendants]
 
 
 async def hidden_descendants(
-    db: GraphDriver, ids: list[str], hidden: list[str]
+    db: GraphDriver, ids: list[str], viewer_id: str, blocks: ViewerBlocks
 ) -> dict[str, set[str]]:
-    """Per clip id, the ids of its descendants by the hidden authors."""
+    """Per clip id, the ids of its descendants the viewer may not see."""
     found: dict[str, set[str]] = {i: set() for i in ids}
-    for row in await db.read(HIDDEN_DESCENDANTS, {"ids": ids, "hidden": hidden}):
+    params = {"ids": ids, "viewerId": viewer_id, **blocks.params()}
+    for row in await db.read(HIDDEN_DESCENDANTS, params):
         found[row["rootId"]].add(row["id"])
     return found
 
@@ -151,15 +155,18 @@ async def remix_pages(
     db: GraphDriver,
     *,
     parent_ids: list[str],
-    hidden: list[str],
+    viewer_id: str | None,
+    blocks: ViewerBlocks,
     after: tuple[Any, ...] | None,
     limit: int,
 ) -> dict[str, list[Row]]:
-    """Per parent, up to `limit` rows {clip, at} of its published remixes, newest first."""
+    """Per parent, up to `limit` rows {clip, at} of its published remixes the viewer may
+    see, newest first."""
     after_at, after_id = after if after else (None, None)
     params = {
         "parentIds": parent_ids,
-        "hidden": hidden,
+        "viewerId": viewer_id,
+        **blocks.params(),
         "afterAt": after_at,
         "afterId": after_id,
         "limit": limit,
@@ -168,10 +175,6 @@ async def remix_pages(
     for row in await db.read(REMIX_PAGES, params):
         found.setdefault(row["parentId"], []).append(row)
     return found
-
-
-async def blockers_of(db: GraphDriver, user_id: str) -> frozenset[str]:
-    return frozenset(row["id"] for row in await db.read(BLOCKERS_OF, {"userId": user_id}))
 
 
 async def blocked_either_way(db: GraphDriver, a: str, b: str) -> bool:

@@ -9,12 +9,14 @@ written as a pattern comprehension between two bound nodes once the plan was cac
 from __future__ import annotations
 
 from graph.driver import Cypher, GraphDriver, Row
+from graph.visibility import shown_to, viewer_blocks_clauses
 
 __all__ = ["blocked_actors", "feed_audience"]
 
 # of the viewers given, those a newly published clip belongs in the feed of: not its
-# author, no block either way, and for FOLLOWING only followers of the author. No row when
-# the clip is no longer PUBLISHED or nobody qualifies.
+# author, no block either way with the author, one who may see the clip (graph.visibility:
+# no block either way with any featured owner either), and for FOLLOWING only followers of
+# the author. No row when the clip is no longer PUBLISHED or nobody qualifies.
 FEED_AUDIENCE = Cypher(
     """
 MATCH (a:User)-[:POSTED]->(c:Clip {id: $clipId})
@@ -25,6 +27,12 @@ WHERE v <> a
 OPTIONAL MATCH (v)-[k:BLOCKS]-(a)
 WITH a, c, v, count(k) AS blocks
 WHERE blocks = 0
+"""
+    + viewer_blocks_clauses("v.id", ["a", "c", "v"], node="v")
+    + """WITH a, c, v, blockers, hidden
+WHERE """
+    + shown_to("v.id", "c", "a")
+    + """
 OPTIONAL MATCH (v)-[f:FOLLOWS]->(a)
 WITH a, c, v, count(f) AS follows
 WHERE follows > 0 OR NOT $followingOnly

@@ -62,9 +62,47 @@ RETURN count(u) AS filled
 )
 
 
+# Clips written before Clip.featuredOwnerIds was stored (graph.clips writes it with the
+# FEATURES edges, and it never changes: nor do a clip's FEATURES edges or a cameo's owner)
+# get it from their edges, once; graph.visibility reads it. A clip without FEATURES edges
+# needs none (a missing list reads as empty), so on a backfilled folder this walks the
+# FEATURES edges and writes nothing. Portable (both engines).
+BACKFILL_FEATURED_OWNERS = Cypher(
+    """
+MATCH (c:Clip)-[:FEATURES]->(:Cameo)
+WITH DISTINCT c
+WHERE c.featuredOwnerIds IS NULL
+MATCH (c)-[:FEATURES]->(:Cameo)<-[:OWNS]-(o:User)
+WITH c, collect(DISTINCT o.id) AS owners
+SET c.featuredOwnerIds = owners
+RETURN count(c) AS filled
+"""
+)
+
+
+# Drafts whose consent was withdrawn (a REVOKED use: a grant revoked, the cameo deleted)
+# before withdrawal took their video away in the same statement (graph.cameos
+# _WITHDRAWN_CLIP) are withdrawn now, as they would be today: marked withdrawnAt (when the
+# use was revoked), AWAITING_APPROVAL back to DRAFT, their videoKey gone, so /media refuses
+# them and the media sweep deletes their files. Once done, it finds nothing.
+BACKFILL_WITHDRAWN = Cypher(
+    """
+MATCH (c:Clip)-[f:FEATURES {approval: 'REVOKED'}]->(:Cameo)
+WHERE c.state IN ['DRAFT', 'AWAITING_APPROVAL'] AND c.withdrawnAt IS NULL
+WITH c, max(coalesce(f.decidedAt, 0)) AS revokedAt
+SET c.withdrawnAt = revokedAt, c.videoKey = null,
+    c.state = CASE WHEN c.state = 'AWAITING_APPROVAL' THEN 'DRAFT' ELSE c.state END
+RETURN count(c) AS filled
+"""
+)
+
+
 async def backfill(db: GraphDriver) -> int:
     """Fill the stored properties older data folders lack; the number of nodes written.
     Run after ensure_schema, before serving (a follow racing it on a user still lacking
     its counts would count from 0)."""
-    rows = await db.write(BACKFILL_FOLLOW_COUNTS)
-    return int(rows[0]["filled"]) if rows else 0
+    filled = 0
+    for statement in (BACKFILL_FOLLOW_COUNTS, BACKFILL_FEATURED_OWNERS, BACKFILL_WITHDRAWN):
+        rows = await db.write(statement)
+        filled += int(rows[0]["filled"]) if rows else 0
+    return filled

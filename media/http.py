@@ -5,6 +5,12 @@ ETag (the file's sha256, recorded on the clip beside its key) with If-None-Match
 If-Range, and caching only in the viewer's own browser until the link expires. Written here
 because Litestar's File (2.25) answers neither 206 nor 304.
 
+Every request, every seek included, is checked against the graph as it is now, not only the
+link's signature: the viewer may still see the clip (graph.visibility, through
+resolvers.clips.playable_clip), it is not removed, its consent was not withdrawn (a revoked
+grant or a deleted cameo takes the video from an unpublished clip), and it still names this
+file. So a link handed out before a withdrawal or a block stops working at once.
+
 Both stores are served the same way, through this process. With S3 we stream the object
 rather than redirect to a presigned URL: each request, every seek included, then passes the
 signature, expiry and visibility checks, and players that remember a redirect's target
@@ -54,9 +60,11 @@ async def media(
     clip_id = clip_id_from_key(key)
     if viewer is None or clip_id is None:
         return _error(404, _NOT_FOUND, head)
+    # the signature only says whom the link was made for: whether that viewer may still
+    # play this file is decided now, from the graph (every seek included)
     ctx = Context.for_viewer(services, viewer or None)
-    clip = await clip_resolvers.visible_clip(ctx, clip_id)
-    if clip is None or clip.get("videoKey") != key or clip["state"] == "REMOVED":
+    clip = await clip_resolvers.playable_clip(ctx, clip_id, key)
+    if clip is None:
         return _error(404, _NOT_FOUND, head)
     size = await anyio.to_thread.run_sync(services.media.size, key)
     if size is None:

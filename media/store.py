@@ -4,7 +4,9 @@ Keys look like clips/<clipId>/<64 hex digits>.mp4, each written once by one rend
 bytes under a key never change. Workers
 put files; the API hands out signed /media links, bound to one viewer and an expiry, only to
 viewers allowed to see the clip, and /media checks again before it serves a byte, from
-either store (see media/http.py).
+either store (see media/http.py): a link is a bearer's proof of whom it was made for, never
+of what they may still play. A clip whose consent was withdrawn no longer names its file,
+which the workers' media sweep then deletes like any other file no clip names.
 """
 
 from __future__ import annotations

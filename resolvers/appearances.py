@@ -33,8 +33,18 @@ __all__ = [
 
 
 async def clip_appearances(ctx: Context, clip: dict) -> list[dict]:
-    """The cameos featured in a clip the viewer can see, with each owner's decision."""
-    return await ctx.loaders.appearances_by_clip.load(clip["id"])
+    """The cameos featured in a clip the viewer can see, with each owner's decision; an
+    appearance of someone with a block between them and the viewer is left out, as that
+    cameo is hidden from the viewer everywhere else (graph.visibility.cameo_visible). Only
+    the clip's author can meet one: anyone else with such a block does not see the clip."""
+    appearances = await ctx.loaders.appearances_by_clip.load(clip["id"])
+    viewer_id = ctx.optional_viewer()
+    blocks = await ctx.loaders.viewer_blocks()
+    if not blocks.hidden:
+        return appearances
+    return [
+        a for a in appearances if a["ownerId"] == viewer_id or a["ownerId"] not in blocks.hidden
+    ]
 
 
 def _fresh(ctx: Context, clip: dict) -> dict:
@@ -106,6 +116,7 @@ async def cameo_inbox(ctx: Context, first: int | None, after: str | None) -> Pag
     owner_id = ctx.require_viewer()
     limit = page_size(first, ctx.settings.max_page_size)
     cursor = time_id_cursor(after)
-    rows = await appearance_repo.inbox_page(ctx.services.graph, owner_id, cursor, limit + 1)
+    blocks = await ctx.loaders.viewer_blocks()
+    rows = await appearance_repo.inbox_page(ctx.services.graph, owner_id, cursor, limit + 1, blocks)
     page = make_page(rows, limit, key=lambda row: (row["at"], row["clip"]["id"]))
     return Page([(c, row["clip"]) for c, row in page.items], page.has_next_page)

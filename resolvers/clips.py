@@ -19,6 +19,7 @@ from events.feed import clip_published
 from events.notifications import record_notification
 from graph import cameos as cameo_repo
 from graph import clips as clip_repo
+from graph.visibility import NO_BLOCKS, clip_visible
 from resolvers.ids import decode_id
 from resolvers.loaders import ClipPageKey
 from resolvers.moods import infer_moods, normalize_moods
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_CAMEOS",
     "MAX_PROMPT",
-    "can_see",
     "clip_is_published",
     "create_clip",
     "delete_clip",
@@ -39,6 +39,7 @@ __all__ = [
     "drafts",
     "fresh_clip",
     "notify_owners",
+    "playable_clip",
     "publish_clip",
     "published_by_author",
     "visible_clip",
@@ -69,29 +70,36 @@ def _duration(seconds: int | None) -> int:
     return seconds
 
 
-def can_see(
-    viewer_id: str | None, clip: dict, author_blocks_viewer: bool, *, features_viewer: bool = False
-) -> bool:
-    """Authors see their own clips in every state, and owners of cameos in a clip see it in
-    every state too (drafts of others included: their likeness is in it); everyone else
-    sees published ones only."""
-    if viewer_id is not None and (clip["authorId"] == viewer_id or features_viewer):
-        return True
-    return clip["state"] == "PUBLISHED" and not author_blocks_viewer
-
-
 async def visible_clip(ctx: Context, clip_id: str) -> dict | None:
+    """The clip, if the viewer may see it (graph.visibility.clip_visible: authors see their
+    own clips in every state, owners of cameos in a clip see it in every state unless a
+    block stands between them and another featured owner, everyone else sees published
+    ones, unless the author blocks them or a block stands between them and a featured
+    owner); None otherwise, the same as for no such clip."""
     clip = await ctx.loaders.clip_by_id.load(clip_id)
     if clip is None:
         return None
     viewer_id = ctx.optional_viewer()
-    if viewer_id is None or clip["authorId"] == viewer_id:
-        return clip if can_see(viewer_id, clip, False) else None
-    appearances = await ctx.loaders.appearances_by_clip.load(clip_id)
-    if any(appearance["ownerId"] == viewer_id for appearance in appearances):
+    if viewer_id is not None and clip["authorId"] == viewer_id:
         return clip
-    blocked = await ctx.loaders.author_blocks_viewer.load(clip["authorId"])
-    return clip if can_see(viewer_id, clip, blocked) else None
+    if viewer_id is None:  # nobody blocks a signed-out viewer: featured owners do not matter
+        return clip if clip_visible(None, clip, (), NO_BLOCKS) else None
+    appearances = await ctx.loaders.appearances_by_clip.load(clip_id)
+    owners = [appearance["ownerId"] for appearance in appearances]
+    blocks = await ctx.loaders.viewer_blocks()
+    return clip if clip_visible(viewer_id, clip, owners, blocks) else None
+
+
+async def playable_clip(ctx: Context, clip_id: str, key: str) -> dict | None:
+    """The clip, if the viewer may play its video stored under `key` now: they may see the
+    clip (visible_clip), it is not REMOVED, consent to it was not withdrawn (`withdrawnAt`,
+    set with a revoked grant or a deleted cameo, see graph.cameos), and it still names that
+    very file.
+    What /media checks on every request, whatever the link's signature says."""
+    clip = await visible_clip(ctx, clip_id)
+    if clip is None or clip["state"] == "REMOVED" or clip.get("withdrawnAt") is not None:
+        return None
+    return clip if clip.get("videoKey") == key else None
 
 
 async def create_clip(
@@ -289,13 +297,11 @@ async def drafts(ctx: Context, first: int | None, after: str | None) -> Page[dic
 async def published_by_author(
     ctx: Context, author_id: str, first: int | None, after: str | None
 ) -> Page[dict]:
-    """An author's published clips, newest first; none for a viewer the author blocked."""
+    """An author's published clips that the viewer may see (graph.visibility: none for a
+    viewer the author blocked), newest first."""
     limit = page_size(first, ctx.settings.max_page_size)  # bad arguments fail before any read
     cursor = time_id_cursor(after)
-    viewer_id = ctx.optional_viewer()
-    if viewer_id is not None and viewer_id != author_id:
-        if await ctx.loaders.author_blocks_viewer.load(author_id):
-            return Page([], False)  # blocked viewers do not see the blocker's clips
+    ctx.optional_viewer()  # a bad token is an error here too
     # through a DataLoader: a nested User.clips level is one statement for all its authors
     key = ClipPageKey(author_id, limit + 1, cursor)
     return _clip_page(await ctx.loaders.clip_page_by_author.load(key), limit)

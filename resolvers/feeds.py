@@ -25,8 +25,9 @@ FOR_YOU is ranked once per first page and then read by position. What is guarant
   old, unnoticed clip is in FOLLOWING, not FOR_YOU).
 - Later pages read the same list by position: clips published, liked or viewed in between
   change nothing, so no clip is shown twice and none is skipped. Each page's clips are read
-  again from the graph, and any that is no longer PUBLISHED, or whose author now has a block
-  with the viewer either way, is left out (a page may then hold fewer than `first` clips;
+  again from the graph, and any that is no longer PUBLISHED, that the viewer may no longer
+  see (graph.visibility: a block by or of its author or of anyone featured in it), or whose
+  author the viewer now blocks, is left out (a page may then hold fewer than `first` clips;
   hasNextPage still says whether the list goes on).
 - Diversity: no author has more than PER_AUTHOR clips in any DIVERSITY_WINDOW consecutive
   clips of the whole list, across page boundaries. The list is built greedily, best first:
@@ -139,6 +140,7 @@ async def following_feed(
         cursor,
         limit + 1,  # type: ignore[arg-type]
         since,
+        await ctx.loaders.viewer_blocks(),
     )
     shown = rows[:limit]
     for row in shown:
@@ -258,6 +260,7 @@ async def _rank(ctx: Context, viewer_id: str | None, mood: str | None) -> tuple[
         since=0 if window is None else now - window,
         recent=RECENT_CLIPS,
         popular=popular,
+        blocks=await ctx.loaders.viewer_blocks(),
     )
     # no rows at all: an empty window (and nothing popular) says nothing else; widen it
     in_window, edge = (rows[0]["inWindow"], rows[0]["edge"]) if rows else (0, None)
@@ -300,7 +303,8 @@ async def for_you_feed(
     chunk = ids[start : start + limit]
     clips = {}
     if chunk:
-        clips = await feed_repo.visible_feed_clips(ctx.services.graph, viewer_id, chunk)
+        blocks = await ctx.loaders.viewer_blocks()
+        clips = await feed_repo.visible_feed_clips(ctx.services.graph, viewer_id, chunk, blocks)
     items = []
     for offset, clip_id in enumerate(chunk):
         clip = clips.get(clip_id)

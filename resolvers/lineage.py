@@ -1,9 +1,11 @@
 """Remix lineage as one viewer sees it: root, lineage, remixes, counts, fork depth, trees.
 
 What a viewer sees of a lineage: a lineage is a chain of clips the viewer may see. A clip is
-in it when it is PUBLISHED and its author does not block the viewer; the viewer's own drafts
-are listed by `drafts`, not here. A hidden clip (removed, or by someone who blocks the viewer)
-cuts the chain where it stands, both ways:
+in it when it is PUBLISHED and the viewer may see it (graph.visibility: its author does not
+block the viewer, and no block stands between the viewer and an owner of a cameo it
+features); the viewer's own drafts are listed by `drafts`, not here. A hidden clip (removed,
+by someone who blocks the viewer, or featuring someone with a block between them and the
+viewer) cuts the chain where it stands, both ways:
 - up: `lineage` stops before the first hidden ancestor and `root` is the last ancestor
   before it (the clip itself when its parent is hidden);
 - down: a hidden clip leaves `remixes`, `remixCount`, `forkDepth` and `remixTree`, and so
@@ -30,6 +32,7 @@ from events.notifications import record_notification
 from graph import clips as clip_repo
 from graph import lineage as lineage_repo
 from graph.lineage import Descendants
+from graph.visibility import ViewerBlocks, clip_visible
 from resolvers.clips import visible_clip
 from resolvers.ids import decode_id
 from resolvers.loaders import RemixPageKey
@@ -82,23 +85,19 @@ class VisibleTree:
         return len(self.nodes)
 
 
-async def _hidden_authors(ctx: Context) -> frozenset[str]:
-    viewer_id = ctx.optional_viewer()
-    if viewer_id is None:
-        return frozenset()
-    return await ctx.loaders.blockers_of_user.load(viewer_id)
-
-
-def _in_lineage(clip: dict, hidden: frozenset[str]) -> bool:
-    return clip["state"] == "PUBLISHED" and clip["authorId"] not in hidden
+def _in_lineage(clip: dict, viewer_id: str | None, blocks: ViewerBlocks) -> bool:
+    """A published clip the viewer may see; an ancestor row names its featured owners."""
+    owners = clip.get("featuredOwners") or ()
+    return clip["state"] == "PUBLISHED" and clip_visible(viewer_id, clip, owners, blocks)
 
 
 async def lineage(ctx: Context, clip: dict) -> list[dict]:
     """The ancestors the viewer may see, parent first, up to the first hidden one."""
-    hidden = await _hidden_authors(ctx)
+    viewer_id = ctx.optional_viewer()
+    blocks = await ctx.loaders.viewer_blocks()
     shown: list[dict] = []
     for ancestor in await ctx.loaders.ancestors_by_clip.load(clip["id"]):
-        if not _in_lineage(ancestor, hidden):
+        if not _in_lineage(ancestor, viewer_id, blocks):
             break
         shown.append(ancestor)
     return shown
@@ -113,7 +112,8 @@ async def root(ctx: Context, clip: dict) -> dict:
 async def visible_tree(ctx: Context, clip: dict) -> VisibleTree:
     rows = await ctx.loaders.descendants_by_clip.load(clip["id"])
     hidden: set[str] = set()
-    if await _hidden_authors(ctx):  # someone blocks the viewer: their clips cut the tree
+    ctx.optional_viewer()
+    if (await ctx.loaders.viewer_blocks()).hidden:  # a block cuts the tree where it hides
         hidden = await ctx.loaders.hidden_descendants_by_clip.load(clip["id"])
     return build_tree(clip["id"], rows, hidden)
 

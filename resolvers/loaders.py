@@ -15,7 +15,9 @@ from graph import clips as clip_repo
 from graph import engagement as engagement_repo
 from graph import lineage as lineage_repo
 from graph import users as user_repo
+from graph import visibility
 from graph.driver import GraphDriver
+from graph.visibility import NO_BLOCKS, ViewerBlocks
 
 __all__ = ["ClipPageKey", "FollowPageKey", "Loaders", "RemixPageKey"]
 
@@ -62,13 +64,12 @@ class Loaders:
     follow_page_by_user: DataLoader = field(init=False)
     viewer_follows_by_user: DataLoader = field(init=False)
     clip_by_id: DataLoader = field(init=False)
-    author_blocks_viewer: DataLoader = field(init=False)
     clip_page_by_author: DataLoader = field(init=False)
     ancestors_by_clip: DataLoader = field(init=False)
     descendants_by_clip: DataLoader = field(init=False)
     hidden_descendants_by_clip: DataLoader = field(init=False)
     remix_page_by_parent: DataLoader = field(init=False)
-    blockers_of_user: DataLoader = field(init=False)
+    blocks_of_viewer: DataLoader = field(init=False)
     viewer_likes_clip: DataLoader = field(init=False)
     published_remix_count_by_clip: DataLoader = field(init=False)
     appearances_by_clip: DataLoader = field(init=False)
@@ -83,13 +84,11 @@ class Loaders:
         self.follow_page_by_user = _loader(self._follow_pages)
         self.viewer_follows_by_user = _loader(self._viewer_follows)
         self.clip_by_id = _loader(self._clips_by_ids)
-        self.author_blocks_viewer = _loader(self._authors_blocking_viewer)
         self.clip_page_by_author = _loader(self._clip_pages)
         self.ancestors_by_clip = _loader(self._ancestors)
         self.descendants_by_clip = _loader(self._descendants)
         self.hidden_descendants_by_clip = _loader(self._hidden_descendants)
         self.remix_page_by_parent = _loader(self._remix_pages)
-        self.blockers_of_user = _loader(self._blockers_of)
         self.viewer_likes_clip = _loader(self._viewer_likes)
         self.published_remix_count_by_clip = _loader(self._published_remix_counts)
         self.appearances_by_clip = _loader(self._appearances)
@@ -97,6 +96,17 @@ class Loaders:
         self.cameo_by_id = _loader(self._cameos_by_ids)
         self.cameo_usable_by_viewer = _loader(self._cameos_usable_by_viewer)
         self.grants_by_cameo = _loader(self._grants_by_cameos)
+        self.blocks_of_viewer = _loader(self._blocks_of_viewers)
+
+    async def viewer_blocks(self) -> ViewerBlocks:
+        """The viewer's blocks both ways (graph.visibility), read once per request (no read
+        for a signed-out viewer): what every visibility decision of the request uses."""
+        if self.viewer_id is None:
+            return NO_BLOCKS
+        return await self.blocks_of_viewer.load(self.viewer_id)
+
+    async def _blocks_of_viewers(self, viewer_ids: list[str]) -> list[ViewerBlocks]:
+        return [await visibility.viewer_blocks(self.db, viewer_id) for viewer_id in viewer_ids]
 
     async def _users_by_ids(self, ids: list[str]) -> list[dict | None]:
         found = await user_repo.users_by_ids(self.db, ids)
@@ -130,21 +140,21 @@ class Loaders:
         found = await clip_repo.clips_by_ids(self.db, ids)
         return [found.get(i) for i in ids]
 
-    async def _authors_blocking_viewer(self, author_ids: list[str]) -> list[bool]:
-        if self.viewer_id is None:
-            return [False] * len(author_ids)
-        found = await clip_repo.authors_blocking_viewer(self.db, self.viewer_id, author_ids)
-        return [found.get(i, False) for i in author_ids]
-
     async def _clip_pages(self, keys: list[ClipPageKey]) -> list[list[dict]]:
         # as _follow_pages: the parents of one nested connection share its arguments
         groups: dict[tuple, list[str]] = defaultdict(list)
         for key in keys:
             groups[key.limit, key.after].append(key.author_id)
         pages: dict[ClipPageKey, list[dict]] = {}
+        blocks = await self.viewer_blocks()
         for (limit, after), author_ids in groups.items():
             found = await clip_repo.published_pages(
-                self.db, author_ids=author_ids, after=after, limit=limit
+                self.db,
+                author_ids=author_ids,
+                after=after,
+                limit=limit,
+                viewer_id=self.viewer_id,
+                blocks=blocks,
             )
             for author_id in author_ids:
                 pages[ClipPageKey(author_id, limit, after)] = found.get(author_id, [])
@@ -157,7 +167,8 @@ class Loaders:
         return [found.get(i, False) for i in ids]
 
     async def _published_remix_counts(self, ids: list[str]) -> list[int]:
-        found = await engagement_repo.published_remix_counts(self.db, self.viewer_id, ids)
+        blocks = await self.viewer_blocks()
+        found = await engagement_repo.published_remix_counts(self.db, self.viewer_id, ids, blocks)
         return [found.get(i, 0) for i in ids]
 
     async def _appearances(self, ids: list[str]) -> list[list[dict]]:
@@ -198,24 +209,27 @@ class Loaders:
         return [found[i] for i in ids]
 
     async def _hidden_descendants(self, ids: list[str]) -> list[set[str]]:
-        # only asked for a viewer somebody blocks: the descendants by those who block it
-        hidden = sorted(await self.blockers_of_user.load(self.viewer_id))
-        found = await lineage_repo.hidden_descendants(self.db, ids, hidden)
+        # only asked for a viewer with some block: the descendants it may not see
+        assert self.viewer_id is not None
+        blocks = await self.viewer_blocks()
+        found = await lineage_repo.hidden_descendants(self.db, ids, self.viewer_id, blocks)
         return [found[i] for i in ids]
-
-    async def _blockers_of(self, user_ids: list[str]) -> list[frozenset[str]]:
-        return [await lineage_repo.blockers_of(self.db, user_id) for user_id in user_ids]
 
     async def _remix_pages(self, keys: list[RemixPageKey]) -> list[list[dict]]:
         # as _follow_pages: the parents of one nested connection share its arguments
-        hidden = sorted(await self.blockers_of_user.load(self.viewer_id)) if self.viewer_id else []
+        blocks = await self.viewer_blocks()
         groups: dict[tuple, list[str]] = defaultdict(list)
         for key in keys:
             groups[key.limit, key.after].append(key.parent_id)
         pages: dict[RemixPageKey, list[dict]] = {}
         for (limit, after), parent_ids in groups.items():
             found = await lineage_repo.remix_pages(
-                self.db, parent_ids=parent_ids, hidden=hidden, after=after, limit=limit
+                self.db,
+                parent_ids=parent_ids,
+                viewer_id=self.viewer_id,
+                blocks=blocks,
+                after=after,
+                limit=limit,
             )
             for parent_id in parent_ids:
                 pages[RemixPageKey(parent_id, limit, after)] = found.get(parent_id, [])
