@@ -56,6 +56,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings.model_copy(update=updates)
 
 
+# what `reelgraph run` keeps from the worker it starts: keys that sign access tokens, media
+# links and consent tokens (a worker verifies consent with public keys only)
+WORKER_WITHHELD = (
+    "REELGRAPH_SECRET_KEY",
+    "REELGRAPH_MEDIA_LINK_KEY",
+    "REELGRAPH_CONSENT_SIGNING_KEYS",
+)
+
+
 def _settings_env(settings: Settings) -> dict[str, str]:
     """The environment a child worker needs to reach the same graph, broker and media."""
     env = dict(os.environ)
@@ -102,7 +111,7 @@ def serve(settings: Settings, with_worker: bool, workers: int = 1) -> int:
     """Start-up in an order that leaves nothing half-started: settings checked, the port
     taken, the engine started, services opened (a problem is a StartupError), then serve."""
     from graph.embedded import EmbeddedServer
-    from server import embedded_urls, resolve_secret
+    from server import embedded_urls, resolve_media_key, resolve_secret
     from startup import check_settings, listen
 
     check_settings(settings, api=True, worker=with_worker)
@@ -115,7 +124,8 @@ def serve(settings: Settings, with_worker: bool, workers: int = 1) -> int:
             embedded.start()
             stack.callback(embedded.stop)  # after the worker: it flushes everything to disk
             settings = settings.model_copy(update=embedded_urls(embedded.socket_path))
-        resolve_secret(settings)  # create it before a worker might race for it
+        resolve_secret(settings)  # create both before API processes race for them
+        resolve_media_key(settings)
 
         def start_worker() -> None:
             if with_worker:
@@ -183,9 +193,12 @@ def _serve_many(
 def _start_worker(settings: Settings) -> subprocess.Popen:
     from graph.embedded import die_with_parent
 
+    env = _settings_env(settings)
+    for variable in WORKER_WITHHELD:  # the worker signs nothing: it gets no signing key
+        env.pop(variable, None)
     return subprocess.Popen(
         [sys.executable, "-m", "cli", "worker"],
-        env=_settings_env(settings),
+        env=env,
         start_new_session=True,  # we stop it in order, after the API
         preexec_fn=die_with_parent,
     )
@@ -209,7 +222,7 @@ def _stop_worker(worker: subprocess.Popen, timeout_s: float = 30.0) -> None:
 
 def worker(settings: Settings) -> int:
     from graph.embedded import EmbeddedServer
-    from server import embedded_urls, resolve_secret
+    from server import embedded_urls
     from startup import UNAVAILABLE, StartupError, check_settings, quiet_retries, reach_servers
     from workers.capture_worker import start_capture_worker, stop_capture_worker
     from workers.celery_app import RENDER_QUEUE, make_celery
@@ -228,7 +241,7 @@ def worker(settings: Settings) -> int:
     with quiet_retries():
         asyncio.run(reach_servers(settings))
     app = make_celery(settings)
-    register_tasks(app, settings, resolve_secret(settings))
+    register_tasks(app, settings)  # workers hold no key that signs tokens or links
     # capture checks have a Celery worker of their own on the cameos queue: a long check
     # never holds a render slot, a long render never delays a check (workers.capture_worker)
     captures = start_capture_worker(settings)
@@ -340,7 +353,6 @@ def seed(settings: Settings, users: int, clips: int, seed_value: int, max_depth:
     from graph.driver import driver_for
     from graph.seed import seed_graph
     from media.store import open_media_store
-    from server import resolve_secret
 
     if users < 1 or clips < 0 or not 0 <= max_depth <= 50:
         print(
@@ -353,7 +365,7 @@ def seed(settings: Settings, users: int, clips: int, seed_value: int, max_depth:
         if engine is None:
             return 1
         engine_settings, _opened = engine
-        media = open_media_store(engine_settings, resolve_secret(engine_settings))
+        media = open_media_store(engine_settings, None)  # stores files, makes no links
         plan = seed_graph(
             lambda: driver_for(engine_settings),
             media,

@@ -37,7 +37,7 @@ from urls import unix_socket_url
 from workers.celery_app import make_celery
 from workers.queue import RenderQueue
 
-__all__ = ["Services", "build_app", "resolve_secret"]
+__all__ = ["Services", "build_app", "resolve_media_key", "resolve_secret"]
 
 logger = logging.getLogger("reelgraph")
 
@@ -46,13 +46,26 @@ MIN_SECRET_LENGTH = 32
 
 
 def resolve_secret(settings: Settings) -> str:
-    """The signing secret: from settings, or generated once and kept under the data folder."""
-    if settings.secret_key:
-        secret = settings.secret_key
+    """The access-token signing secret: from settings, or generated once and kept under the
+    data folder. API processes only: workers never load it."""
+    return _resolve_key(settings, settings.secret_key, "secret.key", "REELGRAPH_SECRET_KEY")
+
+
+def resolve_media_key(settings: Settings) -> str:
+    """The key that signs /media links (media/store.py), apart from the access-token secret:
+    from settings, or generated once and kept under the data folder. API processes only."""
+    return _resolve_key(
+        settings, settings.media_link_key, "media-link.key", "REELGRAPH_MEDIA_LINK_KEY"
+    )
+
+
+def _resolve_key(settings: Settings, given: str | None, filename: str, variable: str) -> str:
+    if given:
+        secret = given
     elif settings.environment == "production":
-        raise RuntimeError("set REELGRAPH_SECRET_KEY in production (every replica needs the same)")
+        raise RuntimeError(f"set {variable} in production (every replica needs the same)")
     else:
-        path = settings.data_dir / "secret.key"
+        path = settings.data_dir / filename
         if not path.exists():
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             # written whole beside it, then linked into place: never an empty or partial key
@@ -66,7 +79,7 @@ def resolve_secret(settings: Settings) -> str:
             os.unlink(tmp)
         secret = path.read_text().strip()
     if len(secret) < MIN_SECRET_LENGTH:
-        raise RuntimeError(f"the signing secret must be at least {MIN_SECRET_LENGTH} characters")
+        raise RuntimeError(f"{variable} must be at least {MIN_SECRET_LENGTH} characters")
     return secret
 
 
@@ -88,7 +101,8 @@ class Services:
     tokens: TokenService
     media: MediaStore
     render_queue: RenderQueue
-    secret: str
+    secret: str  # signs access tokens
+    media_key: str  # signs /media links
     embedded: EmbeddedServer | None = None
 
     @cached_property
@@ -109,6 +123,7 @@ class Services:
             if not settings.redis_url:
                 raise StartupError("REELGRAPH_REDIS_URL is required with a non-embedded graph")
             secret = resolve_secret(settings)
+            media_key = resolve_media_key(settings)
             # a graph or Redis that cannot be reached is named (a StartupError), after the
             # drivers' own bounded retries
             with reaching("REELGRAPH_GRAPH_URL", settings.graph_url):
@@ -136,9 +151,10 @@ class Services:
                 tokens=TokenService(
                     redis, secret, settings.access_token_ttl_s, settings.refresh_token_ttl_s
                 ),
-                media=open_media_store(settings, secret),
+                media=open_media_store(settings, media_key),
                 render_queue=RenderQueue(make_celery(settings)),
                 secret=secret,
+                media_key=media_key,
                 embedded=embedded,
             )
             services.consent_keys  # noqa: B018 - loads (or creates) the keys and publishes

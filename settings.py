@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     broker_url: str | None = None  # Celery broker; defaults to redis_url
 
     secret_key: str | None = None  # signs access tokens; generated under data_dir when unset
+    # signs /media links, apart from secret_key; generated under data_dir when unset. API
+    # processes only: workers store files but never make links, so they hold neither key
+    media_link_key: str | None = None
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
     media_url_ttl_s: int = 3600

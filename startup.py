@@ -141,13 +141,24 @@ def _check_keys(settings: Settings, *, api: bool, worker: bool) -> None:
     from server import MIN_SECRET_LENGTH
 
     production = settings.environment == "production"
-    if production and not settings.secret_key:
+    # workers hold neither: they store files and verify consent, but sign nothing
+    if api and production and not settings.secret_key:
         raise StartupError(
             "REELGRAPH_SECRET_KEY is required in production: set the same long random value "
-            "on every replica and worker (openssl rand -base64 48)"
+            "on every API replica (openssl rand -base64 48)"
         )
-    if settings.secret_key and len(settings.secret_key) < MIN_SECRET_LENGTH:
-        raise StartupError(f"REELGRAPH_SECRET_KEY must be at least {MIN_SECRET_LENGTH} characters")
+    if api and production and not settings.media_link_key:
+        raise StartupError(
+            "REELGRAPH_MEDIA_LINK_KEY is required in production: every API replica signs "
+            "/media links with the same key, apart from REELGRAPH_SECRET_KEY "
+            "(openssl rand -base64 48)"
+        )
+    for variable, value in (
+        ("REELGRAPH_SECRET_KEY", settings.secret_key),
+        ("REELGRAPH_MEDIA_LINK_KEY", settings.media_link_key),
+    ):
+        if value and len(value) < MIN_SECRET_LENGTH:
+            raise StartupError(f"{variable} must be at least {MIN_SECRET_LENGTH} characters")
     if api and production and not settings.consent_signing_keys:
         raise StartupError(
             "REELGRAPH_CONSENT_SIGNING_KEYS is required in production: every API replica signs "

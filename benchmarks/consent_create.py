@@ -64,11 +64,11 @@ async def _active_cameo(settings, owner_id: str) -> str:
     from graph import cameos as cameo_repo
     from graph.driver import driver_for
     from media.store import open_media_store
-    from server import resolve_secret
+    from server import resolve_media_key
 
     db = driver_for(settings)
     try:
-        media = open_media_store(settings, resolve_secret(settings))
+        media = open_media_store(settings, resolve_media_key(settings))
         kek = load_kek(settings)
         now = int(time.time() * 1000)
         cameo = await cameo_repo.ensure_cameo(db, owner_id, str(ULID()), now)

@@ -56,7 +56,7 @@ async def media(
     services = state.services
     head = request.method == HttpMethod.HEAD
     key = key.lstrip("/")
-    viewer = verify_media_signature(services.secret, key, v, exp, sig)
+    viewer = verify_media_signature(services.media_key, key, v, exp, sig)
     clip_id = clip_id_from_key(key)
     if viewer is None or clip_id is None:
         return _error(404, _NOT_FOUND, head)

@@ -119,7 +119,7 @@ class MediaStore(Protocol):
 
 
 class LocalMediaStore:
-    def __init__(self, root: Path, secret: str, url_ttl_s: int) -> None:
+    def __init__(self, root: Path, secret: str | None, url_ttl_s: int) -> None:
         self.root = root
         self._secret = secret
         self._ttl = url_ttl_s
@@ -175,7 +175,7 @@ class LocalMediaStore:
         return path if path.is_file() else None
 
     def url_for(self, key: str, viewer_id: str | None) -> str:
-        return sign_media_path(self._secret, key, viewer_id, self._ttl)
+        return sign_media_path(_link_key(self._secret), key, viewer_id, self._ttl)
 
 
 class S3MediaStore:
@@ -187,7 +187,7 @@ class S3MediaStore:
         prefix: str,
         endpoint_url: str | None,
         region: str | None,
-        secret: str,
+        secret: str | None,
         url_ttl_s: int,
     ) -> None:
         import boto3  # only deployments that choose S3 install it
@@ -252,10 +252,19 @@ class S3MediaStore:
 
     def url_for(self, key: str, viewer_id: str | None) -> str:
         # never a presigned S3 URL: /media re-checks visibility on every fetch
-        return sign_media_path(self._secret, key, viewer_id, self._ttl)
+        return sign_media_path(_link_key(self._secret), key, viewer_id, self._ttl)
 
 
-def open_media_store(settings: object, secret: str) -> MediaStore:
+def _link_key(secret: str | None) -> str:
+    if secret is None:
+        raise RuntimeError("this process holds no media link key: only API processes make links")
+    return secret
+
+
+def open_media_store(settings: object, secret: str | None) -> MediaStore:
+    """The store the settings name. `secret` is the media link key (server.resolve_media_key):
+    API processes pass it; workers pass None, and their store can store and read files but
+    never sign a link."""
     if settings.media_store == "s3":
         if not settings.s3_bucket:
             raise ValueError("REELGRAPH_S3_BUCKET is required when REELGRAPH_MEDIA_STORE=s3")

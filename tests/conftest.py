@@ -64,6 +64,7 @@ def settings(embedded: EmbeddedServer, data_dir: Path) -> Settings:
         _env_file=None,
         data_dir=data_dir,
         secret_key="test-secret-" + "x" * 32,
+        media_link_key="test-media-links-" + "y" * 32,  # apart from the token secret
         consent_signing_keys=new_signing_document(),  # as production must be configured
         login_limit_per_address=1_000_000,
         signup_limit_per_address=1_000_000,
@@ -103,12 +104,18 @@ class Worker:
                 self.kill()
 
 
-def start_worker(settings: Settings, log: Path, **env: str) -> Worker:
+def start_worker(
+    settings: Settings, log: Path, *, withhold: tuple[str, ...] = (), **env: str
+) -> Worker:
+    """`reelgraph worker` on the suite's engine; `withhold` names variables it must not get."""
+    environment = worker_env(settings, **env)
+    for variable in withhold:
+        environment.pop(variable, None)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "worker"],
             cwd=ROOT,
-            env=worker_env(settings, **env),
+            env=environment,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

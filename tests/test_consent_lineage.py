@@ -181,7 +181,7 @@ def _runtime(settings, *, consent: bool = True) -> RenderRuntime:
     loop = asyncio.new_event_loop()
     return RenderRuntime(
         graph=driver_for(settings),
-        media=open_media_store(settings, settings.secret_key),
+        media=open_media_store(settings, None),
         renderer=PreviewRenderer(size=(128, 128)),
         lease_s=60,
         max_attempts=2,

@@ -106,7 +106,7 @@ def worker(settings, app, tmp_path_factory) -> Worker:
 def _sweep(settings) -> list[str]:
     """One media sweep, as a worker's reaper runs it, with no grace period."""
     celery_app = make_celery(settings)
-    reaper = Reaper(settings.model_copy(update={"media_orphan_grace_s": 0}), celery_app, "x")
+    reaper = Reaper(settings.model_copy(update={"media_orphan_grace_s": 0}), celery_app)
     try:
         return reaper.delete_orphans()
     finally:
@@ -136,7 +136,7 @@ async def _assert_withdrawn(
         assert node["video"] is None
     assert await status(gql, url) == 404  # the link the author already held
     for viewer in (author, owner):  # and a link signed just now, for either of them
-        fresh = sign_media_path(settings.secret_key, key, raw(viewer), 600)
+        fresh = sign_media_path(settings.media_link_key, key, raw(viewer), 600)
         assert await status(gql, fresh) == 404
     assert (settings.media_dir / key).exists()
     assert key in await asyncio.to_thread(_sweep, settings)
@@ -277,7 +277,7 @@ async def test_a_featured_owners_block_hides_a_clip_and_its_remixes_everywhere(
         assert code == "NOT_FOUND"
     assert await status(gql, url) == 404
     key = urlsplit(url).path.removeprefix("/media/")
-    fresh = sign_media_path(services.settings.secret_key, key, raw(eve), 600)
+    fresh = sign_media_path(services.settings.media_link_key, key, raw(eve), 600)
     assert await status(gql, fresh) == 404
     for kind in ("FOR_YOU", "FOLLOWING"):
         shown = await _feed(gql, kind, eve)

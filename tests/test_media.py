@@ -212,8 +212,8 @@ async def test_a_bad_or_expired_link_is_a_404_nobody_caches(
     gql: GraphQLClient, draft, settings
 ) -> None:
     viewer = decode_id(draft.author.id, "User")
-    expired = sign_media_path(settings.secret_key, draft.key, viewer, ttl_s=-5)
-    valid = sign_media_path(settings.secret_key, draft.key, viewer, ttl_s=60)
+    expired = sign_media_path(settings.media_link_key, draft.key, viewer, ttl_s=-5)
+    valid = sign_media_path(settings.media_link_key, draft.key, viewer, ttl_s=60)
     assert (await gql.client.get(valid)).status_code == 200  # signed the same way
     for url in (
         expired,

@@ -66,10 +66,20 @@ def said(result: subprocess.CompletedProcess[str], code: int, *words: str) -> st
 
 
 def test_production_without_consent_signing_keys(tmp_path: Path) -> None:
-    env = {"REELGRAPH_ENVIRONMENT": "production", "REELGRAPH_SECRET_KEY": SECRET}
+    env = {
+        "REELGRAPH_ENVIRONMENT": "production",
+        "REELGRAPH_SECRET_KEY": SECRET,
+        "REELGRAPH_MEDIA_LINK_KEY": SECRET,
+    }
     result = reelgraph(tmp_path / "data", "serve", "--port", "0", **env)
     said(result, 2, "REELGRAPH_CONSENT_SIGNING_KEYS", "production")
     assert not (tmp_path / "data").exists()  # checked before anything started
+
+
+def test_production_without_a_media_link_key(tmp_path: Path) -> None:
+    env = {"REELGRAPH_ENVIRONMENT": "production", "REELGRAPH_SECRET_KEY": SECRET}
+    result = reelgraph(tmp_path / "data", "serve", "--port", "0", **env)
+    said(result, 2, "REELGRAPH_MEDIA_LINK_KEY", "production")
 
 
 def test_production_without_a_secret_key(tmp_path: Path) -> None:
@@ -84,6 +94,7 @@ def test_production_without_a_cameo_kek(tmp_path: Path, command: list[str]) -> N
     env = {
         "REELGRAPH_ENVIRONMENT": "production",
         "REELGRAPH_SECRET_KEY": SECRET,
+        "REELGRAPH_MEDIA_LINK_KEY": SECRET,
         "REELGRAPH_CONSENT_SIGNING_KEYS": new_signing_document(),
     }
     said(reelgraph(tmp_path / "data", *command, **env), 2, "REELGRAPH_CAMEO_KEK", "production")
@@ -95,6 +106,7 @@ def test_production_without_a_cameo_kek(tmp_path: Path, command: list[str]) -> N
         ("REELGRAPH_CAMEO_KEK", "c2hvcnQ="),  # base64, but of 5 bytes
         ("REELGRAPH_CONSENT_SIGNING_KEYS", "not json"),
         ("REELGRAPH_SECRET_KEY", "short"),
+        ("REELGRAPH_MEDIA_LINK_KEY", "short"),
         ("REELGRAPH_PORT", "eighty"),
         ("REELGRAPH_ENVIRONMENT", "prod"),
     ],

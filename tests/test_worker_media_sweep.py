@@ -41,7 +41,7 @@ def _render(settings, clip_id: str) -> str:
     loop = asyncio.new_event_loop()
     rt = RenderRuntime(
         graph=driver_for(settings),
-        media=open_media_store(settings, settings.secret_key),
+        media=open_media_store(settings, None),
         renderer=PreviewRenderer(size=(128, 128)),
         lease_s=60,
         max_attempts=2,
@@ -57,7 +57,7 @@ def _render(settings, clip_id: str) -> str:
 def _sweep(settings, grace_s: int) -> list[str]:
     """One media sweep, as the reaper runs it, with this grace period."""
     celery_app = make_celery(settings)
-    reaper = Reaper(settings.model_copy(update={"media_orphan_grace_s": grace_s}), celery_app, "x")
+    reaper = Reaper(settings.model_copy(update={"media_orphan_grace_s": grace_s}), celery_app)
     try:
         return reaper.delete_orphans()
     finally:
@@ -74,7 +74,7 @@ async def test_the_sweep_deletes_only_files_no_clip_names(
     gql: GraphQLClient, graph, settings, tmp_path: Path
 ) -> None:
     ann = await gql.sign_up("sweep")
-    store = open_media_store(settings, settings.secret_key)
+    store = open_media_store(settings, None)
 
     drafted_id, drafted = await _create(gql, ann.token, "a draft with a file")
     assert await asyncio.to_thread(_render, settings, drafted) == "rendered"

@@ -60,7 +60,7 @@ def capture_worker(settings: Settings) -> int:
     from celery.signals import worker_process_shutdown
 
     from graph.embedded import EmbeddedServer
-    from server import embedded_urls, resolve_secret
+    from server import embedded_urls
     from startup import UNAVAILABLE, StartupError, check_settings, quiet_retries, reach_servers
     from workers.cameo_tasks import register_cameo_tasks
     from workers.celery_app import make_celery
@@ -78,13 +78,12 @@ def capture_worker(settings: Settings) -> int:
         settings = settings.model_copy(update=embedded_urls(socket_path))
     with quiet_retries():
         asyncio.run(reach_servers(settings))
-    secret = resolve_secret(settings)
     app = make_celery(settings)
 
     def runtime() -> RenderRuntime:
         global _runtime
         if _runtime is None:  # once per pool process, after the fork; no renderer, no model
-            _runtime = build_runtime(settings, secret, with_renderer=False)
+            _runtime = build_runtime(settings, with_renderer=False)
         return _runtime
 
     @worker_process_shutdown.connect(weak=False)

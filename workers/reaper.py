@@ -37,13 +37,13 @@ _BATCH = 200
 
 
 class Reaper:
-    def __init__(self, settings: Settings, app: Celery, secret: str) -> None:
+    def __init__(self, settings: Settings, app: Celery) -> None:
         self._settings = settings
         self._queue = RenderQueue(app)
         self._redis = redis.Redis.from_url(settings.redis_url or "")
         self._loop = asyncio.new_event_loop()
         self._graph = driver_for(settings)
-        self._media: MediaStore = open_media_store(settings, secret)
+        self._media: MediaStore = open_media_store(settings, None)  # deletes, never links
 
     def sweep(self) -> tuple[list[str], list[str]]:
         """One sweep under the lock: (clip ids re-queued, media keys deleted); ([], []) when
@@ -115,11 +115,11 @@ class Reaper:
                 logger.exception("reaper sweep failed")
 
 
-def start_reaper(settings: Settings, app: Celery, secret: str) -> threading.Event:
+def start_reaper(settings: Settings, app: Celery) -> threading.Event:
     """Start the reaper thread; set the returned event to stop it."""
     stop = threading.Event()
     thread = threading.Thread(
-        target=Reaper(settings, app, secret).run,
+        target=Reaper(settings, app).run,
         args=(stop,),
         name="reelgraph-reaper",
         daemon=True,

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 _runtime: RenderRuntime | None = None
 
 
-def build_runtime(settings: Settings, secret: str, *, with_renderer: bool = True) -> RenderRuntime:
+def build_runtime(settings: Settings, *, with_renderer: bool = True) -> RenderRuntime:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     graph = driver_for(settings)
@@ -48,7 +48,7 @@ def build_runtime(settings: Settings, secret: str, *, with_renderer: bool = True
         )
     return RenderRuntime(
         graph=graph,
-        media=open_media_store(settings, secret),
+        media=open_media_store(settings, None),  # workers store files, never sign links
         renderer=renderer,
         lease_s=settings.render_lease_s,
         max_attempts=settings.render_max_retries + 1,
@@ -57,13 +57,13 @@ def build_runtime(settings: Settings, secret: str, *, with_renderer: bool = True
     )
 
 
-def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
+def register_tasks(app: Celery, settings: Settings) -> None:
     """Define the tasks on app; the runtime (and any model) is built in each child after fork."""
 
     def runtime(with_renderer: bool = True) -> RenderRuntime:
         global _runtime
         if _runtime is None:  # a solo pool, or the parent handling a hard time limit
-            _runtime = build_runtime(settings, secret, with_renderer=with_renderer)
+            _runtime = build_runtime(settings, with_renderer=with_renderer)
         return _runtime
 
     @worker_process_init.connect(weak=False)
@@ -78,7 +78,7 @@ def register_tasks(app: Celery, settings: Settings, secret: str) -> None:
 
     @worker_ready.connect(weak=False)
     def _start_reaper(**_: object) -> None:
-        reaper_stop.append(start_reaper(settings, app, secret))  # main process only
+        reaper_stop.append(start_reaper(settings, app))  # main process only
 
     @worker_shutting_down.connect(weak=False)
     def _stop_reaper(**_: object) -> None:
