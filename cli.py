@@ -191,16 +191,17 @@ def _serve_many(
 
 
 def _start_worker(settings: Settings) -> subprocess.Popen:
-    from graph.embedded import die_with_parent
+    from graph.embedded import child_argv
 
     env = _settings_env(settings)
     for variable in WORKER_WITHHELD:  # the worker signs nothing: it gets no signing key
         env.pop(variable, None)
+    argv, preexec = child_argv([sys.executable, "-m", "cli", "worker"])
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker"],
+        argv,
         env=env,
         start_new_session=True,  # we stop it in order, after the API
-        preexec_fn=die_with_parent,
+        preexec_fn=preexec,
     )
 
 

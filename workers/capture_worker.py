@@ -115,13 +115,10 @@ def start_capture_worker(settings: Settings) -> subprocess.Popen:
     workers.capture_worker` on the same graph, broker and data folder, in this process group
     (a signal to the group reaches both), killed by the kernel if this process dies. Call it
     from the main thread of the process that will stop it."""
-    from graph.embedded import die_with_parent
+    from graph.embedded import child_argv
 
-    return subprocess.Popen(
-        [sys.executable, "-m", "workers.capture_worker"],
-        env=_child_env(settings),
-        preexec_fn=die_with_parent,
-    )
+    argv, preexec = child_argv([sys.executable, "-m", "workers.capture_worker"])
+    return subprocess.Popen(argv, env=_child_env(settings), preexec_fn=preexec)
 
 
 def stop_capture_worker(proc: subprocess.Popen, timeout_s: float = 100.0) -> None:
