@@ -102,6 +102,7 @@ def _uvicorn_config(settings: Settings, app: Litestar | str, workers: int) -> uv
         # events are small JSON frames: compressing them saves little, and each socket's
         # zlib contexts cost about 100 KiB (benchmarks/RESULTS.md, live subscriptions)
         ws_per_message_deflate=False,
+        ws_max_size=settings.max_request_bytes,  # the HTTP body limit too (build_app)
         workers=workers,
         factory=workers > 1,
     )

@@ -220,5 +220,6 @@ def build_app(settings: Settings | None = None, *, open_services: bool = True) -
     return Litestar(
         route_handlers=[GraphQLController, health, media, reelgraph_keys, cameo_capture_upload],
         lifespan=[lifespan] if open_services else [],
+        request_max_body_size=settings.max_request_bytes,  # the websocket frame limit too
         debug=False,
     )

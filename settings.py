@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # X-Forwarded-For names the client address; unknown addresses share one allowance
     trusted_proxies: Annotated[list[str], NoDecode] = []
 
+    # one limit for a request body over HTTP and a frame over a websocket (uvicorn's own
+    # default for frames was 16 MiB); the capture upload route streams with its own cap
+    max_request_bytes: int = 10_000_000
     # GraphQL limits
     max_query_depth: int = 12
     max_aliases: int = 30

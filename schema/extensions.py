@@ -38,6 +38,7 @@ from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRul
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from errors import BadUserInput, ClientError
+from events.bus import SlowConsumer
 from resolvers.ids import decode_any
 from resolvers.pagination import time_id_cursor
 
@@ -136,6 +137,15 @@ def classify(
         request_id = _request_id(context)
         logger.warning("%s (request %s)", original.message, request_id, exc_info=original)
         return _with_code(error, "INTERNAL", original.message, requestId=request_id)
+    if isinstance(original, SlowConsumer):
+        # a subscription of a client that stopped reading: its socket is being closed (1013),
+        # which the socket logs once; each of its subscriptions ending is no fault of ours
+        return _with_code(
+            error,
+            "RATE_LIMITED",
+            "the client does not read its events fast enough; reconnect with after",
+            retryAfterSeconds=0,
+        )
     if isinstance(original, _REFUSED_OPERATIONS):
         # no such operationName, several operations and none named, a type not allowed here
         return _with_code(error, "BAD_USER_INPUT")

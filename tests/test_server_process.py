@@ -3,6 +3,7 @@ health, clean shutdown on SIGTERM/SIGINT, and the one websocket protocol offered
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -22,10 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def server(data_dir: Path, stop_signal: int = signal.SIGTERM) -> Iterator[str]:
+def server(data_dir: Path, stop_signal: int = signal.SIGTERM, **settings: str) -> Iterator[str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REELGRAPH_")}
     env["REELGRAPH_TRACE_STATEMENTS"] = os.environ["REELGRAPH_TRACE_STATEMENTS"]
+    env.update(settings)
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
         cwd=ROOT,
@@ -152,6 +154,33 @@ async def test_only_graphql_transport_ws_is_offered(tmp_path: Path) -> None:
             async with websockets.connect(url, subprotocols=["graphql-ws"]) as ws:
                 await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
                 await ws.recv()
+
+
+async def test_one_size_limit_for_http_bodies_and_socket_frames(tmp_path: Path) -> None:
+    limit = 64_000
+    with server(tmp_path / "data", REELGRAPH_MAX_REQUEST_BYTES=str(limit)) as base:
+
+        def body(pad: int) -> dict:
+            return {"query": "query($p: String) { __typename }", "variables": {"p": "x" * pad}}
+
+        async with httpx.AsyncClient(base_url=base) as http:
+            assert (await http.post("/graphql", json=body(limit + 1000))).status_code == 413
+            assert (await http.post("/graphql", json=body(limit // 2))).status_code == 200
+        url = base.replace("http", "ws") + "/graphql"
+        async with websockets.connect(
+            url, subprotocols=["graphql-transport-ws"], max_size=None
+        ) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert json.loads(await ws.recv())["type"] == "connection_ack"
+            under = {"id": "1", "type": "subscribe", "payload": body(limit // 2)}
+            await ws.send(json.dumps(under))  # under the limit: answered, the socket stays
+            assert json.loads(await ws.recv())["id"] == "1"
+            over = {"id": "2", "type": "subscribe", "payload": body(limit + 1000)}
+            await ws.send(json.dumps(over))
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                while True:  # bounded: a server that keeps the socket fails, not hangs
+                    await asyncio.wait_for(ws.recv(), 60)
+            assert closed.value.rcvd.code == 1009  # message too big
 
 
 def test_graphiql_in_development(tmp_path: Path) -> None:

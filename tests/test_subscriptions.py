@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -386,7 +387,33 @@ async def test_a_cameo_owner_hears_of_a_draft_featuring_them_when_it_is_publishe
         worker.stop()
 
 
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 async def test_a_client_that_stops_reading_is_dropped_and_others_carry_on(
+    gql: GraphQLClient, settings: Settings, redis: aredis.Redis
+) -> None:
+    """Dropped once, with one log line however many subscriptions the socket held."""
+    logged = _Records()
+    reelgraph_logger = logging.getLogger("reelgraph")  # the app reconfigures the root one
+    reelgraph_logger.addHandler(logged)
+    try:
+        await _drop_a_stalled_client(gql, settings, redis)
+    finally:
+        reelgraph_logger.removeHandler(logged)
+    dropped = [r for r in logged.records if "does not read its events" in r.getMessage()]
+    assert len(dropped) == 1, [r.getMessage() for r in dropped]
+    loud = [r for r in logged.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not loud, [(r.getMessage(), repr(r.exc_info and r.exc_info[1])) for r in loud]
+
+
+async def _drop_a_stalled_client(
     gql: GraphQLClient, settings: Settings, redis: aredis.Redis
 ) -> None:
     slow, healthy = await gql.sign_up("slow"), await gql.sign_up("healthy")
@@ -401,7 +428,8 @@ async def test_a_client_that_stops_reading_is_dropped_and_others_carry_on(
             Client.open(ws_url, slow.token, sock=sock, max_queue=1) as stalled,
             Client.open(ws_url, healthy.token) as client,
         ):
-            await stalled.subscribe("n", NOTIFICATIONS)
+            for n in range(20):  # each overflows: still one socket dropped, one line
+                await stalled.subscribe(f"n{n}", NOTIFICATIONS)
             await client.subscribe("n", NOTIFICATIONS)
             await running.listening(notifications_channel(healthy_raw))
             slot = socket_count_key(slow_raw, None)

@@ -207,6 +207,7 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         # each operation's own context, handed from handle_subscribe to its task
         self.operation_contexts: dict[str, Context] = {}
         self.dropping = False  # closing a slow client: no second close
+        self.closing = False  # a close frame was sent (or tried): nothing more goes out
         codes = [e for e in self.schema.extensions if isinstance(e, type)]
         self.error_codes = next((e for e in codes if issubclass(e, ErrorCodes)), ErrorCodes)
         if self.context.request_id is None:
@@ -214,6 +215,7 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         self.operations_started = 0  # numbers each operation's request id
 
     async def close(self, code: int, reason: str) -> None:
+        self.closing = True
         # the socket may already be gone (the client left, or another close won the race)
         with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected, RuntimeError):
             await self.websocket.close(code=code, reason=_reason(reason))
@@ -324,7 +326,7 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         if self.dropping:
             return
         self.dropping = True
-        logger.info("closing a socket whose client does not read its events (1013)")
+        logger.warning("closing a socket whose client does not read its events (1013)")
         self.timers.append(asyncio.create_task(self._drop_slow_client()))
 
     async def _drop_slow_client(self) -> None:
@@ -408,6 +410,11 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         except WebSocketDisconnected:
             self.operations.pop(operation.id, None)  # the client left: nobody to tell
         except Exception as error:
+            if self.dropping or self.closing:
+                # the socket is closing (a slow client: logged once, in slow_client); its
+                # operations ending now, or failing to send, is no fault to log one by one
+                self.operations.pop(operation.id, None)
+                return
             # coded, masked and logged under the operation's request id, as over HTTP; the
             # `error` message ends the operation (no `complete` after it)
             errors = self.error_codes.code([_as_error(error)], context)
