@@ -1,6 +1,6 @@
 """The `reelgraph` command: serve, worker, run (both), export-schema, export-lineage, seed,
-and `keys` (consent signing keys and cameo KEKs: list, rotate, activate, retire, add-kek,
-rewrap, retire-kek)."""
+`keys` (consent signing keys and cameo KEKs: list, rotate, activate, retire, add-kek,
+rewrap, retire-kek), and `policy public-figure` (add, list, remove)."""
 
 from __future__ import annotations
 
@@ -684,6 +684,149 @@ def keys(settings: Settings, args: argparse.Namespace) -> int:
         return 2
 
 
+# --- policy: the public-figure registry -----------------------------------------------------
+
+
+def _on_graph(settings: Settings, work: Callable[[Any], Any]) -> tuple[bool, Any]:
+    """(True, what `work(db)` answers) on the data folder's graph (a running server's engine,
+    or the folder's own); (False, None) when the folder cannot be opened."""
+    from graph.driver import driver_for
+
+    async def run(engine_settings: Settings, opened: bool) -> Any:
+        db = driver_for(engine_settings)
+        try:
+            if opened:
+                await db.ensure_schema()
+            return await work(db)
+        finally:
+            await db.close()
+
+    with _engine_for(settings) as engine:
+        if engine is None:
+            return False, None
+        return True, asyncio.run(run(*engine))
+
+
+def _figure_line(figure: dict[str, Any], handles: dict[str, str]) -> str:
+    aliases = ", ".join(figure["aliases"]) or "-"
+    user = figure.get("userId")
+    linked = f"@{handles[user]}" if user in handles else (f"user {user} (gone)" if user else "-")
+    return (
+        f"{figure['id']}\t{figure['name']}\taliases: {aliases}\tcameo of: {linked}"
+        f"\tadded {_iso_ms(figure['createdAt'])}"
+    )
+
+
+def policy_figure_add(settings: Settings, name: str, aliases: list[str], handle: str | None) -> int:
+    """Register a public figure (name, aliases, the person's own account if any)."""
+    from ulid import ULID
+
+    from consent.policy import figure_key
+    from graph import public_figures as figure_repo
+    from graph import users as user_repo
+
+    name = " ".join(name.split())
+    aliases = list(dict.fromkeys(" ".join(a.split()) for a in aliases if figure_key(a)))
+    if not figure_key(name):
+        print("reelgraph: the name has no letters or digits", file=sys.stderr)
+        return 2
+    wanted = handle.strip().lstrip("@").lower() if handle else None
+
+    async def add(db: Any) -> tuple[str, Any]:
+        user_id = None
+        if wanted is not None:
+            user = (await user_repo.users_by_handles(db, [wanted])).get(wanted)
+            if user is None:
+                return "no-user", None
+            user_id = user["id"]
+        figure, created = await figure_repo.add_figure(
+            db,
+            id=str(ULID()),
+            name=name,
+            key=figure_key(name),
+            aliases=aliases,
+            user_id=user_id,
+            now=int(time.time() * 1000),
+        )
+        return ("added" if created else "exists"), figure
+
+    opened, answer = _on_graph(settings, add)
+    if not opened:
+        return 1
+    outcome, figure = answer
+    if outcome == "no-user":
+        print(f"reelgraph: no user @{wanted}", file=sys.stderr)
+        return 1
+    if outcome == "exists":
+        print(
+            f"reelgraph: {figure['name']!r} is registered already (id {figure['id']}); "
+            "remove it first to change it",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"added public figure {figure['id']} {figure['name']!r}")
+    return 0
+
+
+def policy_figure_list(settings: Settings) -> int:
+    """Every registered public figure, oldest first: id, name, aliases, linked account."""
+    from graph import public_figures as figure_repo
+    from graph import users as user_repo
+
+    async def read(db: Any) -> tuple[list[dict], dict[str, str]]:
+        _version, figures = await figure_repo.figures_since(db, None)
+        figures = figures or []
+        ids = [f["userId"] for f in figures if f.get("userId")]
+        users = await user_repo.users_by_ids(db, ids) if ids else {}
+        return figures, {user_id: user["handle"] for user_id, user in users.items()}
+
+    opened, answer = _on_graph(settings, read)
+    if not opened:
+        return 1
+    figures, handles = answer
+    for figure in figures:
+        print(_figure_line(figure, handles))
+    print(f"{len(figures)} public figure(s)", file=sys.stderr)
+    return 0
+
+
+def policy_figure_remove(settings: Settings, name_or_id: str) -> int:
+    """Remove the entry with this id, or whose name reads as this one (case, accents...)."""
+    from consent.policy import figure_key
+    from graph import public_figures as figure_repo
+
+    key = figure_key(name_or_id)
+
+    async def remove(db: Any) -> list[dict]:
+        _version, figures = await figure_repo.figures_since(db, None)
+        chosen = [f for f in figures or [] if f["id"] == name_or_id or figure_key(f["name"]) == key]
+        removed = []
+        for figure in chosen:
+            gone = await figure_repo.remove_figure(db, figure["id"])
+            if gone is not None:
+                removed.append(gone)
+        return removed
+
+    opened, removed = _on_graph(settings, remove)
+    if not opened:
+        return 1
+    if not removed:
+        print(f"reelgraph: no public figure {name_or_id!r}", file=sys.stderr)
+        return 1
+    for figure in removed:
+        print(f"removed public figure {figure['id']} {figure['name']!r}")
+    return 0
+
+
+def policy(settings: Settings, args: argparse.Namespace) -> int:
+    """`reelgraph policy public-figure ...`."""
+    if args.figure_command == "add":
+        return policy_figure_add(settings, args.name, args.alias or [], args.user)
+    if args.figure_command == "list":
+        return policy_figure_list(settings)
+    return policy_figure_remove(settings, args.name_or_id)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reelgraph", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -732,6 +875,21 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--force", action="store_true", help="even the last signing key")
         if name == "rewrap":
             cmd.add_argument("--limit", type=int, help="stop after this many keys moved")
+    pol = sub.add_parser("policy", help="content policy: the public-figure registry")
+    rules = pol.add_subparsers(dest="policy_command", required=True)
+    figures = rules.add_parser(
+        "public-figure", help="people a prompt may not name unless their own cameo is featured"
+    )
+    actions = figures.add_subparsers(dest="figure_command", required=True)
+    add = actions.add_parser("add", help="register a person by name (and aliases)")
+    add.add_argument("name")
+    add.add_argument("--alias", action="append", help="another name they go by (repeat for more)")
+    add.add_argument("--user", help="the handle of their own account (their cameo)")
+    listed = actions.add_parser("list", help="the registered people")
+    remove = actions.add_parser("remove", help="unregister a person")
+    remove.add_argument("name_or_id", metavar="NAME_OR_ID")
+    for cmd in (add, listed, remove):
+        cmd.add_argument("--data-dir", dest="data_dir")
     return parser
 
 
@@ -745,6 +903,8 @@ def _run(args: argparse.Namespace) -> int:
         return seed(settings, args.users, args.clips, args.seed, args.max_depth)
     if args.command == "keys":
         return keys(settings, args)
+    if args.command == "policy":
+        return policy(settings, args)
     if args.command == "worker":
         return worker(settings)
     if args.workers < 1:

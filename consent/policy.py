@@ -19,6 +19,12 @@ same ("spiderwort", "swine", "concatenate") are not caught.
 
 This is a word list, not a classifier: a paraphrase ("a man holding a pint") passes the
 "no alcohol" rule. Owners keep the final say through per-draft approval.
+
+Public figures (graph.public_figures, kept by `reelgraph policy public-figure`): a prompt that
+names a registered person, by name or alias, read by the same matcher (but names are names:
+no WordNet kinds), is refused unless that person's own account's cameo is featured in the
+clip with consent. The compiled registry is kept per process and read again only when the
+registry's stamp in the graph moved on (any process's add or remove).
 """
 
 from __future__ import annotations
@@ -30,15 +36,22 @@ from functools import cache, lru_cache
 
 from consent.matcher import Term, TermMatcher, fold, lexicon, words_of
 from errors import PolicyViolation
+from graph import public_figures as figure_repo
+from graph.driver import GraphDriver
 
 __all__ = [
     "CATEGORIES",
     "KINDS_OF",
+    "PUBLIC_FIGURE_RULE",
+    "PublicFigures",
     "Rule",
     "check_prompt",
+    "enforce_public_figures",
     "enforce_restrictions",
+    "figure_key",
     "normalize_words",
     "parse_rule",
+    "public_figures",
 ]
 
 # each category: the names a rule may call it by, and the words/phrases it blocks
@@ -215,4 +228,86 @@ def enforce_restrictions(prompt: str, restrictions: Iterable[str]) -> None:
             f'the prompt breaks a featured cameo owner\'s rule "{broken}"; '
             "change the prompt or leave that cameo out",
             rule=broken,
+        )
+
+
+# --- public figures -----------------------------------------------------------------------
+
+PUBLIC_FIGURE_RULE = "public-figure"
+
+
+def figure_key(name: str) -> str:
+    """A name as the matcher reads it: its folded words, one space apart ("" for none)."""
+    return " ".join(words_of(name))
+
+
+@dataclass(frozen=True)
+class PublicFigures:
+    """The registry as of one stamp, compiled: each term's label is the entry's id."""
+
+    version: str
+    matcher: TermMatcher[str]
+    user_of: dict[str, str | None]  # entry id -> the linked account's id
+
+    @classmethod
+    def compile(cls, version: str, figures: Iterable[dict]) -> PublicFigures:
+        terms: list[Term[str]] = []
+        user_of: dict[str, str | None] = {}
+        for figure in figures:
+            user_of[figure["id"]] = figure.get("userId")
+            for text in (figure["name"], *(figure.get("aliases") or ())):
+                terms.append(Term(figure["id"], text))  # names: no WordNet kinds
+        return cls(version, TermMatcher(terms), user_of)
+
+    def named(self, prompt: str, featured_owner_ids: Iterable[str] = ()) -> list[str]:
+        """The ids of the entries the prompt names, less those whose own account owns a
+        cameo in `featured_owner_ids` (featured with consent)."""
+        exempt = set(featured_owner_ids)
+        return [
+            figure_id
+            for figure_id in self.matcher.find_all(prompt)
+            if self.user_of.get(figure_id) is None or self.user_of[figure_id] not in exempt
+        ]
+
+
+_compiled: PublicFigures | None = None  # this process's, as of the last stamp read
+
+
+async def public_figures(db: GraphDriver) -> PublicFigures:
+    """The registry, compiled; one read of the graph, which sends the entries only when
+    the registry changed since this process last compiled it."""
+    global _compiled
+    known = _compiled
+    version, figures = await figure_repo.figures_since(db, None if known is None else known.version)
+    if figures is None and known is not None:
+        return known
+    compiled = PublicFigures.compile(version, figures or [])
+    _compiled = compiled
+    return compiled
+
+
+async def enforce_public_figures(
+    db: GraphDriver,
+    prompt: str,
+    featured_owner_ids: Iterable[str],
+    *,
+    parent_prompt: str | None = None,
+) -> None:
+    """POLICY_VIOLATION (extensions.rule "public-figure") when the prompt, or the prompt of
+    the clip remixed, names a registered public figure whose own cameo is not among the
+    featured ones (`featured_owner_ids`: the owners of cameos that passed the consent
+    checks). The message names the kind of rule only: never the person or the list."""
+    owners = set(featured_owner_ids)
+    registry = await public_figures(db)
+    if registry.named(prompt, owners):
+        raise PolicyViolation(
+            "the prompt names a public figure; feature their own cameo with their consent, "
+            "or change the prompt",
+            rule=PUBLIC_FIGURE_RULE,
+        )
+    if parent_prompt is not None and registry.named(parent_prompt, owners):
+        raise PolicyViolation(
+            "the prompt of the clip remixed names a public figure; feature their own cameo "
+            "with their consent, or remix another clip",
+            rule=PUBLIC_FIGURE_RULE,
         )

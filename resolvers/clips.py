@@ -14,6 +14,7 @@ from ulid import ULID
 
 from consent import MAX_CAMEOS, plan_cameo_uses
 from consent.approvals import request_publication
+from consent.policy import enforce_public_figures
 from errors import BadUserInput, Conflict, ConsentRequired, Forbidden, NotFound
 from events.feed import clip_published
 from events.notifications import record_notification
@@ -131,6 +132,7 @@ async def create_clip(
         "parentId": parent_id,
     }
     params["cameos"] = await _cameo_uses(ctx, params, requested)
+    await _public_figures_allowed(ctx, params)
     clip = await clip_repo.create_clip(ctx.services.graph, params)
     if clip is None:
         if parent_id is not None:
@@ -181,6 +183,22 @@ async def _cameo_uses(ctx: Context, params: dict, requested: list[str]) -> list[
         clip=params,
         ttl_s=ctx.settings.render_token_ttl_s,
         now=params["now"],
+    )
+
+
+async def _public_figures_allowed(ctx: Context, params: dict) -> None:
+    """POLICY_VIOLATION when the prompt (or the remixed clip's) names a registered public
+    figure whose own cameo is not featured with consent (params["cameos"]: the uses that
+    passed the consent checks, the parent's included). Nothing is written yet."""
+    parent_prompt = None
+    if params["parentId"] is not None:  # read by _cameo_uses already: the loader has it
+        parent = await ctx.loaders.clip_by_id.load(params["parentId"])
+        parent_prompt = parent["prompt"] if parent is not None else None
+    await enforce_public_figures(
+        ctx.services.graph,
+        params["prompt"],
+        [use["ownerId"] for use in params["cameos"]],
+        parent_prompt=parent_prompt,
     )
 
 
