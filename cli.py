@@ -223,25 +223,12 @@ def _stop_worker(worker: subprocess.Popen, timeout_s: float = 30.0) -> None:
 
 
 def worker(settings: Settings) -> int:
-    from graph.embedded import EmbeddedServer
-    from server import embedded_urls
-    from startup import UNAVAILABLE, StartupError, check_settings, quiet_retries, reach_servers
+    from startup import worker_settings
     from workers.capture_worker import start_capture_worker, stop_capture_worker
     from workers.celery_app import RENDER_QUEUE, make_celery
     from workers.tasks import register_tasks
 
-    check_settings(settings, api=False, worker=True)
-    if settings.is_embedded:
-        socket_path = EmbeddedServer.locate(settings.data_dir)
-        if socket_path is None:
-            raise StartupError(
-                f"no server owns {settings.data_dir.resolve()}; start `reelgraph serve`"
-                " first, or point the worker at a graph and Redis by URL",
-                UNAVAILABLE,
-            )
-        settings = settings.model_copy(update=embedded_urls(socket_path))
-    with quiet_retries():
-        asyncio.run(reach_servers(settings))
+    settings = worker_settings(settings)
     app = make_celery(settings)
     register_tasks(app, settings)  # workers hold no key that signs tokens or links
     # capture checks have a Celery worker of their own on the cameos queue: a long check
@@ -918,22 +905,13 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a start-up problem (startup.explain) is one line on stderr and an exit
     code, never a traceback. Any other exception is a bug and keeps its traceback."""
-    from startup import explain
+    from startup import run_command
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        return 128 + signal.SIGINT
-    except Exception as exc:
-        problem = explain(exc)
-        if problem is None:
-            raise
-        print(f"reelgraph: {problem}", file=sys.stderr)
-        return problem.exit_code
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

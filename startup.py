@@ -16,7 +16,9 @@ import errno
 import json
 import logging
 import os
+import signal
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -224,6 +226,44 @@ def _bind_problem(host: str, port: int, exc: Exception) -> StartupError:
             f"{host} is not an address of this machine: pass --host, e.g. 127.0.0.1"
         )
     return StartupError(f"cannot listen on port {port} of {host}: {_reason(exc)}", UNAVAILABLE)
+
+
+def worker_settings(settings: Settings) -> Settings:
+    """What a worker runs with: its settings checked, pointed at the embedded server that owns
+    the data folder when no URLs are given, and the graph, Redis and broker reached. A
+    StartupError names what is wrong."""
+    from graph.embedded import EmbeddedServer
+    from server import embedded_urls
+
+    check_settings(settings, api=False, worker=True)
+    if settings.is_embedded:
+        socket_path = EmbeddedServer.locate(settings.data_dir)
+        if socket_path is None:
+            raise StartupError(
+                f"no server owns {settings.data_dir.resolve()}; start `reelgraph serve`"
+                " first, or point the worker at a graph and Redis by URL",
+                UNAVAILABLE,
+            )
+        settings = settings.model_copy(update=embedded_urls(socket_path))
+    with quiet_retries():
+        asyncio.run(reach_servers(settings))
+    return settings
+
+
+def run_command(command: Callable[[], int]) -> int:
+    """A command's exit code: a known start-up problem is printed as one `reelgraph: ...`
+    line with its code, never a traceback; any other exception is a bug and keeps its
+    traceback."""
+    try:
+        return command()
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
+    except Exception as exc:
+        problem = explain(exc)
+        if problem is None:
+            raise
+        print(f"reelgraph: {problem}", file=sys.stderr)
+        return problem.exit_code
 
 
 @contextlib.contextmanager

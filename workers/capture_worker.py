@@ -12,7 +12,6 @@ with the same REELGRAPH_* settings as a render worker.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -59,25 +58,12 @@ def capture_worker(settings: Settings) -> int:
     under way finishes). Raises startup.StartupError as `reelgraph worker` does."""
     from celery.signals import worker_process_shutdown
 
-    from graph.embedded import EmbeddedServer
-    from server import embedded_urls
-    from startup import UNAVAILABLE, StartupError, check_settings, quiet_retries, reach_servers
+    from startup import worker_settings
     from workers.cameo_tasks import register_cameo_tasks
     from workers.celery_app import make_celery
     from workers.tasks import build_runtime
 
-    check_settings(settings, api=False, worker=True)
-    if settings.is_embedded:
-        socket_path = EmbeddedServer.locate(settings.data_dir)
-        if socket_path is None:
-            raise StartupError(
-                f"no server owns {settings.data_dir.resolve()}; start `reelgraph serve`"
-                " first, or point the worker at a graph and Redis by URL",
-                UNAVAILABLE,
-            )
-        settings = settings.model_copy(update=embedded_urls(socket_path))
-    with quiet_retries():
-        asyncio.run(reach_servers(settings))
+    settings = worker_settings(settings)
     app = make_celery(settings)
 
     def runtime() -> RenderRuntime:
@@ -139,25 +125,20 @@ def main() -> int:
     from pydantic import ValidationError
 
     from settings import get_settings
-    from startup import explain, invalid_settings
+    from startup import invalid_settings, run_command
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
+
+    def command() -> int:
         try:
             settings = get_settings()
         except ValidationError as exc:
             raise invalid_settings(exc) from None
         return capture_worker(settings)
-    except KeyboardInterrupt:
-        return 128 + signal.SIGINT
-    except Exception as exc:
-        problem = explain(exc)
-        if problem is None:
-            raise
-        print(f"reelgraph: {problem}", file=sys.stderr)
-        return problem.exit_code
+
+    return run_command(command)
 
 
 if __name__ == "__main__":
