@@ -7,7 +7,8 @@
 #   scripts/bootstrap.sh dev          requirements/dev.lock  (make test, make lint)
 #   scripts/bootstrap.sh --tools-only only uv, from requirements/tools.lock (scripts/lock.sh)
 #
-# Re-running is cheap: it syncs again only when the lock, pyproject.toml or the choice changes.
+# Re-running is cheap: it syncs again only when the lock, build.lock, pyproject.toml or the
+# choice changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 choice="${1:-base}"
@@ -64,7 +65,7 @@ if [ ! -f "$lock" ]; then
 fi
 
 stamp=".venv/.reelgraph-installed"
-want="$(cat "$lock" pyproject.toml | sha256sum | cut -c1-64) $choice"
+want="$(cat "$lock" requirements/build.lock pyproject.toml | sha256sum | cut -c1-64) $choice"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   export UV_PYTHON_DOWNLOADS=never
   # exactly the lock: what it lacks is removed, every file is checked against its hash
