@@ -56,30 +56,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings.model_copy(update=updates)
 
 
-# what `reelgraph run` keeps from the worker it starts: keys that sign access tokens, media
-# links and consent tokens (a worker verifies consent with public keys only)
-WORKER_WITHHELD = (
-    "REELGRAPH_SECRET_KEY",
-    "REELGRAPH_MEDIA_LINK_KEY",
-    "REELGRAPH_CONSENT_SIGNING_KEYS",
-)
-
-
-def _settings_env(settings: Settings) -> dict[str, str]:
-    """The environment a child worker needs to reach the same graph, broker and media."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "REELGRAPH_GRAPH_URL": settings.graph_url,
-            "REELGRAPH_REDIS_URL": settings.redis_url or "",
-            "REELGRAPH_DATA_DIR": str(settings.data_dir.resolve()),
-        }
-    )
-    if settings.broker_url:
-        env["REELGRAPH_BROKER_URL"] = settings.broker_url
-    return env
-
-
 def api_app() -> Litestar:
     """One API process of `serve --workers N`: uvicorn imports this by name in each process;
     the parent passes the graph, Redis and data folder in the environment."""
@@ -187,16 +163,18 @@ def _serve_many(
 
     asyncio.run(check())
     started()
-    os.environ.update(_settings_env(settings))
+    from startup import worker_env
+
+    # the URLs the API processes reach (update adds; the keys they sign with stay)
+    os.environ.update(worker_env(settings))
     Multiprocess(_uvicorn_config(settings, "cli:api_app", workers), sockets=[sock]).run()
 
 
 def _start_worker(settings: Settings) -> subprocess.Popen:
     from graph.embedded import child_argv
+    from startup import worker_env
 
-    env = _settings_env(settings)
-    for variable in WORKER_WITHHELD:  # the worker signs nothing: it gets no signing key
-        env.pop(variable, None)
+    env = worker_env(settings)  # the worker signs nothing: it gets no signing key
     argv, preexec = child_argv([sys.executable, "-m", "cli", "worker"])
     return subprocess.Popen(
         argv,

@@ -228,6 +228,31 @@ def _bind_problem(host: str, port: int, exc: Exception) -> StartupError:
     return StartupError(f"cannot listen on port {port} of {host}: {_reason(exc)}", UNAVAILABLE)
 
 
+# what a worker never gets: keys that sign access tokens, media links and consent tokens (a
+# worker verifies consent with public keys only)
+WORKER_WITHHELD = (
+    "REELGRAPH_SECRET_KEY",
+    "REELGRAPH_MEDIA_LINK_KEY",
+    "REELGRAPH_CONSENT_SIGNING_KEYS",
+)
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment a child worker process gets: this one's, pointed at the same graph,
+    broker and data folder, without the signing keys (WORKER_WITHHELD)."""
+    env = {k: v for k, v in os.environ.items() if k not in WORKER_WITHHELD}
+    env.update(
+        {
+            "REELGRAPH_GRAPH_URL": settings.graph_url,
+            "REELGRAPH_REDIS_URL": settings.redis_url or "",
+            "REELGRAPH_DATA_DIR": str(settings.data_dir.resolve()),
+        }
+    )
+    if settings.broker_url:
+        env["REELGRAPH_BROKER_URL"] = settings.broker_url
+    return env
+
+
 def worker_settings(settings: Settings) -> Settings:
     """What a worker runs with: its settings checked, pointed at the embedded server that owns
     the data folder when no URLs are given, and the graph, Redis and broker reached. A

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import secrets
 import signal
@@ -237,6 +238,18 @@ class GraphQLClient:
 @pytest.fixture(scope="session")
 def gql(app: Any) -> GraphQLClient:
     return GraphQLClient(app)
+
+
+class LogRecords(logging.Handler):
+    """Every record a logger it is added to emits (tests add it to the app's own loggers:
+    the app reconfigures the root one)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 def free_port() -> int:

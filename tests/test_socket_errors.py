@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 import websockets
-from conftest import GraphQLClient
+from conftest import GraphQLClient, LogRecords
 from test_sockets import PROTOCOL, connected, init_frame, serving, subscribe
 
 from events.notifications import record_notification
@@ -55,19 +55,10 @@ async def redis(settings: Settings) -> AsyncIterator[aredis.Redis]:
     await client.aclose()
 
 
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def error_log() -> Iterator[list[logging.LogRecord]]:
     """What the error policy logs (on its own logger: the app reconfigures the root one)."""
-    handler = Records()
+    handler = LogRecords()
     logger = logging.getLogger("reelgraph.errors")
     logger.addHandler(handler)
     yield handler.records

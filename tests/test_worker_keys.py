@@ -16,9 +16,9 @@ import psutil
 import pytest
 from conftest import ROOT, GraphQLClient, cameo_of, free_port, purge_render_queue, start_worker
 
-from cli import WORKER_WITHHELD
 from consent.keyring import public_document
 from media.store import open_media_store
+from startup import WORKER_WITHHELD
 
 CREATE = """mutation($input: CreateClipInput!) { createClip(input: $input) { id state } }"""
 CLIP = """query($id: ID!) { clip(id: $id) { id state failureReason

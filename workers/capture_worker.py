@@ -82,29 +82,16 @@ def capture_worker(settings: Settings) -> int:
     return 0
 
 
-def _child_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "REELGRAPH_GRAPH_URL": settings.graph_url,
-            "REELGRAPH_REDIS_URL": settings.redis_url or "",
-            "REELGRAPH_DATA_DIR": str(settings.data_dir.resolve()),
-        }
-    )
-    if settings.broker_url:
-        env["REELGRAPH_BROKER_URL"] = settings.broker_url
-    return env
-
-
 def start_capture_worker(settings: Settings) -> subprocess.Popen:
     """Start the capture worker beside this (render) worker: `python -m
     workers.capture_worker` on the same graph, broker and data folder, in this process group
     (a signal to the group reaches both), killed by the kernel if this process dies. Call it
     from the main thread of the process that will stop it."""
     from graph.embedded import child_argv
+    from startup import worker_env
 
     argv, preexec = child_argv([sys.executable, "-m", "workers.capture_worker"])
-    return subprocess.Popen(argv, env=_child_env(settings), preexec_fn=preexec)
+    return subprocess.Popen(argv, env=worker_env(settings), preexec_fn=preexec)
 
 
 def stop_capture_worker(proc: subprocess.Popen, timeout_s: float = 100.0) -> None:
