@@ -26,6 +26,7 @@ import uvicorn
 import websockets
 from conftest import (
     GraphQLClient,
+    LogRecords,
     active_cameo,
     free_port,
     purge_render_queue,
@@ -387,20 +388,11 @@ async def test_a_cameo_owner_hears_of_a_draft_featuring_them_when_it_is_publishe
         worker.stop()
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 async def test_a_client_that_stops_reading_is_dropped_and_others_carry_on(
     gql: GraphQLClient, settings: Settings, redis: aredis.Redis
 ) -> None:
     """Dropped once, with one log line however many subscriptions the socket held."""
-    logged = _Records()
+    logged = LogRecords()
     # on the loggers themselves, as tests/test_sockets.py's socket_log: the app reconfigures
     # the root one, and propagation above these is not ours to rely on
     loggers = [logging.getLogger(name) for name in ("reelgraph.sockets", "reelgraph.errors")]

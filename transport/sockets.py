@@ -410,7 +410,7 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         except WebSocketDisconnected:
             self.operations.pop(operation.id, None)  # the client left: nobody to tell
         except Exception as error:
-            if self.dropping or self.closing:
+            if self.dropping or self.closing or _after_close(error):
                 # the socket is closing (a slow client: logged once, in slow_client); its
                 # operations ending now, or failing to send, is no fault to log one by one
                 self.operations.pop(operation.id, None)
@@ -501,3 +501,9 @@ class SocketPolicy:
     graphql_transport_ws_handler_class = PolicedTransportWSHandler
     # the handler applies REELGRAPH_MAX_OPERATIONS_PER_SOCKET with a contract code instead
     max_subscriptions_per_connection = None
+
+
+def _after_close(error: BaseException) -> bool:
+    """A send the ASGI server refused because the socket was already closed (by a close this
+    process sent, whichever code path sent it): nobody is left to tell."""
+    return isinstance(error, RuntimeError) and "after sending 'websocket.close'" in str(error)
