@@ -299,3 +299,19 @@ async def test_client_errors_over_a_socket_keep_their_code_and_message(
     assert message["type"] == "error", message
     assert [e["extensions"]["code"] for e in message["payload"]] == ["BAD_USER_INPUT"]
     assert not [r for r in error_log if r.levelno >= logging.ERROR]
+
+
+def test_a_send_refused_because_the_client_left_is_not_a_fault() -> None:
+    """The ASGI spec has the server raise an OSError for a send on a connection the client
+    closed (uvicorn: ClientDisconnected, whichever websocket implementation it runs). An
+    operation failing so is not logged as an unexpected error; a RuntimeError of the app's
+    own still is. (A CI run once logged one traceback per subscription of a client whose own
+    keep-alive dropped the connection while the server was writing to it.)"""
+    from uvicorn.protocols.utils import ClientDisconnected
+
+    assert sockets._socket_gone(ClientDisconnected())
+    assert sockets._socket_gone(
+        RuntimeError("Unexpected ASGI message 'websocket.send', after sending 'websocket.close'")
+    )
+    assert not sockets._socket_gone(RuntimeError("a fault of the app's own"))
+    assert not sockets._socket_gone(ValueError("a fault of the app's own"))

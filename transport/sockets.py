@@ -229,7 +229,9 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
             await super().handle_message(message)
         except WebSocketDisconnected:
             raise
-        except Exception:
+        except Exception as error:
+            if _socket_gone(error):  # the client left while it was answered
+                return
             request_id = self.context.request_id
             logger.exception(
                 "unexpected error on a %r message (request %s); closing with 4500",
@@ -410,9 +412,10 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         except WebSocketDisconnected:
             self.operations.pop(operation.id, None)  # the client left: nobody to tell
         except Exception as error:
-            if self.dropping or self.closing or _after_close(error):
-                # the socket is closing (a slow client: logged once, in slow_client); its
-                # operations ending now, or failing to send, is no fault to log one by one
+            if self.dropping or self.closing or _socket_gone(error):
+                # the socket is closing (a slow client: logged once, in slow_client) or the
+                # client left; its operations ending now, or failing to send, is no fault to
+                # log one by one
                 self.operations.pop(operation.id, None)
                 return
             # coded, masked and logged under the operation's request id, as over HTTP; the
@@ -503,7 +506,11 @@ class SocketPolicy:
     max_subscriptions_per_connection = None
 
 
-def _after_close(error: BaseException) -> bool:
-    """A send the ASGI server refused because the socket was already closed (by a close this
-    process sent, whichever code path sent it): nobody is left to tell."""
+def _socket_gone(error: BaseException) -> bool:
+    """A send the ASGI server refused because the socket is gone: closed by a close this
+    process sent (whichever code path sent it), or by the client (the ASGI spec has the
+    server raise an OSError, uvicorn's ClientDisconnected, for a send on a connection the
+    client closed). Nobody is left to tell."""
+    if isinstance(error, OSError):
+        return True
     return isinstance(error, RuntimeError) and "after sending 'websocket.close'" in str(error)
