@@ -1,6 +1,7 @@
 """The `reelgraph` command: serve, worker, run (both), export-schema, export-lineage, seed,
 `keys` (consent signing keys and cameo KEKs: list, rotate, activate, retire, add-kek,
-rewrap, retire-kek), and `policy public-figure` (add, list, remove)."""
+rewrap, retire-kek), `policy public-figure` (add, list, remove), and `admin` (grant-role,
+revoke-role: staff roles)."""
 
 from __future__ import annotations
 
@@ -840,6 +841,9 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--force", action="store_true", help="even the last signing key")
         if name == "rewrap":
             cmd.add_argument("--limit", type=int, help="stop after this many keys moved")
+    from admin_cli import add_parsers as add_admin_parsers
+
+    add_admin_parsers(sub)
     pol = sub.add_parser("policy", help="content policy: the public-figure registry")
     rules = pol.add_subparsers(dest="policy_command", required=True)
     figures = rules.add_parser(
@@ -870,6 +874,10 @@ def _run(args: argparse.Namespace) -> int:
         return keys(settings, args)
     if args.command == "policy":
         return policy(settings, args)
+    if args.command == "admin":
+        from admin_cli import admin
+
+        return admin(settings, args)
     if args.command == "worker":
         return worker(settings)
     if args.workers < 1:

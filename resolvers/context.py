@@ -10,7 +10,8 @@ from redis.exceptions import RedisError
 from strawberry.litestar import BaseContext
 
 from auth.tokens import REVOKED
-from errors import Unauthenticated
+from errors import Forbidden, Unauthenticated
+from graph.roles import holds
 from resolvers.loaders import Loaders
 
 if TYPE_CHECKING:
@@ -151,3 +152,19 @@ class Context(BaseContext, kw_only=True):
         if self.auth_error is not None:
             raise self.auth_error
         return self.viewer_id
+
+    async def viewer_roles(self) -> frozenset[str]:
+        """The signed-in viewer's staff roles, read once per request (a role taken back
+        counts from the next request); none without a viewer."""
+        viewer_id = self.optional_viewer()
+        if viewer_id is None:
+            return frozenset()
+        return await self.loaders.roles_by_user.load(viewer_id)
+
+    async def require_role(self, role: str) -> str:
+        """The viewer's id when they hold `role` (ADMIN holds MODERATOR's powers too);
+        UNAUTHENTICATED without a viewer, FORBIDDEN without the role."""
+        viewer_id = self.require_viewer()
+        if not holds(await self.viewer_roles(), role):
+            raise Forbidden(f"only a {role.lower()} may do this")
+        return viewer_id

@@ -14,6 +14,7 @@ from graph import cameos as cameo_repo
 from graph import clips as clip_repo
 from graph import engagement as engagement_repo
 from graph import lineage as lineage_repo
+from graph import roles as role_repo
 from graph import users as user_repo
 from graph import visibility
 from graph.driver import GraphDriver
@@ -77,6 +78,7 @@ class Loaders:
     cameo_by_id: DataLoader = field(init=False)
     cameo_usable_by_viewer: DataLoader = field(init=False)
     grants_by_cameo: DataLoader = field(init=False)
+    roles_by_user: DataLoader = field(init=False)
 
     def __post_init__(self) -> None:
         self.user_by_id = _loader(self._users_by_ids)
@@ -96,6 +98,7 @@ class Loaders:
         self.cameo_by_id = _loader(self._cameos_by_ids)
         self.cameo_usable_by_viewer = _loader(self._cameos_usable_by_viewer)
         self.grants_by_cameo = _loader(self._grants_by_cameos)
+        self.roles_by_user = _loader(self._roles)
         self.blocks_of_viewer = _loader(self._blocks_of_viewers)
 
     async def viewer_blocks(self) -> ViewerBlocks:
@@ -111,6 +114,10 @@ class Loaders:
     async def _users_by_ids(self, ids: list[str]) -> list[dict | None]:
         found = await user_repo.users_by_ids(self.db, ids)
         return [found.get(i) for i in ids]
+
+    async def _roles(self, ids: list[str]) -> list[frozenset[str]]:
+        found = await role_repo.roles_by_ids(self.db, ids)
+        return [found.get(i, frozenset()) for i in ids]
 
     async def _follow_counts(self, ids: list[str]) -> list[tuple[int, int]]:
         found = await user_repo.follow_counts(self.db, ids)

@@ -11,6 +11,7 @@ from resolvers import clips as clip_resolvers
 from resolvers import users as user_resolvers
 from resolvers.ids import decode_any, decode_id
 from schema.appearances import AppearanceMutations, AppearanceQueries
+from schema.audit import AuditQueries
 from schema.base import Node
 from schema.cameos import Cameo, CameoGrant, CameoMutations, CameoQueries
 from schema.clips import Clip, ClipConnection, ClipState, CreateClipInput, clip_connection
@@ -25,7 +26,9 @@ from schema.extensions import (
 )
 from schema.feeds import FeedQueries
 from schema.lineage import LineageQueries
+from schema.moderation import ModerationMutations, ModerationQueries
 from schema.notifications import NotificationQueries, Subscription
+from schema.policy import PolicyMutations, PolicyQueries
 from schema.rate_limits import MutationRateLimit
 from schema.users import AuthPayload, SignUpInput, User
 
@@ -48,7 +51,16 @@ async def _user(info: Info, user_id: str) -> dict:
 
 
 @strawberry.type
-class Query(AppearanceQueries, CameoQueries, FeedQueries, LineageQueries, NotificationQueries):
+class Query(
+    AppearanceQueries,
+    CameoQueries,
+    FeedQueries,
+    LineageQueries,
+    NotificationQueries,
+    ModerationQueries,
+    AuditQueries,
+    PolicyQueries,
+):
     @strawberry.field
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, raw_id = decode_any(id)
@@ -92,7 +104,13 @@ class Query(AppearanceQueries, CameoQueries, FeedQueries, LineageQueries, Notifi
 
 
 @strawberry.type
-class Mutation(EngagementMutations, CameoMutations, AppearanceMutations):
+class Mutation(
+    EngagementMutations,
+    CameoMutations,
+    AppearanceMutations,
+    ModerationMutations,
+    PolicyMutations,
+):
     @strawberry.mutation
     async def sign_up(self, info: Info, input: SignUpInput) -> AuthPayload:
         pair = await user_resolvers.sign_up(

@@ -13,6 +13,8 @@ from resolvers.ids import encode_id
 from resolvers.pagination import Page
 from schema.base import Connection, Node, connection, from_epoch_ms
 from schema.cameos import UserCameoFields
+from schema.quotas import UserQuotaFields
+from schema.roles import UserRoleFields
 
 if TYPE_CHECKING:
     from schema.clips import Clip
@@ -21,7 +23,7 @@ __all__ = ["AuthPayload", "SignUpInput", "User", "UserConnection", "user_connect
 
 
 @strawberry.type
-class User(Node, UserCameoFields):
+class User(Node, UserCameoFields, UserRoleFields, UserQuotaFields):
     raw_id: strawberry.Private[str]
     handle: str
     display_name: str

@@ -105,6 +105,19 @@ class Worker:
                 self.kill()
 
 
+def run_cli(settings: Settings, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
+    """The real `reelgraph` command (`python -m cli ARGS --data-dir ...`) in its own process,
+    on the suite's data folder while the app serves it. The timeout only ends a hung run."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args, "--data-dir", str(settings.data_dir)],
+        cwd=ROOT,
+        env=worker_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
 def start_worker(
     settings: Settings, log: Path, *, withhold: tuple[str, ...] = (), **env: str
 ) -> Worker:

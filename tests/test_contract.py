@@ -47,8 +47,9 @@ BUILT: dict[str, object] = {
     "CameoAppearance": ALL,
     "User": {
         "id", "handle", "displayName", "createdAt", "followerCount", "followingCount",
-        "followers", "following", "viewerFollows", "clips", "cameo",
+        "followers", "following", "viewerFollows", "clips", "cameo", "roles",
     },
+    "Role": ALL,
     "Clip": {
         "id", "author", "prompt", "state", "failureReason", "moods", "createdAt", "publishedAt",
         "video", "renderProgress", "remixOf", "cameos",

@@ -1,0 +1,56 @@
+"""`reelgraph admin grant-role|revoke-role HANDLE moderator|admin`: staff roles, set on a
+running server's data folder (or a stopped one's), as `seed` and `policy` do."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from settings import Settings
+
+__all__ = ["add_parsers", "admin"]
+
+
+def add_parsers(sub: Any) -> None:
+    """The `admin` command and its actions, under the main parser's subcommands."""
+    adm = sub.add_parser("admin", help="staff roles: grant-role, revoke-role")
+    actions = adm.add_subparsers(dest="admin_command", required=True)
+    for name, text in (
+        ("grant-role", "make a user a moderator or an admin"),
+        ("revoke-role", "take a role back"),
+    ):
+        cmd = actions.add_parser(name, help=text)
+        cmd.add_argument("handle", metavar="HANDLE")
+        cmd.add_argument("role", metavar="ROLE", choices=("moderator", "admin"))
+        cmd.add_argument("--data-dir", dest="data_dir")
+
+
+def admin(settings: Settings, args: argparse.Namespace) -> int:
+    """Grant or revoke; prints the user's roles after the change."""
+    from cli import _on_graph
+    from graph import roles as role_repo
+
+    handle = args.handle.strip().lstrip("@").lower()
+    role = args.role.upper()
+    granting = args.admin_command == "grant-role"
+
+    async def change(db: Any) -> Any:
+        if granting:
+            return await role_repo.grant_role(db, handle, role)
+        return await role_repo.revoke_role(db, handle, role)
+
+    opened, row = _on_graph(settings, change)
+    if not opened:
+        return 1
+    if row is None:
+        print(f"reelgraph: no user @{handle}", file=sys.stderr)
+        return 1
+    held = ", ".join(row["roles"]) or "none"
+    if granting == (role in row["before"]):
+        state = "already holds" if granting else "does not hold"
+        print(f"@{row['handle']} {state} {role.lower()} (roles: {held})")
+        return 0
+    verb = "granted" if granting else "revoked"
+    print(f"{verb} {role.lower()} for @{row['handle']} (roles: {held})")
+    return 0
