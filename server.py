@@ -26,6 +26,7 @@ from events.bus import close_hub
 from graph.driver import GraphDriver, GraphUnavailable, driver_for
 from graph.embedded import EmbeddedServer
 from graph.schema_setup import backfill as backfill_graph
+from media.exports import exports
 from media.http import media
 from media.store import MediaStore, open_media_store
 from schema import build_schema
@@ -218,7 +219,14 @@ def build_app(settings: Settings | None = None, *, open_services: bool = True) -
             await services.close()
 
     return Litestar(
-        route_handlers=[GraphQLController, health, media, reelgraph_keys, cameo_capture_upload],
+        route_handlers=[
+            GraphQLController,
+            health,
+            media,
+            exports,
+            reelgraph_keys,
+            cameo_capture_upload,
+        ],
         lifespan=[lifespan] if open_services else [],
         request_max_body_size=settings.max_request_bytes,  # the websocket frame limit too
         debug=False,

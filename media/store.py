@@ -43,6 +43,8 @@ _CHUNK = 256 * 1024  # bytes per read while streaming a file to a client
 _KEY = re.compile(r"clips/([0-9A-Za-z]{1,64})/([0-9a-f]{64})\.mp4")
 # a cameo's encrypted reference frame (consent/references.py); never served by /media
 _CAMEO_REF_KEY = re.compile(r"cameos/[0-9A-Za-z]{1,64}/[0-9A-Za-z]{1,64}\.ref")
+# a user's data archive (resolvers/account.py); served by /exports only, to that user
+EXPORT_KEY = re.compile(r"exports/([0-9A-Za-z]{1,64})/[0-9]{1,16}-[0-9a-f]{12}\.zip")
 
 
 class MediaMissing(LookupError):
@@ -125,7 +127,11 @@ class LocalMediaStore:
         self._ttl = url_ttl_s
 
     def _path(self, key: str) -> Path:
-        if clip_id_from_key(key) is None and not _CAMEO_REF_KEY.fullmatch(key):
+        if (
+            clip_id_from_key(key) is None
+            and not _CAMEO_REF_KEY.fullmatch(key)
+            and not EXPORT_KEY.fullmatch(key)
+        ):
             raise ValueError(f"not a media key: {key!r}")
         return self.root / key
 

@@ -64,19 +64,38 @@ class Context(BaseContext, kw_only=True):
         self.loaders = Loaders(self.services.graph, self.viewer_id)
 
     async def check_session(self) -> None:
-        """Unauthenticated when the token's refresh family was revoked (one Redis EXISTS).
+        """Unauthenticated when the token's refresh family was revoked or its account deleted
+        (one Redis round trip).
 
         A Redis outage does not sign every client out: the check is skipped, logged, and
         applies again once Redis answers (the token's own expiry still holds meanwhile)."""
-        if self.session_family is None:
+        if self.session_family is None and self.viewer_id is None:
             return
         try:
-            live = await self.services.tokens.family_is_live(self.session_family)
+            live, gone = await self._session_state()
         except RedisError:
             logger.warning("could not check a session's refresh family", exc_info=True)
             return
+        if gone:
+            raise Unauthenticated("this account was deleted")
         if not live:
             raise Unauthenticated(REVOKED)
+
+    async def _session_state(self) -> tuple[bool, bool]:
+        """(the token's refresh family is live, its user's account was deleted), in one
+        round trip."""
+        from resolvers.account import gone_key
+
+        tokens = self.services.tokens
+        if self.viewer_id is None:  # a family without a user: no token mints one
+            return await tokens.family_is_live(self.session_family), False
+        async with self.services.redis.pipeline(transaction=False) as pipe:
+            if self.session_family is not None:
+                pipe.exists(tokens._family_key(self.session_family))
+            pipe.exists(gone_key(self.viewer_id))
+            answers = await pipe.execute()
+        live = bool(answers[0]) if self.session_family is not None else True
+        return live, bool(answers[-1])
 
     async def for_socket_operation(self) -> Context:
         """The context of one operation on an authenticated socket: the token checked again

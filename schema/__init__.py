@@ -6,10 +6,12 @@ import strawberry
 from strawberry.types import Info
 
 from errors import NotFound
+from resolvers import account as account_resolvers
 from resolvers import cameos as cameo_resolvers
 from resolvers import clips as clip_resolvers
 from resolvers import users as user_resolvers
 from resolvers.ids import decode_any, decode_id
+from schema.account import AccountMutations
 from schema.appearances import AppearanceMutations, AppearanceQueries
 from schema.audit import AuditQueries
 from schema.base import Node
@@ -110,6 +112,7 @@ class Mutation(
     AppearanceMutations,
     ModerationMutations,
     PolicyMutations,
+    AccountMutations,
 ):
     @strawberry.mutation
     async def sign_up(self, info: Info, input: SignUpInput) -> AuthPayload:
@@ -126,6 +129,7 @@ class Mutation(
     @strawberry.mutation
     async def refresh_token(self, info: Info, refresh_token: str) -> AuthPayload:
         pair = await user_resolvers.refresh(info.context, refresh_token)
+        await account_resolvers.refuse_if_deleted(info.context, pair.user_id)
         return _auth_payload(pair, await _user(info, pair.user_id))
 
     @strawberry.mutation

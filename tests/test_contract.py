@@ -50,6 +50,8 @@ BUILT: dict[str, object] = {
         "followers", "following", "viewerFollows", "clips", "cameo", "roles",
     },
     "Role": ALL,
+    "DataExport": ALL,
+    "AccountDeletion": ALL,
     "Clip": {
         "id", "author", "prompt", "state", "failureReason", "moods", "createdAt", "publishedAt",
         "video", "renderProgress", "remixOf", "cameos",
@@ -61,6 +63,7 @@ BUILT: dict[str, object] = {
         "startCameoCapture", "setCameoAudience", "setCameoRestrictions", "grantCameo",
         "revokeCameoGrant", "deleteCameo",
         "approveAppearance", "rejectAppearance", "removeAppearance",
+        "exportMyData", "deleteAccount",
     },
 }  # fmt: skip
 
