@@ -25,6 +25,16 @@ names a registered person, by name or alias, read by the same matcher (but names
 no WordNet kinds), is refused unless that person's own account's cameo is featured in the
 clip with consent. The compiled registry is kept per process and read again only when the
 registry's stamp in the graph moved on (any process's add or remove).
+
+Rights holders' works (graph.rights_holders, kept by rights holders through GraphQL): a prompt
+that uses a registered work, character or mark, by name or alias, read by the same matcher
+(names: no WordNet kinds), is refused (rule "rights-holder") unless its author holds the
+entry, or the holder licensed it to them or to everyone. A remix is checked against the
+remixed clip's prompt too, with the remixer's licences: a licence is personal, so the parent
+author's does not pass on. The names are compiled per process like the public figures';
+licences are read from the graph whenever a prompt uses an entry, so a grant or revocation
+counts from the very next prompt. The message names the kind of rule, never the entry, its
+holder or the list.
 """
 
 from __future__ import annotations
@@ -37,21 +47,28 @@ from functools import cache, lru_cache
 from consent.matcher import Term, TermMatcher, fold, lexicon, words_of
 from errors import PolicyViolation
 from graph import public_figures as figure_repo
+from graph import rights_holders as work_repo
 from graph.driver import GraphDriver
 
 __all__ = [
     "CATEGORIES",
     "KINDS_OF",
     "PUBLIC_FIGURE_RULE",
+    "RIGHTS_HOLDER_RULE",
+    "ProtectedWorks",
     "PublicFigures",
     "Rule",
     "check_prompt",
     "enforce_public_figures",
     "enforce_restrictions",
+    "enforce_rights_holders",
     "figure_key",
+    "normalize_figure",
     "normalize_words",
     "parse_rule",
+    "protected_works",
     "public_figures",
+    "work_key",
 ]
 
 # each category: the names a rule may call it by, and the words/phrases it blocks
@@ -241,6 +258,14 @@ def figure_key(name: str) -> str:
     return " ".join(words_of(name))
 
 
+def normalize_figure(name: str, aliases: Iterable[str]) -> tuple[str, list[str]]:
+    """A public figure's name and aliases as registered (the CLI and the admin API alike):
+    runs of white space made one space; aliases without letters or digits, and repeats, left
+    out. The caller refuses a name whose `figure_key` is empty."""
+    kept = (" ".join(alias.split()) for alias in aliases)
+    return " ".join(name.split()), list(dict.fromkeys(a for a in kept if figure_key(a)))
+
+
 @dataclass(frozen=True)
 class PublicFigures:
     """The registry as of one stamp, compiled: each term's label is the entry's id."""
@@ -292,11 +317,15 @@ async def enforce_public_figures(
     featured_owner_ids: Iterable[str],
     *,
     parent_prompt: str | None = None,
+    author_id: str | None = None,
 ) -> None:
     """POLICY_VIOLATION (extensions.rule "public-figure") when the prompt, or the prompt of
     the clip remixed, names a registered public figure whose own cameo is not among the
     featured ones (`featured_owner_ids`: the owners of cameos that passed the consent
-    checks). The message names the kind of rule only: never the person or the list."""
+    checks). The message names the kind of rule only: never the person or the list.
+
+    Then the rights holders' rule (`enforce_rights_holders`, for `author_id`): createClip
+    runs every registry check through this one call."""
     owners = set(featured_owner_ids)
     registry = await public_figures(db)
     if registry.named(prompt, owners):
@@ -311,3 +340,75 @@ async def enforce_public_figures(
             "with their consent, or remix another clip",
             rule=PUBLIC_FIGURE_RULE,
         )
+    await enforce_rights_holders(db, prompt, author_id, parent_prompt=parent_prompt)
+
+
+# --- rights holders' works ------------------------------------------------------------------
+
+RIGHTS_HOLDER_RULE = "rights-holder"
+
+
+def work_key(text: str) -> str:
+    """A work's name or alias as duplicates are found: its folded letters and digits run
+    together ("Star-Wars", "star wars" and "StarWars" are one key; "" for none)."""
+    return "".join(words_of(text))
+
+
+@dataclass(frozen=True)
+class ProtectedWorks:
+    """The registered entries as of one stamp, compiled: each term's label is the entry's id."""
+
+    version: str
+    matcher: TermMatcher[str]
+
+    @classmethod
+    def compile(cls, version: str, works: Iterable[dict]) -> ProtectedWorks:
+        terms = [
+            Term(work["id"], text)  # names: no WordNet kinds
+            for work in works
+            for text in (work["name"], *(work.get("aliases") or ()))
+        ]
+        return cls(version, TermMatcher(terms))
+
+    def used(self, prompt: str) -> list[str]:
+        """The ids of the entries the prompt uses, by name or alias."""
+        return self.matcher.find_all(prompt)
+
+
+_compiled_works: ProtectedWorks | None = None  # this process's, as of the last stamp read
+
+
+async def protected_works(db: GraphDriver) -> ProtectedWorks:
+    """The entries, compiled; one read of the graph, which sends the entries only when they
+    changed since this process last compiled them."""
+    global _compiled_works
+    known = _compiled_works
+    version, works = await work_repo.works_since(db, None if known is None else known.version)
+    if works is None and known is not None:
+        return known
+    compiled = ProtectedWorks.compile(version, works or [])
+    _compiled_works = compiled
+    return compiled
+
+
+async def enforce_rights_holders(
+    db: GraphDriver, prompt: str, author_id: str | None, *, parent_prompt: str | None = None
+) -> None:
+    """POLICY_VIOLATION (extensions.rule "rights-holder") when the prompt, or the prompt of
+    the clip remixed, uses a registered entry that `author_id` neither holds nor is licensed
+    to use (by name or as everyone); `author_id` None: no author's licence counts."""
+    registry = await protected_works(db)
+    for text, remixed in ((prompt, False), (parent_prompt, True)):
+        used = registry.used(text) if text is not None else []
+        if used and await work_repo.blocking_works(db, used, author_id):
+            if remixed:
+                raise PolicyViolation(
+                    "the prompt of the clip remixed uses a protected work that its rights "
+                    "holder has not licensed to you; remix another clip",
+                    rule=RIGHTS_HOLDER_RULE,
+                )
+            raise PolicyViolation(
+                "the prompt uses a protected work that its rights holder has not licensed "
+                "to you; change the prompt",
+                rule=RIGHTS_HOLDER_RULE,
+            )

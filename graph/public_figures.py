@@ -18,7 +18,7 @@ import secrets
 
 from graph.driver import Cypher, GraphDriver, Row
 
-__all__ = ["add_figure", "figures_since", "remove_figure"]
+__all__ = ["add_figure", "figures_page", "figures_since", "remove_figure"]
 
 REGISTRY = "public-figures"
 
@@ -63,6 +63,18 @@ RETURN versions,
        collect(CASE WHEN f IS NULL THEN null
                ELSE {id: f.id, name: f.name, aliases: f.aliases, createdAt: f.createdAt,
                      userId: f.userId} END) AS figures
+"""
+)
+
+# the entries oldest first, after the (createdAt, id) keyset (admins page through them)
+PUBLIC_FIGURES_PAGE = Cypher(
+    """
+MATCH (f:PublicFigure)
+WHERE $afterAt IS NULL OR f.createdAt > $afterAt
+      OR (f.createdAt = $afterAt AND f.id > $afterId)
+RETURN f {.id, .name, .aliases, .createdAt, .userId} AS figure
+ORDER BY figure.createdAt, figure.id
+LIMIT $limit
 """
 )
 
@@ -120,3 +132,16 @@ async def figures_since(db: GraphDriver, known: str | None) -> tuple[str, list[R
     for figure in figures:
         figure["aliases"] = list(figure.get("aliases") or [])
     return version, figures
+
+
+async def figures_page(db: GraphDriver, after: tuple[int, str] | None, limit: int) -> list[Row]:
+    """Up to `limit` entries after the (createdAt, id) keyset, oldest first."""
+    params = {
+        "afterAt": after[0] if after else None,
+        "afterId": after[1] if after else None,
+        "limit": limit,
+    }
+    figures = [dict(row["figure"]) for row in await db.read(PUBLIC_FIGURES_PAGE, params)]
+    for figure in figures:
+        figure["aliases"] = list(figure.get("aliases") or [])
+    return figures
