@@ -22,6 +22,7 @@ from errors import BadUserInput, Forbidden, NotFound
 from events.notifications import record_notification
 from graph import cameos as cameo_repo
 from graph import users as user_repo
+from resolvers.audit import record
 from resolvers.ids import decode_id
 from resolvers.pagination import Page, make_page, page_size, time_id_cursor
 
@@ -200,17 +201,20 @@ async def grant_cameo(ctx: Context, grantee_id: str, expires_in_days: int | None
     expires_at = grant_expiry(expires_in_days, now)
     if grantee == viewer_id:
         raise BadUserInput("you cannot grant your cameo to yourself")
+    grant_id = str(ULID())
     grant = await cameo_repo.create_grant(
         ctx.services.graph,
         owner_id=viewer_id,
         grantee_id=grantee,
-        grant_id=str(ULID()),
+        grant_id=grant_id,
         now=now,
         expires_at=expires_at,
     )
     if grant is not None:
         _clear(ctx.loaders.grants_by_cameo, grant["cameoId"])
         _clear(ctx.loaders.cameo_usable_by_viewer, grant["cameoId"])
+        if grant["id"] == grant_id:  # a new grant, not the one already active
+            await _record_grant(ctx, "cameo.grant", grant, expiresAt=grant["expiresAt"])
         return grant
     if await cameo_repo.live_cameo(ctx.services.graph, viewer_id) is None:
         raise NotFound(NO_CAMEO)
@@ -239,7 +243,8 @@ async def revoke_grant(ctx: Context, grant_id: str) -> dict:
     """Revokes the grant and the grantee's unpublished uses of the cameo (owner only)."""
     viewer_id = ctx.require_viewer()
     raw_id = decode_id(grant_id, "CameoGrant")
-    result = await cameo_repo.revoke_grant(ctx.services.graph, viewer_id, raw_id, now_ms())
+    now = now_ms()
+    result = await cameo_repo.revoke_grant(ctx.services.graph, viewer_id, raw_id, now)
     if result is None:
         grant = (await cameo_repo.grants_by_ids(ctx.services.graph, [raw_id])).get(raw_id)
         if grant is not None and grant["granteeId"] == viewer_id:
@@ -249,9 +254,23 @@ async def revoke_grant(ctx: Context, grant_id: str) -> dict:
     for clip_id in result["clipIds"]:
         _clear(ctx.loaders.clip_by_id, clip_id)
     grant = result["grant"]
+    if grant["revokedAt"] == now:  # revoked now, not before
+        await _record_grant(ctx, "cameo.revoke_grant", grant, withdrawnClips=result["clipIds"])
     _clear(ctx.loaders.grants_by_cameo, grant["cameoId"])
     _clear(ctx.loaders.cameo_usable_by_viewer, grant["cameoId"])
     return grant
+
+
+async def _record_grant(ctx: Context, action: str, grant: dict, **details: object) -> None:
+    """A grant decision to the audit log; the grantee is chained as a pseudonym."""
+    await record(
+        ctx.services.graph,
+        actor_id=grant["ownerId"],
+        action=action,
+        subject=grant["granteeId"],
+        cameo_id=grant["cameoId"],
+        details={"grantId": grant["id"], **details},
+    )
 
 
 # --- deletion
@@ -266,6 +285,15 @@ async def delete_cameo(ctx: Context) -> dict:
     if result is None:
         raise NotFound(NO_CAMEO)
     await _revoke_tokens(ctx, result["jtis"])
+    cameo = result["cameo"]
+    await record(
+        ctx.services.graph,
+        actor_id=viewer_id,
+        action="cameo.delete",
+        subject=cameo["id"],
+        cameo_id=cameo["id"],
+        details={"takenDown": [item["clipId"] for item in result["takenDown"]]},
+    )
     # the wrapped key is already gone: a file left behind by a failed delete is unreadable
     await asyncio.to_thread(delete_reference_files, ctx.services.media, result["refKeys"])
     for item in result["takenDown"]:
