@@ -8,9 +8,27 @@ from graph.driver import Cypher, GraphDriver
 __all__ = ["FALKOR_INDEXES", "FALKOR_UNIQUE", "NEO4J_SCHEMA", "backfill"]
 
 # (label, property): unique on both engines
-_UNIQUE = [("User", "id"), ("User", "handle"), ("Clip", "id"), ("Cameo", "id")]
+# (the audit log's one head: a MERGE that two processes race on makes one node, on Neo4j too)
+_UNIQUE = [
+    ("User", "id"),
+    ("User", "handle"),
+    ("Clip", "id"),
+    ("Cameo", "id"),
+    ("AuditHead", "id"),
+    ("AuditEntry", "seq"),
+    ("AuditPseudonym", "userId"),
+    ("Report", "id"),
+    ("ProtectedWork", "id"),
+]
 # (label, property): plain range indexes
-_INDEXED = [("Clip", "createdAt"), ("Clip", "state"), ("Clip", "publishedAt")]
+_INDEXED = [
+    ("Clip", "createdAt"),
+    ("Clip", "state"),
+    ("Clip", "publishedAt"),
+    ("AuditEntry", "clipId"),
+    ("AuditEntry", "cameoId"),
+    ("AuditPseudonym", "pseudonym"),
+]
 
 FALKOR_UNIQUE = _UNIQUE
 FALKOR_INDEXES = _INDEXED
@@ -26,6 +44,31 @@ NEO4J_CLIP_ID_UNIQUE = Cypher(
 )
 NEO4J_CAMEO_ID_UNIQUE = Cypher(
     "CREATE CONSTRAINT cameo_id IF NOT EXISTS FOR (n:Cameo) REQUIRE n.id IS UNIQUE"
+)
+NEO4J_AUDIT_HEAD_UNIQUE = Cypher(
+    "CREATE CONSTRAINT audit_head_id IF NOT EXISTS FOR (n:AuditHead) REQUIRE n.id IS UNIQUE"
+)
+NEO4J_AUDIT_SEQ_UNIQUE = Cypher(
+    "CREATE CONSTRAINT audit_entry_seq IF NOT EXISTS FOR (n:AuditEntry) REQUIRE n.seq IS UNIQUE"
+)
+NEO4J_AUDIT_PSEUDONYM_UNIQUE = Cypher(
+    "CREATE CONSTRAINT audit_pseudonym_user IF NOT EXISTS "
+    "FOR (n:AuditPseudonym) REQUIRE n.userId IS UNIQUE"
+)
+NEO4J_REPORT_ID_UNIQUE = Cypher(
+    "CREATE CONSTRAINT report_id IF NOT EXISTS FOR (n:Report) REQUIRE n.id IS UNIQUE"
+)
+NEO4J_PROTECTED_WORK_ID_UNIQUE = Cypher(
+    "CREATE CONSTRAINT protected_work_id IF NOT EXISTS FOR (n:ProtectedWork) REQUIRE n.id IS UNIQUE"
+)
+NEO4J_AUDIT_CLIP_INDEX = Cypher(
+    "CREATE INDEX audit_entry_clip IF NOT EXISTS FOR (n:AuditEntry) ON (n.clipId)"
+)
+NEO4J_AUDIT_CAMEO_INDEX = Cypher(
+    "CREATE INDEX audit_entry_cameo IF NOT EXISTS FOR (n:AuditEntry) ON (n.cameoId)"
+)
+NEO4J_AUDIT_PSEUDONYM_INDEX = Cypher(
+    "CREATE INDEX audit_pseudonym IF NOT EXISTS FOR (n:AuditPseudonym) ON (n.pseudonym)"
 )
 NEO4J_CLIP_CREATED_INDEX = Cypher(
     "CREATE INDEX clip_created_at IF NOT EXISTS FOR (n:Clip) ON (n.createdAt)"
@@ -43,6 +86,14 @@ NEO4J_SCHEMA = [
     NEO4J_CLIP_CREATED_INDEX,
     NEO4J_CLIP_STATE_INDEX,
     NEO4J_CLIP_PUBLISHED_INDEX,
+    NEO4J_AUDIT_HEAD_UNIQUE,
+    NEO4J_AUDIT_SEQ_UNIQUE,
+    NEO4J_AUDIT_PSEUDONYM_UNIQUE,
+    NEO4J_REPORT_ID_UNIQUE,
+    NEO4J_PROTECTED_WORK_ID_UNIQUE,
+    NEO4J_AUDIT_CLIP_INDEX,
+    NEO4J_AUDIT_CAMEO_INDEX,
+    NEO4J_AUDIT_PSEUDONYM_INDEX,
 ]
 
 # Users written before User.followerCount/followingCount were stored (graph.users keeps them
