@@ -107,6 +107,10 @@ OPTIONAL MATCH (u)-[l:LIKED]->(c:Clip)
 WITH u, collect(l) AS likes, collect(c) AS liked
 FOREACH (c IN liked | SET c.likeCount = coalesce(c.likeCount, 0) - 1)
 FOREACH (edge IN likes | DELETE edge)
+WITH u
+OPTIONAL MATCH (u)-[:FILED]->(r:Report)
+WITH u, collect(r) AS reports
+FOREACH (r IN reports | SET r.note = null)
 SET u.handle = $tombstoneHandle, u.displayName = 'Deleted account', u.deletedAt = $now,
     u.followerCount = 0, u.followingCount = 0, u.passwordHash = null, u.roles = null
 RETURN u.id AS id

@@ -17,6 +17,8 @@ from redis.exceptions import RedisError
 
 from errors import Conflict, Forbidden, NotFound, Unauthenticated
 from graph import account as account_repo
+from graph import audit as audit_repo
+from graph.account import EXPORT_PAGE
 from media.store import MediaStore, sign_media_path
 from resolvers.context import Context
 
@@ -78,12 +80,21 @@ async def _collect(ctx: Context, user_id: str) -> dict[str, Any]:
 
 
 async def _audit_entries(ctx: Context, user_id: str) -> list[dict]:
-    from graph import audit
-
-    entries = getattr(audit, "entries_for_user", None)
-    if entries is None:
-        return []
-    return await entries(ctx.services.graph, user_id)
+    """The audit entries about the user's clips and cameo (what auditLog shows them), oldest
+    first; the chained bytes included, so the user can check them against `audit verify`."""
+    entries: list[dict] = []
+    after = None
+    while rows := await audit_repo.entries_page(
+        ctx.services.graph,
+        user_id=user_id,
+        clip_id=None,
+        cameo_id=None,
+        after_seq=after,
+        limit=EXPORT_PAGE,
+    ):
+        entries += [row["entry"] for row in rows]
+        after = rows[-1]["entry"]["seq"]
+    return sorted(entries, key=lambda entry: entry["seq"])
 
 
 def write_archive(data: dict[str, Any], media: MediaStore, target: Path) -> int:
@@ -226,7 +237,7 @@ async def delete_account(ctx: Context, password: str) -> dict[str, Any]:
     cameo_erased = await _erase_cameo(ctx)
     taken_down = await _take_down_clips(ctx, viewer_id)
     await forget_exports(ctx, viewer_id)
-    await _forget_in_audit_log(ctx, viewer_id)
+    await audit_repo.forget_user(db, viewer_id)
     await account_repo.tombstone(db, viewer_id, now)
     ctx.loaders.user_by_id.clear(viewer_id)
     logger.info("deleted account %s (%d clips taken down)", viewer_id, taken_down)
@@ -257,14 +268,6 @@ async def _take_down_clips(ctx: Context, user_id: str) -> int:
     for clip_id in live:
         await clip_resolvers.delete_clip(ctx, encode_id("Clip", clip_id))
     return len(live)
-
-
-async def _forget_in_audit_log(ctx: Context, user_id: str) -> None:
-    from graph import audit
-
-    forget = getattr(audit, "forget_user", None)
-    if forget is not None:
-        await forget(ctx.services.graph, user_id)
 
 
 async def refuse_if_deleted(ctx: Context, user_id: str) -> None:

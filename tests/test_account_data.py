@@ -12,13 +12,22 @@ import asyncio
 import hashlib
 import io
 import json
+import time
 import zipfile
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import websockets
-from conftest import GraphQLClient, cameo_of, purge_render_queue, raw, start_worker
+from conftest import (
+    GraphQLClient,
+    cameo_of,
+    purge_render_queue,
+    raw,
+    rendered_clip,
+    run_cli,
+    start_worker,
+)
 from test_sockets import connected, serving, subscribe
 
 from graph.driver import Cypher
@@ -38,6 +47,14 @@ USER = "query($h: String!) { user(handle: $h) { id followerCount followingCount 
 LOG_IN = "mutation($h: String!, $p: String!) { logIn(handle: $h, password: $p) { accessToken } }"
 REFRESH = "mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken } }"
 NOTIFICATIONS = "subscription { notifications { kind } }"
+REPORT = """mutation($c: ID!, $n: String) { reportClip(clipId: $c, reason: SPAM, note: $n) {
+  id } }"""
+NOTES_FILED_BY = Cypher(
+    """
+MATCH (:User {id: $id})-[:FILED]->(r:Report)
+RETURN r.note AS note
+"""
+)
 USER_NODE = Cypher(
     """
 MATCH (u:User {id: $id})
@@ -106,7 +123,10 @@ async def test_an_export_holds_clips_files_cameo_uses_and_decisions_for_its_owne
     # the cameo owner's archive: the grant given and the use, with their decision
     mine = (await gql.ok(EXPORT, token=owner.token))["exportMyData"]
     status, body = await _fetch(gql, mine["url"])
-    cameos = json.loads(zipfile.ZipFile(io.BytesIO(body)).read("cameos.json"))
+    owners = zipfile.ZipFile(io.BytesIO(body))
+    cameos = json.loads(owners.read("cameos.json"))
+    actions = [entry["action"] for entry in json.loads(owners.read("audit.json"))]
+    assert actions == ["cameo.grant", "appearance.approve"], actions
     assert [g["grantee"] for g in cameos[0]["grants"]] == [author.handle]
     assert [(u["author"], u["approval"]) for u in cameos[0]["uses"]] == [
         (author.handle, "APPROVED")
@@ -147,6 +167,8 @@ async def test_deleting_an_account_takes_everything_down_and_keeps_nothing_perso
     await gql.ok(FOLLOW, {"u": friend.id}, leaving.token)
     await gql.ok(FOLLOW, {"u": leaving.id}, other.token)
     before = (await gql.ok(USER, {"h": friend.handle}, other.token))["user"]
+    reported = await rendered_clip(graph, raw(other), int(time.time() * 1000), publish=True)
+    await gql.ok(REPORT, {"c": encode_id("Clip", reported), "n": "my words"}, leaving.token)
 
     # a wrong password deletes nothing
     code, message = await gql.error(DELETE, {"p": "not my password"}, leaving.token)
@@ -183,6 +205,10 @@ async def test_deleting_an_account_takes_everything_down_and_keeps_nothing_perso
     node = (await graph.read(USER_NODE, {"id": raw(leaving)}))[0]["user"]
     assert node.get("passwordHash") is None and node["handle"] != leaving.handle
     assert node["displayName"] == "Deleted account" and node["deletedAt"] == _ms(done)
+    assert [r["note"] for r in await graph.read(NOTES_FILED_BY, {"id": raw(leaving)})] == [None]
+    # the audit log forgot who they were, and still verifies
+    verified = run_cli(settings, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     # the handle is free again
     await gql.ok(
         """mutation($i: SignUpInput!) { signUp(input: $i) { user { handle } } }""",
