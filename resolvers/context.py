@@ -69,7 +69,7 @@ class Context(BaseContext, kw_only=True):
 
         A Redis outage does not sign every client out: the check is skipped, logged, and
         applies again once Redis answers (the token's own expiry still holds meanwhile)."""
-        if self.session_family is None and self.viewer_id is None:
+        if self.session_family is None:  # minted before tokens named one: valid until exp
             return
         try:
             live, gone = await self._session_state()
@@ -86,16 +86,13 @@ class Context(BaseContext, kw_only=True):
         round trip."""
         from resolvers.account import gone_key
 
-        tokens = self.services.tokens
-        if self.viewer_id is None:  # a family without a user: no token mints one
-            return await tokens.family_is_live(self.session_family), False
+        family = self.session_family
+        assert family is not None and self.viewer_id is not None
         async with self.services.redis.pipeline(transaction=False) as pipe:
-            if self.session_family is not None:
-                pipe.exists(tokens._family_key(self.session_family))
+            pipe.exists(self.services.tokens._family_key(family))
             pipe.exists(gone_key(self.viewer_id))
-            answers = await pipe.execute()
-        live = bool(answers[0]) if self.session_family is not None else True
-        return live, bool(answers[-1])
+            live, gone = await pipe.execute()
+        return bool(live), bool(gone)
 
     async def for_socket_operation(self) -> Context:
         """The context of one operation on an authenticated socket: the token checked again
