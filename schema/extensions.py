@@ -22,12 +22,14 @@ from graphql import (
     OperationType,
     get_named_type,
     parse,
+    specified_rules,
     validate,
     value_from_ast_untyped,
 )
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
@@ -50,6 +52,7 @@ __all__ = [
     "RejectBadTokens",
     "classify",
     "document_gate",
+    "document_problems",
     "error_extension",
     "introspection_allowed",
     "limit_extensions",
@@ -390,6 +393,35 @@ def document_gate(
             "validated": _LRU(cache_size),
         },
     )
+
+
+def document_problems(schema: Any, text: str) -> list[str]:
+    """Why `schema` would refuse this document before running it, whoever sent it: its
+    syntax, the document limits (tokens, depth, aliases, fields, same-name selections) and
+    validation, as the extensions check each request; empty when it would run. Trusted
+    documents are checked with it before they are stored (documents_cli.py). Introspection
+    passes here: whether it may run is still decided per request (DocumentGate)."""
+    rules: list = list(specified_rules)
+    max_tokens = None
+    gate: type[DocumentGate] = DocumentGate
+    for extension in schema.extensions:
+        if isinstance(extension, AddValidationRules):  # depth and aliases
+            rules.extend(extension.validation_rules)
+        elif isinstance(extension, MaxTokensLimiter):
+            max_tokens = extension.max_token_count
+        elif isinstance(extension, type) and issubclass(extension, DocumentGate):
+            gate = extension
+    try:
+        document = parse(text, max_tokens=max_tokens)
+    except GraphQLError as error:
+        return [error.message]
+    except RecursionError:
+        return ["the document is nested too deeply"]
+    problem = shape_problem(document, gate.max_fields, gate.max_same_name)
+    if problem is not None:
+        return [problem]
+    rules.extend((MaybeNullValidationRule, OneOfInputValidationRule))
+    return [error.message for error in validate(schema._schema, document, rules)]
 
 
 class RejectBadTokens(SchemaExtension):

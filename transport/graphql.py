@@ -10,7 +10,10 @@ Over HTTP it speaks the GraphQL-over-HTTP spec (graphql-http's audit runs in the
   a document refused before execution) answers 400 without `data`; with `application/json`
   it answers 200 with `data: null`, as clients written before the spec expect;
 - every answer carries `X-Request-Id` (the client's, when it sent a sane one); an unexpected
-  error is logged with its traceback under that id, and the error carries it too.
+  error is logged with its traceback under that id, and the error carries it too;
+- a document may be named by id instead of sent (`extensions.persistedQuery`, `documentId`:
+  transport/persisted.py); an unknown id answers PERSISTED_QUERY_NOT_FOUND with 200 whatever
+  the response type, as Apollo Server does (its clients then send the text).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import json
 import logging
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from cross_web import HTTPException
+from graphql import GraphQLError
 from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException as LitestarHTTPException
@@ -31,9 +36,17 @@ from strawberry.http.parse_content_type import parse_content_type
 from strawberry.litestar import make_graphql_controller
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
 
+from errors import ClientError
 from resolvers.context import Context
+from schema.extensions import ErrorCodes
 from settings import Settings
+from transport.persisted import (
+    NOT_FOUND_CACHE_CONTROL,
+    PersistedDocuments,
+    PersistedQueryNotFound,
+)
 from transport.sockets import SocketPolicy
 
 __all__ = [
@@ -120,6 +133,17 @@ async def graphql_context(state: State, scope: Scope) -> Context:
     return context
 
 
+@dataclass
+class RequestData(GraphQLRequestData):
+    """A GraphQL request, with the persisted document it may name by `documentId`."""
+
+    document_id: Any = None
+
+
+def _names_a_document(params: Any) -> bool:
+    return any(name in params for name in ("query", "extensions", "documentId"))
+
+
 def _is_request_error(result: Any) -> bool:
     """Nothing was executed: the document, its variables or the request were refused."""
     errors = getattr(result, "errors", None)
@@ -128,6 +152,8 @@ def _is_request_error(result: Any) -> bool:
 
 class HTTPPolicy:
     """Mixed into the GraphQL controller: what the GraphQL-over-HTTP spec asks of a server."""
+
+    documents: PersistedDocuments = PersistedDocuments()  # graphql_controller sets its own
 
     async def execute_request(self, request: Request, context: Any, root_value: Any) -> Response:
         request_id = getattr(context, "request_id", None) or request_id_from(None)
@@ -171,30 +197,65 @@ class HTTPPolicy:
                 status = getattr(request.state, "graphql_status", None)
                 if status is not None:
                     response.status_code = status
+                if getattr(request.state, "persisted_not_found", False):
+                    response.headers["Cache-Control"] = NOT_FOUND_CACHE_CONTROL
         response.headers["X-Request-Id"] = request_id
         return response
 
     @staticmethod
     def _wants_ide(request: Request) -> bool:
-        return request.method == "GET" and "query" not in request.query_params
+        return request.method == "GET" and not _names_a_document(request.query_params)
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # a GET naming a persisted document by id has no `query`: it is no visit to the IDE
+        if _names_a_document(request.query_params):
+            return False
+        return super().should_render_graphql_ide(request)
 
     async def process_result(self, request: Request, result: Any) -> dict:
         data = await super().process_result(request, result)
         if request.state.graphql_media_type == GRAPHQL_RESPONSE_JSON and _is_request_error(result):
             codes = {(e.extensions or {}).get("code") for e in result.errors}
-            request.state.graphql_status = 500 if "INTERNAL" in codes else 400
+            if "PERSISTED_QUERY_NOT_FOUND" not in codes:  # 200, as Apollo Server answers
+                request.state.graphql_status = 500 if "INTERNAL" in codes else 400
             data.pop("data", None)
         return data
 
     async def execute_single(self, *args: Any, **kwargs: Any) -> Any:
+        request, data, context = kwargs["request"], kwargs["request_data"], kwargs["context"]
         try:
-            return await super().execute_single(*args, **kwargs)
+            resolved = await self.documents.resolve(
+                context.services, data.query, data.extensions, getattr(data, "document_id", None)
+            )
+        except ClientError as exc:
+            if isinstance(exc, PersistedQueryNotFound):
+                request.state.persisted_not_found = True
+            return ExecutionResult(data=None, errors=self._coded(exc, context))
+        data.query = resolved.query
+        try:
+            result = await super().execute_single(*args, **kwargs)
         except HTTPException as exc:
             if isinstance(exc.__cause__, InvalidOperationTypeError):
                 method = kwargs["request_adapter"].method
                 if method == "GET":
                     raise HTTPException(405, "send mutations with POST") from exc
             raise
+        if resolved.register is not None and not _is_request_error(result):
+            # it parsed, validated and passed every limit: later requests may name it by hash
+            await self.documents.register(context.services.redis, resolved.register, resolved.query)
+        return result
+
+    def _coded(self, error: ClientError, context: Any) -> list[GraphQLError]:
+        """A refusal of the request, coded as the schema's error policy codes every error."""
+        policy = next(
+            (
+                e
+                for e in self.schema.extensions
+                if isinstance(e, type) and issubclass(e, ErrorCodes)
+            ),
+            ErrorCodes,
+        )
+        return policy.code([GraphQLError(error.message, original_error=error)], context)
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData:
         if request.method == "GET":
@@ -220,6 +281,7 @@ class HTTPPolicy:
             )
         query, variables = data.get("query"), data.get("variables")
         operation_name, extensions = data.get("operationName"), data.get("extensions")
+        document_id = data.get("documentId")
         if not isinstance(query, str | None):
             raise HTTPException(400, "`query` must be a string")
         if not isinstance(variables, dict | None):
@@ -228,8 +290,14 @@ class HTTPPolicy:
             raise HTTPException(400, "`operationName` must be a string")
         if not isinstance(extensions, dict | None):
             raise HTTPException(400, "`extensions` must be an object")
-        return GraphQLRequestData(
-            query=query, variables=variables, operation_name=operation_name, extensions=extensions
+        if not isinstance(document_id, str | None):
+            raise HTTPException(400, "`documentId` must be a string")
+        return RequestData(
+            query=query,
+            variables=variables,
+            operation_name=operation_name,
+            extensions=extensions,
+            document_id=document_id,
         )
 
     def parse_query_params(self, params: Any) -> dict[str, Any]:
@@ -250,6 +318,7 @@ def graphql_controller(schema, settings: Settings) -> type:
     )
 
     class GraphQLController(HTTPPolicy, SocketPolicy, base_controller):
-        pass
+        # one per app (each API process): the persisted documents it has served, by id
+        documents = PersistedDocuments(settings.documents)
 
     return GraphQLController

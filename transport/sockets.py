@@ -21,6 +21,13 @@ Close codes a client can meet, beyond the protocol's own (4401, 4408, 4409):
   and resumes with `notifications(after: <last cursor>)`; no other socket waits on it;
 - 4500: an unexpected server error, always logged with its traceback.
 
+A subscribe payload may name a persisted document instead of sending its text
+(`extensions.persistedQuery` or `documentId`, transport/persisted.py), as over HTTP; one
+refused (unknown, a hash that does not match, not trusted under REELGRAPH_DOCUMENTS=trusted)
+gets an `error` message with its code, and the socket stays open. Texts are not registered
+as automatic persisted queries over the socket (only over HTTP, where the client falls back
+to the text): a client that names a document here sends it over HTTP first, or trusts it.
+
 Errors of the operations themselves follow the HTTP error policy (schema/extensions.py's
 ErrorCodes and `classify`): a contract code on each, an unexpected one masked in production
 as `Internal error` / INTERNAL with its request id, and a log line naming that id with the
@@ -55,7 +62,7 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from strawberry.utils.aio import aclosing
 
 from auth.addresses import address_subject, client_address
-from errors import RateLimited, Unauthenticated
+from errors import ClientError, RateLimited, Unauthenticated
 from events.bus import on_slow_consumer
 from resolvers import notifications as notification_resolvers
 from resolvers.context import Context
@@ -138,13 +145,26 @@ def frame_problem(message: object) -> str | None:
         return None
     if not isinstance(payload, dict):
         return "invalid message: a subscribe payload must be an object"
-    if not isinstance(payload.get("query"), str):
+    query = payload.get("query")
+    if not isinstance(query, str) and not (query is None and _names_a_document(payload)):
         return "invalid message: a subscribe payload needs a string 'query'"
-    for name, kinds in (("variables", dict), ("extensions", dict), ("operationName", str)):
+    for name, kinds in (
+        ("variables", dict),
+        ("extensions", dict),
+        ("operationName", str),
+        ("documentId", str),
+    ):
         value = payload.get(name)
         if value is not None and not isinstance(value, kinds):
             return f"invalid message: '{name}' has the wrong type"
     return None
+
+
+def _names_a_document(payload: dict) -> bool:
+    """A subscribe payload without a query that names a persisted document instead."""
+    extensions = payload.get("extensions")
+    persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
+    return persisted is not None or payload.get("documentId") is not None
 
 
 def _as_error(error: Exception) -> GraphQLError:
@@ -370,6 +390,21 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         except Unauthenticated as exc:
             await self.close(4403, f"Forbidden: {exc.message}")
             return
+        payload = message["payload"]
+        try:
+            resolved = await self.view.documents.resolve(
+                context.services,
+                payload.get("query"),
+                payload.get("extensions"),
+                payload.get("documentId"),
+            )
+        except ClientError as exc:
+            [error] = self.error_codes.code([_as_error(exc)], context)
+            await self.send_message(
+                {"id": message["id"], "type": "error", "payload": [error.formatted]}
+            )
+            return
+        payload["query"] = resolved.query
         # named apart like an HTTP request, and after its socket
         self.operations_started += 1
         context.request_id = f"{self.context.request_id}:{self.operations_started}"
