@@ -19,6 +19,7 @@ _UNIQUE = [
     ("AuditPseudonym", "userId"),
     ("Report", "id"),
     ("ProtectedWork", "id"),
+    ("TrustedDocument", "id"),
 ]
 # (label, property): plain range indexes
 _INDEXED = [
@@ -61,6 +62,10 @@ NEO4J_REPORT_ID_UNIQUE = Cypher(
 NEO4J_PROTECTED_WORK_ID_UNIQUE = Cypher(
     "CREATE CONSTRAINT protected_work_id IF NOT EXISTS FOR (n:ProtectedWork) REQUIRE n.id IS UNIQUE"
 )
+NEO4J_TRUSTED_DOCUMENT_ID_UNIQUE = Cypher(
+    "CREATE CONSTRAINT trusted_document_id IF NOT EXISTS "
+    "FOR (n:TrustedDocument) REQUIRE n.id IS UNIQUE"
+)
 NEO4J_AUDIT_CLIP_INDEX = Cypher(
     "CREATE INDEX audit_entry_clip IF NOT EXISTS FOR (n:AuditEntry) ON (n.clipId)"
 )
@@ -91,6 +96,7 @@ NEO4J_SCHEMA = [
     NEO4J_AUDIT_PSEUDONYM_UNIQUE,
     NEO4J_REPORT_ID_UNIQUE,
     NEO4J_PROTECTED_WORK_ID_UNIQUE,
+    NEO4J_TRUSTED_DOCUMENT_ID_UNIQUE,
     NEO4J_AUDIT_CLIP_INDEX,
     NEO4J_AUDIT_CAMEO_INDEX,
     NEO4J_AUDIT_PSEUDONYM_INDEX,
