@@ -687,12 +687,12 @@ def policy_figure_add(settings: Settings, name: str, aliases: list[str], handle:
     """Register a public figure (name, aliases, the person's own account if any)."""
     from ulid import ULID
 
-    from consent.policy import figure_key
+    from consent.policy import figure_key, normalize_figure
+    from graph import audit as audit_repo
     from graph import public_figures as figure_repo
     from graph import users as user_repo
 
-    name = " ".join(name.split())
-    aliases = list(dict.fromkeys(" ".join(a.split()) for a in aliases if figure_key(a)))
+    name, aliases = normalize_figure(name, aliases)
     if not figure_key(name):
         print("reelgraph: the name has no letters or digits", file=sys.stderr)
         return 2
@@ -714,6 +714,10 @@ def policy_figure_add(settings: Settings, name: str, aliases: list[str], handle:
             user_id=user_id,
             now=int(time.time() * 1000),
         )
+        if created:
+            await audit_repo.append(
+                db, actor_id=None, action="registry.public_figure.add", subject=figure["id"]
+            )
         return ("added" if created else "exists"), figure
 
     opened, answer = _on_graph(settings, add)
@@ -759,6 +763,7 @@ def policy_figure_list(settings: Settings) -> int:
 def policy_figure_remove(settings: Settings, name_or_id: str) -> int:
     """Remove the entry with this id, or whose name reads as this one (case, accents...)."""
     from consent.policy import figure_key
+    from graph import audit as audit_repo
     from graph import public_figures as figure_repo
 
     key = figure_key(name_or_id)
@@ -771,6 +776,9 @@ def policy_figure_remove(settings: Settings, name_or_id: str) -> int:
             gone = await figure_repo.remove_figure(db, figure["id"])
             if gone is not None:
                 removed.append(gone)
+                await audit_repo.append(
+                    db, actor_id=None, action="registry.public_figure.remove", subject=gone["id"]
+                )
         return removed
 
     opened, removed = _on_graph(settings, remove)
@@ -844,6 +852,12 @@ def _parser() -> argparse.ArgumentParser:
     from admin_cli import add_parsers as add_admin_parsers
 
     add_admin_parsers(sub)
+    from documents_cli import add_parsers as add_documents_parsers
+
+    add_documents_parsers(sub)
+    from verify_cli import add_parser as add_verify_parser
+
+    add_verify_parser(sub)
     pol = sub.add_parser("policy", help="content policy: the public-figure registry")
     rules = pol.add_subparsers(dest="policy_command", required=True)
     figures = rules.add_parser(
@@ -878,6 +892,18 @@ def _run(args: argparse.Namespace) -> int:
         from admin_cli import admin
 
         return admin(settings, args)
+    if args.command == "audit":
+        from admin_cli import audit
+
+        return audit(settings, args)
+    if args.command == "documents":
+        from documents_cli import documents
+
+        return documents(settings, args)
+    if args.command == "verify":
+        from verify_cli import verify
+
+        return verify(settings, args)
     if args.command == "worker":
         return worker(settings)
     if args.workers < 1:

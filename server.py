@@ -27,7 +27,7 @@ from graph.driver import GraphDriver, GraphUnavailable, driver_for
 from graph.embedded import EmbeddedServer
 from graph.schema_setup import backfill as backfill_graph
 from media.exports import exports
-from media.http import media
+from media.http import media, provenance_verify
 from media.store import MediaStore, open_media_store
 from schema import build_schema
 from settings import Settings, get_settings
@@ -226,6 +226,7 @@ def build_app(settings: Settings | None = None, *, open_services: bool = True) -
             exports,
             reelgraph_keys,
             cameo_capture_upload,
+            provenance_verify,
         ],
         lifespan=[lifespan] if open_services else [],
         request_max_body_size=settings.max_request_bytes,  # the websocket frame limit too

@@ -80,13 +80,26 @@ class Settings(BaseSettings):
     capture_sandbox_hold_file: str | None = None  # tests only: the child waits for this file
 
     # rate limits, counted in Redis so they hold across API processes; 0 turns one off
-    login_limit_per_handle: int = 10  # log-in attempts per handle per window
-    login_limit_per_address: int = 30  # log-in attempts per client address per window
+    # log-in (auth/rate_limits.py): what is refused is counted per client address, so an
+    # address that has not failed is never refused: failed attempts per handle and address,
+    # and per address whatever the handle. Per handle the limit is soft: past this many
+    # failures in a window, an attempt from an address the handle never signed in from
+    # waits (login_delay_base_s, doubling with each failure, at most login_delay_max_s)
+    login_limit_per_handle: int = 10
+    login_limit_per_handle_address: int = 10  # failed log-ins per handle per address
+    login_limit_per_address: int = 30  # failed log-ins per client address per window
     login_limit_window_s: int = 15 * 60
+    login_delay_base_s: Annotated[float, Field(ge=0, le=60)] = 0.5
+    login_delay_max_s: Annotated[float, Field(ge=0, le=60)] = 8.0
     signup_limit_per_address: int = 5
     signup_limit_window_s: int = 3600
     mutation_limit_per_user: int = 120  # mutation fields a signed-in user may run per window
     mutation_limit_window_s: int = 60
+    # generation quotas (auth/quotas.py), counted in Redis across API processes: createClip
+    # calls (remixes too) per user per UTC day (a render that ends FAILED gives its unit
+    # back), and clips one user may have QUEUED or RENDERING at once
+    daily_generations: Annotated[int, Field(ge=1, le=1_000_000)] = 30
+    max_active_renders_per_user: Annotated[int, Field(ge=1, le=10_000)] = 3
     # proxies (IPs or CIDRs, comma-separated; "unix": a peer on a unix socket) whose
     # X-Forwarded-For names the client address; unknown addresses share one allowance
     trusted_proxies: Annotated[list[str], NoDecode] = []
@@ -106,6 +119,9 @@ class Settings(BaseSettings):
     # introspection and "Did you mean" suggestions: "on", "signed-in" or "off";
     # unset: "on" in development, "signed-in" in production
     introspection: Literal["on", "signed-in", "off"] | None = None
+    # which documents run (transport/persisted.py): "any" (text, automatic persisted
+    # queries, trusted ids) or "trusted" (only the trusted documents of `reelgraph documents`)
+    documents: Literal["any", "trusted"] = "any"
 
     # websockets (graphql-transport-ws); open sockets are counted in Redis, across processes
     max_sockets_per_user: int = 8
@@ -146,6 +162,16 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_prefix: str = "media/"
+
+    # provenance (provenance/): the PEM chain that signs published clips' C2PA manifests
+    # (signing certificate first, with an extended key usage; not self-signed) and its PEM
+    # private key, as file paths; unset in development, a chain is generated under
+    # <data_dir>/provenance. trust_anchors: the PEM roots `reelgraph verify` and
+    # POST /provenance/verify accept as this server's (default: the chain's last certificate)
+    provenance_cert_chain: Path | None = None
+    provenance_private_key: Path | None = None
+    provenance_trust_anchors: Path | None = None
+    provenance_verify_max_bytes: int = 200 * 1024 * 1024  # an upload to POST /provenance/verify
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -83,6 +83,17 @@ def check_settings(settings: Settings, *, api: bool, worker: bool) -> None:
     if settings.broker_url:
         _check_broker_url(settings.broker_url)
     _check_keys(settings, api=api, worker=worker)
+    _check_provenance(settings, api=api)
+
+
+def _check_provenance(settings: Settings, *, api: bool) -> None:
+    """Production API processes sign published clips with the operator's chain."""
+    from provenance.certs import ProvenanceUnavailable, check_signing_settings
+
+    try:
+        check_signing_settings(settings, api=api)
+    except ProvenanceUnavailable as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _check(check: Callable[[str], object], variable: str, value: str) -> None:

@@ -4,6 +4,14 @@ Each limit is a GCRA bucket (the generic cell rate algorithm): "n per window" le
 n through, then one more every window/n. One Lua script checks every bucket an action
 touches and takes from all of them or from none, on Redis's own clock, so it is atomic
 across processes and immune to their clock skew.
+
+Log-in limits cannot be turned against an account's owner: what refuses is counted per client
+address (failures per handle and address, and per address over all handles), so an address
+that has not failed is never refused, however many others guess at the handle. Per handle the
+limit is soft: past settings.login_limit_per_handle failures in a window, an attempt from an
+address the handle has not signed in from before waits a delay that doubles with each further
+failure (at most settings.login_delay_max_s); an address the handle signed in from lately
+(a successful log-in remembers it for _KNOWN_ADDRESS_TTL_S) is not slowed at all.
 """
 
 from __future__ import annotations
@@ -54,6 +62,9 @@ return 0
 """
 
 _PREFIX = "reelgraph:rate:"
+_HANDLE_FAILURES = f"{_PREFIX}login:handle-failures:"  # + handle: failures in the window
+_KNOWN_ADDRESSES = f"{_PREFIX}login:known-addresses:"  # + handle: addresses it signed in from
+_KNOWN_ADDRESS_TTL_S = 30 * 86_400
 
 
 @dataclass(frozen=True)
@@ -96,31 +107,70 @@ class RateLimits:
             raise RateLimited(f"too many {what}; try again in {seconds} s", seconds)
 
     def _log_in(self, handle: str | None, address: IPAddress | None) -> list[Bucket]:
+        """The buckets that refuse: the handle's from this address, and the address's."""
         s = self._settings
+        subject = address_subject(address)
         buckets = []
         if handle is not None:
             buckets.append(
-                Bucket("login:handle", handle, s.login_limit_per_handle, s.login_limit_window_s)
+                Bucket(
+                    "login:handle-address",
+                    f"{handle}|{subject}",
+                    s.login_limit_per_handle_address,
+                    s.login_limit_window_s,
+                )
             )
         # an unknown address (None) is counted too, in one bucket that all of them share
         buckets.append(
-            Bucket(
-                "login:address",
-                address_subject(address),
-                s.login_limit_per_address,
-                s.login_limit_window_s,
-            )
+            Bucket("login:address", subject, s.login_limit_per_address, s.login_limit_window_s)
         )
         return buckets
 
     async def log_in_attempt(self, handle: str | None, address: IPAddress | None) -> None:
         """Counts an attempt before the password is checked, so a right password is refused
-        too while the handle is limited: guessing gains nothing by going on."""
-        await self._apply(self._log_in(handle, address), 1, "log-in attempts")
+        too while this address is limited for the handle: guessing from it gains nothing by
+        going on. Other addresses are not refused (see the module's docstring)."""
+        await self._apply(self._log_in(handle, address), 1, "failed log-ins from this address")
 
     async def log_in_succeeded(self, handle: str, address: IPAddress | None) -> None:
-        """A successful log-in gives its attempt back: only failures use the allowance."""
-        await self._apply(self._log_in(handle, address), -1, "log-in attempts")
+        """A successful log-in gives its attempt back (only failures use the allowance) and
+        remembers the address, which the handle's soft limit then never slows."""
+        await self._apply(self._log_in(handle, address), -1, "failed log-ins from this address")
+        if address is None:
+            return  # every unknown address shares one subject: none of them is "known"
+        key = f"{_KNOWN_ADDRESSES}{handle}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(key, address_subject(address))
+            pipe.expire(key, _KNOWN_ADDRESS_TTL_S)
+            await pipe.execute()
+
+    async def log_in_failed(self, handle: str) -> None:
+        """A wrong password for the handle, from any address: the soft limit's count."""
+        if self._settings.login_limit_per_handle <= 0:
+            return
+        key = f"{_HANDLE_FAILURES}{handle}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, self._settings.login_limit_window_s)
+            await pipe.execute()
+
+    async def log_in_delay(self, handle: str, address: IPAddress | None) -> float:
+        """Seconds an attempt on the handle waits before its password is checked: 0 until the
+        handle has failed login_limit_per_handle times in the window (failures from any
+        address; the count lapses a window after the last one), then login_delay_base_s,
+        doubling with each failure, at most login_delay_max_s. 0 from an address the handle
+        signed in from lately: the owner's usual address is never slowed."""
+        s = self._settings
+        if s.login_limit_per_handle <= 0 or s.login_delay_max_s <= 0:
+            return 0.0
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(f"{_HANDLE_FAILURES}{handle}")
+            pipe.sismember(f"{_KNOWN_ADDRESSES}{handle}", address_subject(address))
+            failures, known = await pipe.execute()
+        over = int(failures or 0) - s.login_limit_per_handle
+        if known or over < 0:
+            return 0.0
+        return min(s.login_delay_max_s, s.login_delay_base_s * 2 ** min(over, 32))
 
     async def sign_up_attempt(self, address: IPAddress | None) -> None:
         """Per address; every unknown address shares one allowance (fails closed)."""

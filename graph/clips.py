@@ -310,6 +310,7 @@ KEYS_IN_USE = Cypher(
 UNWIND $files AS file
 MATCH (c:Clip {id: file.clipId})
 WHERE c.state IN ['QUEUED', 'RENDERING'] OR (c.state <> 'REMOVED' AND c.videoKey = file.key)
+   OR (c.takenDownFrom IS NOT NULL AND c.videoKey = file.key)
 RETURN file.key AS key
 """
 )

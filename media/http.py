@@ -22,22 +22,30 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Generator
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import anyio.to_thread
-from litestar import Request, route
+from litestar import Request, post, route
 from litestar.datastructures import State
 from litestar.enums import HttpMethod
 from litestar.params import FromQuery, Parameter
+from litestar.response import Response
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
+from auth.rate_limits import RateLimits
+from errors import ClientError, Unauthenticated
 from media.ranges import UNSATISFIABLE, ByteRange, etag_matches, parse_range
 from media.store import MediaMissing, clip_id_from_key, verify_media_signature
+from media.uploads import UploadRejected, save_upload
+from provenance.fingerprints import shared_index
+from provenance.verify import NotAVideo, verify_file
 from resolvers import clips as clip_resolvers
 from resolvers.context import Context
+from resolvers.ids import encode_id
 
-__all__ = ["media"]
+__all__ = ["media", "provenance_verify"]
 
 _NOT_FOUND = "no such video, or the link has expired"
 _MEDIA_TYPE = "video/mp4"
@@ -72,7 +80,8 @@ async def media(
 
     headers = {
         "accept-ranges": "bytes",
-        "etag": f'"{clip["sha256"]}"',
+        # a published clip serves its signed copy (graph.provenance), which has its own hash
+        "etag": f'"{clip.get("signedSha256") or clip["sha256"]}"',
         # the link is one viewer's and expires: only their own browser may keep it, that long
         "cache-control": f"private, max-age={max(int(exp) - int(time.time()), 0)}",
         "content-disposition": "inline",
@@ -138,3 +147,72 @@ def _error(
         media_type="application/json",
         is_head_response=head,
     )
+
+
+# the body cap is save_upload's (settings.provenance_verify_max_bytes), counted while streaming
+@post("/provenance/verify", status_code=200, request_max_body_size=None)
+async def provenance_verify(request: Request, state: State) -> Response[dict[str, Any]]:
+    """`reelgraph verify` over HTTP, for a signed-in user: the video as the raw body
+    (video/mp4, video/quicktime or video/webm) or in the multipart field "video". Answers
+    provenance.verify's JSON, with clipId a Clip global id, or null when the viewer may not
+    see the clip found (the rest still says how it matched). Each check counts as one
+    mutation against the viewer's rate limit: it decodes and hashes the whole video."""
+    services = state.services
+    ctx = await Context.for_request(services, request.headers.get("authorization"))
+    try:
+        viewer_id = ctx.require_viewer()
+        await RateLimits(services.redis, services.settings).mutations(viewer_id, 1)
+    except ClientError as exc:
+        return _json_error(401 if isinstance(exc, Unauthenticated) else 429, exc)
+    settings = services.settings
+    try:
+        path = await save_upload(
+            request,
+            dest_dir=Path(settings.data_dir) / "uploads" / "verify",
+            max_bytes=settings.provenance_verify_max_bytes,
+        )
+    except UploadRejected as exc:
+        return _json_error(exc.status, exc)
+    try:
+        result = await verify_file(
+            path,
+            settings=settings,
+            graph=services.graph,
+            redis=services.redis,
+            index=shared_index(),
+        )
+    except NotAVideo as exc:
+        return _json_error(415, exc)
+    finally:
+        await anyio.to_thread.run_sync(path.unlink)
+    raw = result.pop("clipId")
+    visible = raw is not None and await clip_resolvers.visible_clip(ctx, raw) is not None
+    result["clipId"] = encode_id("Clip", raw) if visible else None
+    if not visible:
+        result["clip"] = None  # nothing about a clip the viewer may not see
+        if result["manifest"]["receipt"]:
+            result["manifest"]["receipt"] = None
+        if result["fingerprint"] and result["fingerprint"]["match"]:
+            result["fingerprint"]["match"]["clipId"] = None
+    return Response(result, headers={"cache-control": "no-store"})
+
+
+def _json_error(status: int, exc: Exception) -> Response[dict[str, Any]]:
+    code = getattr(exc, "code", None) or (
+        "UNAUTHENTICATED"
+        if status == 401
+        else "RATE_LIMITED"
+        if status == 429
+        else "BAD_USER_INPUT"
+    )
+    body: dict[str, Any] = {
+        "status_code": status,
+        "detail": getattr(exc, "reason", None) or getattr(exc, "message", None) or str(exc),
+        "code": code,
+    }
+    extensions = getattr(exc, "extensions", {}) or {}
+    headers = {"cache-control": "no-store"}
+    if "retryAfterSeconds" in extensions:
+        body["retryAfterSeconds"] = extensions["retryAfterSeconds"]
+        headers["retry-after"] = str(extensions["retryAfterSeconds"])
+    return Response(body, status_code=status, headers=headers)

@@ -9,6 +9,8 @@ from consent.approvals import approve_appearance as approve_use
 from consent.approvals import reject_appearance as reject_use
 from errors import NotFound
 from graph import appearances as appearance_repo
+from provenance.publish import seal_published
+from resolvers.audit import record
 from resolvers.clips import (
     clip_is_published,
     delete_clip_media,
@@ -17,6 +19,7 @@ from resolvers.clips import (
     visible_clip,
 )
 from resolvers.ids import decode_id
+from resolvers.moderation import owner_removed
 from resolvers.pagination import Page, make_page, page_size, time_id_cursor
 from resolvers.users import now_ms
 
@@ -70,6 +73,9 @@ async def approve_appearance(ctx: Context, clip_id: str) -> dict:
         now=now,
     )
     clip = _fresh(ctx, decision.clip)
+    if clip["state"] == "PUBLISHED":  # the last approval: fingerprint and sign it first
+        clip = _fresh(ctx, await seal_published(services, clip))
+    await _record(ctx, owner_id, "appearance.approve", clip)
     await notify_owners(ctx, clip, [clip["authorId"]], "APPEARANCE_DECIDED", now, owner_id)
     await notify_owners(ctx, clip, decision.asked, "APPEARANCE_REQUESTED", now)
     if clip["state"] == "PUBLISHED":
@@ -82,6 +88,7 @@ async def reject_appearance(ctx: Context, clip_id: str) -> dict:
     raw_id = decode_id(clip_id, "Clip")
     now = now_ms()
     clip = _fresh(ctx, await reject_use(ctx.services.graph, owner_id, raw_id, now))
+    await _record(ctx, owner_id, "appearance.reject", clip)
     await notify_owners(ctx, clip, [clip["authorId"]], "APPEARANCE_DECIDED", now, owner_id)
     return clip
 
@@ -99,9 +106,13 @@ async def remove_appearance(ctx: Context, clip_id: str) -> dict:
             await notify_owners(ctx, clip, [clip["authorId"]], "CLIP_REMOVED", now, owner_id)
         if clip.get("videoKey"):
             await delete_clip_media(ctx, clip["videoKey"])
+    # taken down by moderation already: the owner's removal stands over any restore
+    forfeited = await owner_removed(ctx, owner_id, raw_id, now)
     if removed:
         ctx.loaders.clip_page_by_author.clear_all()
-    target = next((clip for clip in removed if clip["id"] == raw_id), None)
+    for clip in [*removed, *forfeited]:
+        await _record(ctx, owner_id, "appearance.remove", clip)
+    target = next((clip for clip in [*removed, *forfeited] if clip["id"] == raw_id), None)
     if target is not None:
         return target
     current = await visible_clip(ctx, raw_id)  # already REMOVED, or not theirs to remove
@@ -109,6 +120,21 @@ async def remove_appearance(ctx: Context, clip_id: str) -> dict:
     if current is None or not any(a["ownerId"] == owner_id for a in appearances):
         raise NotFound("no such clip features your cameo")
     return current
+
+
+async def _record(ctx: Context, owner_id: str, action: str, clip: dict) -> None:
+    """The owner's decision on a clip featuring their cameo, to the audit log (read by the
+    clip's author, and by the owner through their cameo)."""
+    cameo = await ctx.loaders.cameo_by_owner.load(owner_id)
+    await record(
+        ctx.services.graph,
+        actor_id=owner_id,
+        action=action,
+        subject=clip["id"],
+        clip_id=clip["id"],
+        cameo_id=cameo["id"] if cameo else None,
+        details={"state": clip["state"]},
+    )
 
 
 async def cameo_inbox(ctx: Context, first: int | None, after: str | None) -> Page[dict]:

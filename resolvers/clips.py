@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import unicodedata
 from typing import TYPE_CHECKING
@@ -12,20 +13,29 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 from ulid import ULID
 
+from auth.quotas import (
+    ACTIVE_FULL,
+    DAILY_SPENT,
+    GenerationQuotas,
+    next_reset,
+    seconds_until,
+)
 from consent import MAX_CAMEOS, plan_cameo_uses
 from consent.approvals import request_publication
 from consent.policy import enforce_public_figures
-from errors import BadUserInput, Conflict, ConsentRequired, Forbidden, NotFound
+from errors import BadUserInput, Conflict, ConsentRequired, Forbidden, NotFound, RateLimited
 from events.feed import clip_published
 from events.notifications import record_notification
 from graph import cameos as cameo_repo
 from graph import clips as clip_repo
 from graph.visibility import NO_BLOCKS, clip_visible
+from provenance.publish import seal_published
 from resolvers.ids import decode_id
 from resolvers.loaders import ClipPageKey
 from resolvers.moods import infer_moods, normalize_moods
 from resolvers.pagination import Page, make_page, page_size, time_id_cursor
 from resolvers.users import now_ms
+from workers import fair_queue
 
 if TYPE_CHECKING:
     from resolvers.context import Context
@@ -50,6 +60,9 @@ logger = logging.getLogger(__name__)
 
 MAX_PROMPT = 1000
 MIN_DURATION_S, MAX_DURATION_S, DEFAULT_DURATION_S = 1, 20, 5
+# a render slot taken for a clip the graph does not have is kept this long (the clip may be
+# being written by the createClip that took it) before a reconciliation frees it
+_UNWRITTEN_SLOT_GRACE_MS = 120_000
 
 
 def _prompt(prompt: str) -> str:
@@ -133,8 +146,17 @@ async def create_clip(
     }
     params["cameos"] = await _cameo_uses(ctx, params, requested)
     await _public_figures_allowed(ctx, params)
-    clip = await clip_repo.create_clip(ctx.services.graph, params)
+    # last of the checks: a refused clip takes nothing, and every later failure gives back
+    quotas = GenerationQuotas(ctx.services.redis, ctx.settings)
+    await _take_generation(ctx, quotas, viewer_id, params["id"], params["now"])
+    give_back = _give_back(quotas, viewer_id, params["id"], params["now"])
+    try:
+        clip = await clip_repo.create_clip(ctx.services.graph, params)
+    except BaseException:
+        await asyncio.shield(give_back())
+        raise
     if clip is None:
+        await give_back()
         if parent_id is not None:
             parent = await visible_clip(ctx, parent_id)
             if parent is None or parent["state"] != "PUBLISHED" or not params["cameos"]:
@@ -145,8 +167,11 @@ async def create_clip(
                 "made; nothing was created"
             )
         raise NotFound("your account no longer exists")
-    # the clip exists before its task does; if the queue refuses, the clip is taken back
-    await ctx.services.render_queue.enqueue(clip["id"], on_refused=_discard(ctx, clip["id"]))
+    # the clip exists before its task does; if the queue refuses, the clip is taken back.
+    # Its render waits for its author's turn (workers.fair_queue)
+    await ctx.services.render_queue.enqueue_fair(
+        ctx.services.redis, viewer_id, clip["id"], on_refused=_discard(ctx, clip["id"], give_back)
+    )
     ctx.loaders.clip_by_id.prime(clip["id"], clip)
     if parent_id is not None:
         from resolvers.lineage import notify_remixed  # lineage builds on this module
@@ -199,14 +224,71 @@ async def _public_figures_allowed(ctx: Context, params: dict) -> None:
         params["prompt"],
         [use["ownerId"] for use in params["cameos"]],
         parent_prompt=parent_prompt,
+        author_id=params["authorId"],
     )
 
 
-def _discard(ctx: Context, clip_id: str):
+def _discard(ctx: Context, clip_id: str, give_back):
     async def discard() -> None:
         await clip_repo.discard_unqueued(ctx.services.graph, clip_id)
+        await give_back()
 
     return discard
+
+
+def _give_back(quotas: GenerationQuotas, user_id: str, clip_id: str, taken_ms: int):
+    """Undo of _take_generation, for a clip that was not made after all."""
+
+    async def give_back() -> None:
+        try:
+            await quotas.give_back(user_id, clip_id, taken_ms)
+        except (RedisError, OSError):  # its slot is reconciled away; the unit stays taken
+            logger.exception("could not give back the quota of clip %s", clip_id)
+
+    return give_back
+
+
+async def _take_generation(
+    ctx: Context, quotas: GenerationQuotas, user_id: str, clip_id: str, now: int
+) -> None:
+    """A unit of the user's daily quota and a render slot for the new clip, or RATE_LIMITED
+    (auth.quotas). Slots are counted in Redis; before refusing for them, the user's slots are
+    checked against the graph, so a clip that finished or was removed never holds one."""
+    outcome = await quotas.take(user_id, clip_id, now)
+    if outcome == ACTIVE_FULL and await _free_finished_slots(ctx, quotas, user_id, now):
+        outcome = await quotas.take(user_id, clip_id, now)
+    settings = ctx.settings
+    if outcome == DAILY_SPENT:
+        resets_at = next_reset(now)
+        raise RateLimited(
+            f"you have made your {settings.daily_generations} clips for today; the quota "
+            f"resets at midnight UTC ({resets_at.isoformat()}). A failed render does not count",
+            seconds_until(resets_at, now),
+        )
+    if outcome == ACTIVE_FULL:
+        estimate = await fair_queue.mean_render_s(ctx.services.redis)
+        raise RateLimited(
+            f"you already have {settings.max_active_renders_per_user} clips waiting or "
+            "rendering; make the next one when one of them is done",
+            min(3600, max(1, math.ceil(estimate))),
+        )
+
+
+async def _free_finished_slots(
+    ctx: Context, quotas: GenerationQuotas, user_id: str, now: int
+) -> bool:
+    """Free the slots of clips no longer QUEUED or RENDERING in the graph (and of clips it
+    never got, past a grace period); whether any was freed."""
+    held = await quotas.in_flight(user_id)
+    rows = await clip_repo.clips_by_ids(ctx.services.graph, [clip_id for clip_id, _ in held])
+    done = [
+        clip_id
+        for clip_id, taken_at in held
+        if ((row := rows.get(clip_id)) is not None and row["state"] not in ("QUEUED", "RENDERING"))
+        or (row is None and now - taken_at > _UNWRITTEN_SLOT_GRACE_MS)
+    ]
+    await quotas.release(user_id, *done)
+    return bool(done)
 
 
 async def _own_clip_or_explain(ctx: Context, viewer_id: str, clip_id: str) -> dict:
@@ -235,6 +317,8 @@ async def publish_clip(ctx: Context, clip_id: str) -> dict:
     clip = fresh_clip(ctx, decision.clip)
     await notify_owners(ctx, clip, decision.asked, "APPEARANCE_REQUESTED", now)
     if clip["state"] == "PUBLISHED":
+        # fingerprinted, and the signed file (C2PA manifest) attached: provenance.publish
+        clip = fresh_clip(ctx, await seal_published(services, clip))
         await clip_is_published(ctx, clip)
     return clip
 
@@ -276,12 +360,27 @@ async def delete_clip(ctx: Context, clip_id: str) -> dict:
     viewer_id = ctx.require_viewer()
     raw_id = decode_id(clip_id, "Clip")
     clip = await clip_repo.remove(ctx.services.graph, viewer_id, raw_id, now_ms(), "author")
+    from resolvers.moderation import author_deleted  # audit log; ends a take-down's restore
+
+    await author_deleted(ctx, viewer_id, raw_id, removed=clip is not None)
     if clip is None:
         return await _own_clip_or_explain(ctx, viewer_id, raw_id)  # already REMOVED
     _forget_clip_pages(ctx)
+    await _render_withdrawn(ctx, viewer_id, raw_id)
     if clip.get("videoKey"):
         await delete_clip_media(ctx, clip["videoKey"])
     return clip
+
+
+async def _render_withdrawn(ctx: Context, author_id: str, clip_id: str) -> None:
+    """A removed clip no longer waits for a render nor holds a render slot (a no-op for one
+    that was not QUEUED or RENDERING). The clip is removed either way: a Redis failure is
+    logged, and the slot is reconciled against the graph when next needed."""
+    try:
+        await GenerationQuotas(ctx.services.redis, ctx.settings).release(author_id, clip_id)
+        await fair_queue.withdraw(ctx.services.redis, author_id, clip_id)
+    except (RedisError, OSError):
+        logger.exception("could not free the render slot of removed clip %s", clip_id)
 
 
 def _forget_clip_pages(ctx: Context) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import time
@@ -106,12 +107,19 @@ async def log_in(ctx: Context, handle: str, password: str) -> TokenPair:
         normalized = None  # no account has it; the attempt still counts for the address
     limits = RateLimits(ctx.services.redis, ctx.settings)
     address = _client_address(ctx)
+    # refused only for failures from this very address (auth.rate_limits): an attacker
+    # elsewhere cannot lock the owner out
     await limits.log_in_attempt(normalized, address)
     if normalized is None or len(password) > MAX_PASSWORD:
         raise wrong
+    # the handle's own limit is soft: a growing wait for addresses it never signed in from
+    delay = await limits.log_in_delay(normalized, address)
+    if delay > 0:
+        await asyncio.sleep(delay)
     credentials = await user_repo.credentials_by_handle(ctx.services.graph, normalized)
     stored_hash = credentials["passwordHash"] if credentials else None
     if not await verify_password(stored_hash, password) or credentials is None:
+        await limits.log_in_failed(normalized)
         raise wrong
     await limits.log_in_succeeded(normalized, address)
     return await ctx.services.tokens.issue(credentials["id"])

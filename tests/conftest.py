@@ -69,6 +69,9 @@ def settings(embedded: EmbeddedServer, data_dir: Path) -> Settings:
         consent_signing_keys=new_signing_document(),  # as production must be configured
         login_limit_per_address=1_000_000,
         signup_limit_per_address=1_000_000,
+        # one user queues more than 3 renders in some tests; tests/test_quotas.py and
+        # tests/test_fair_rendering.py test the cap with their own settings
+        max_active_renders_per_user=1_000,
         **urls,
     )
 

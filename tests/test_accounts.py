@@ -203,7 +203,8 @@ async def test_a_request_with_a_revoked_sessions_access_token_is_unauthenticated
     account = await gql.sign_up("revoked")
     other = (await gql.ok(LOG_IN, {"h": account.handle, "p": account.password}))["logIn"]
     legacy = tokens.access_token(claims_of(account.token)["sub"])  # names no family
-    services = SimpleNamespace(tokens=tokens, graph=None)
+    # the session check reads Redis through services.redis: the test loop's client
+    services = SimpleNamespace(tokens=tokens, graph=None, redis=tokens._redis)
 
     async def viewer_of(token: str) -> str:
         context = await Context.for_request(services, f"Bearer {token}")

@@ -7,7 +7,9 @@ capture check never takes a render slot, nor a render a capture slot.
 
 from __future__ import annotations
 
+import redis
 from celery import Celery
+from celery.app.control import Control
 from kombu import Queue
 
 from settings import Settings
@@ -26,8 +28,29 @@ def broker_url(settings: Settings) -> str:
     return broker_url_for_kombu(url)
 
 
+class RenderControl(Control):
+    """Celery's control, whose purge also empties the fair render queue's waiting lists
+    (workers.fair_queue): the generic tasks it drops are the only ones those entries had.
+    The clips stay QUEUED; the reaper queues a render for each when they go stale."""
+
+    redis_url: str | None = None
+
+    def purge(self, connection=None) -> int:
+        purged = super().purge(connection)
+        if self.redis_url:
+            from workers.fair_queue import purge as purge_waiting  # beside the tasks' modules
+
+            client = redis.Redis.from_url(self.redis_url)
+            try:
+                purge_waiting(client)
+            finally:
+                client.close()
+        return purged
+
+
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("reelgraph", broker=broker_url(settings), set_as_current=False)
+    control = type("ReelgraphControl", (RenderControl,), {"redis_url": settings.redis_url})
+    app = Celery("reelgraph", broker=broker_url(settings), set_as_current=False, control=control)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

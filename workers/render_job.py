@@ -13,15 +13,18 @@ both rendered the same bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from auth.quotas import render_ended_sync
 from consent import ConsentWithdrawn, check_render_uses, withdrawn_reason
 from consent.envelope import EnvelopeError, KekRing, KekUnknown, KeyShredded, load_kek_ring
 from consent.keyring import KeyringError, VerifyingKeyring
@@ -41,6 +44,7 @@ from workers.failures import (
     consent_rejection_reason,
     too_many_attempts_reason,
 )
+from workers.fair_queue import record_render_s
 from workers.renderers import RenderCancelled, Renderer, RenderSpec
 from workers.renderers.base import CameoReference
 
@@ -50,6 +54,7 @@ __all__ = [
     "RenderConsent",
     "RenderRuntime",
     "fail",
+    "render_ended",
     "render_video_key",
     "run_render",
 ]
@@ -77,6 +82,9 @@ class RenderRuntime:
     max_attempts: int
     loop: asyncio.AbstractEventLoop
     consent: RenderConsent | None = None  # None: clips featuring cameos fail
+    # Redis for the generation quotas and the fair queue's render times (auth.quotas,
+    # workers.fair_queue); None: nothing is counted (a render never fails for it)
+    counters: redis.Redis | None = None
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -187,6 +195,7 @@ def run_render(rt: RenderRuntime, clip_id: str, claim: Claim | str) -> str:
         seed=int(clip.get("seed") or 0),
         cameo_labels=tuple(cameo.label for cameo in cameos),
         cameos=cameos,
+        author_handle=_author_handle(rt, clip["authorId"]),  # the visible mark's (provenance)
     )
     del cameos  # the spec holds the only reference; it dies with the render
     last_report = 0.0
@@ -208,6 +217,7 @@ def run_render(rt: RenderRuntime, clip_id: str, claim: Claim | str) -> str:
         render_events.render_progressed(clip_id)  # renderProgress subscribers
 
     assert rt.renderer is not None
+    started = time.monotonic()
     try:
         path = rt.renderer.render(spec, on_progress)
     except RenderCancelled:
@@ -223,12 +233,23 @@ def run_render(rt: RenderRuntime, clip_id: str, claim: Claim | str) -> str:
                 fail(rt, clip_id, claim, withdrawn.reason)
                 return "failed"
         outcome = _store(rt, clip_id, owner, attempt, path)
+        if outcome == "rendered" and rt.counters is not None:
+            with _counting("the render time of", clip_id):
+                record_render_s(rt.counters, time.monotonic() - started)
         # the store's guard refuses a clip whose use was revoked after the check above
         if outcome == "lost" and uses and fail(rt, clip_id, claim, withdrawn_reason(None)):
             return "failed"
         return outcome
     finally:
         path.unlink(missing_ok=True)
+
+
+def _author_handle(rt: RenderRuntime, author_id: str) -> str:
+    """The creator's handle, which every render shows as its visible mark (provenance.mark)."""
+    from graph import users as user_repo
+
+    author = rt.run(user_repo.users_by_ids(rt.graph, [author_id])).get(author_id)
+    return author["handle"] if author else author_id
 
 
 def _store(rt: RenderRuntime, clip_id: str, owner: str, attempt: int, path: Path) -> str:
@@ -250,6 +271,7 @@ def _store(rt: RenderRuntime, clip_id: str, owner: str, attempt: int, path: Path
     # media sweep deletes it later if no clip names it
     finished = rt.run(clip_repo.finish_render(rt.graph, clip_id, owner, attempt, video, _now()))
     render_events.render_finished(finished)  # renderProgress, and RENDER_FINISHED to the author
+    render_ended(rt, finished)
     if finished is None:
         # removed or taken over by another claim: the key is this claim's alone, so no clip
         # names it, now or later
@@ -334,6 +356,7 @@ def fail(rt: RenderRuntime, clip_id: str, claim: Claim, reason: str) -> bool:
         )
     )
     render_events.render_finished(failed)  # renderProgress, and RENDER_FINISHED to the author
+    render_ended(rt, failed)
     if failed is None:
         logger.info(
             "clip %s: not failed; claim %s attempt %s no longer holds it",
@@ -342,3 +365,28 @@ def fail(rt: RenderRuntime, clip_id: str, claim: Claim, reason: str) -> bool:
             claim.attempt,
         )
     return failed is not None
+
+
+def render_ended(rt: RenderRuntime, row: dict[str, Any] | None) -> None:
+    """After the guarded move to DRAFT or FAILED (row: what it returned, None when it did not
+    happen): the author's render slot is free, and a FAILED render gives its unit of the
+    daily quota back (auth.quotas; idempotent, so a failure reported again gives back
+    nothing more). A Redis failure is logged: the API reconciles slots against the graph."""
+    if row is None or rt.counters is None or not row.get("authorId"):
+        return
+    with _counting("the quota of", row["id"]):
+        render_ended_sync(
+            rt.counters,
+            row["authorId"],
+            row["id"],
+            row.get("createdAt"),
+            failed=row.get("state") == "FAILED",
+        )
+
+
+@contextlib.contextmanager
+def _counting(what: str, clip_id: str) -> Iterator[None]:
+    try:
+        yield
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("could not update %s clip %s: %r", what, clip_id, exc)
