@@ -54,6 +54,8 @@ class RenderSpec:
     seed: int = 0
     cameo_labels: tuple[str, ...] = ()
     cameos: tuple[CameoReference, ...] = ()
+    # the creator's handle: the visible mark every render carries (encode_mp4's `mark`)
+    author_handle: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.duration_s, bool) or not isinstance(self.duration_s, int):
@@ -69,7 +71,10 @@ class Renderer(Protocol):
     name: str
 
     def render(self, spec: RenderSpec, on_progress: ProgressCallback) -> Path:
-        """Write an MP4 to a fresh temporary file and return its path (the caller owns it)."""
+        """Write an MP4 to a fresh temporary file and return its path (the caller owns it).
+
+        Encode with encode_mp4(..., mark=spec.author_handle): every rendered video carries
+        the creator's visible mark (provenance.mark)."""
         ...
 
 

@@ -119,6 +119,7 @@ class DiffusersRenderer:
                         on_frame=lambda i: report(_DECODED_AT + (0.99 - _DECODED_AT) * i / n),
                         crf=18,
                         preset="veryfast",
+                        mark=spec.author_handle or None,
                     )
                     report(1.0)
                 timings.encode_s = time.perf_counter() - started

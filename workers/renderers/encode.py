@@ -27,6 +27,7 @@ def encode_mp4(
     crf: int = 23,
     preset: str = "ultrafast",
     pixel_format: Literal["rgb24", "yuv420p"] = "rgb24",
+    mark: str | None = None,
 ) -> int:
     """Encode frames and optional audio to an H.264/AAC MP4.
 
@@ -36,6 +37,10 @@ def encode_mp4(
     audio is float32 in [-1, 1] shaped (channels, samples) with 1 or 2 channels; it is muxed
     interleaved with the video. on_frame(n) runs after the n-th frame is encoded and may raise
     to abort (the partial file is the caller's to remove). Returns the number of frames written.
+
+    mark, the creator's handle, draws the visible moving mark (provenance.mark) into every
+    frame as it is encoded; renderers pass RenderSpec.author_handle, so every rendered video
+    carries it whatever made its pixels.
     """
     if fps <= 0:
         raise ValueError("fps must be positive")
@@ -45,6 +50,11 @@ def encode_mp4(
         raise ValueError("no frames to encode")
     height, width = _check_frame(first, None, pixel_format)
     pcm = _check_audio(audio) if audio is not None else None
+    marker = None
+    if mark:
+        from provenance.mark import VisibleMark
+
+        marker = VisibleMark(mark, width, height, fps)
 
     # faststart puts the index first so players can start streaming before the download ends
     with av.open(str(out_path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
@@ -81,6 +91,8 @@ def encode_mp4(
         for pixels in itertools.chain([first], it):
             if count:
                 _check_frame(pixels, (height, width), pixel_format)
+            if marker is not None:
+                pixels = marker.apply(pixels, count, pixel_format)
             vf = av.VideoFrame.from_ndarray(pixels, format=pixel_format)
             vf.pts = count
             vf.time_base = frame_tb

@@ -80,6 +80,7 @@ class PreviewRenderer:
                 audio=audio,
                 pixel_format="yuv420p",
                 on_frame=lambda n: report(0.98 * n / n_frames),
+                mark=spec.author_handle or None,
             )
             report(1.0)
         return path
