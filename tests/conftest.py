@@ -89,6 +89,18 @@ def worker_env(settings: Settings, **overrides: str) -> dict[str, str]:
     return env
 
 
+def api_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    """worker_env plus what only API processes hold: the suite's consent signing keys and
+    media link key. A `reelgraph serve` on the suite's folder without them would make and
+    publish keys of its own, and every later worker would refuse the suite's tokens."""
+    return worker_env(
+        settings,
+        REELGRAPH_CONSENT_SIGNING_KEYS=settings.consent_signing_keys or "",
+        REELGRAPH_MEDIA_LINK_KEY=settings.media_link_key or "",
+        **overrides,
+    )
+
+
 @dataclass
 class Worker:
     proc: subprocess.Popen

@@ -22,10 +22,10 @@ from conftest import (
     ROOT,
     Account,
     GraphQLClient,
+    api_env,
     free_port,
     purge_render_queue,
     start_worker,
-    worker_env,
 )
 
 from media.ranges import ByteRange, parse_range
@@ -271,7 +271,7 @@ def served(settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         proc = subprocess.Popen(
             [sys.executable, "-m", "cli", "serve", "--port", str(port)],
             cwd=ROOT,
-            env=worker_env(settings),
+            env=api_env(settings),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

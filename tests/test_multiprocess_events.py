@@ -25,7 +25,7 @@ import psutil
 import pytest
 import redis.asyncio as aredis
 import websockets
-from conftest import ROOT, GraphQLClient, free_port, worker_env
+from conftest import ROOT, GraphQLClient, api_env, free_port
 from test_sockets import wait_until
 
 from events.bus import notifications_channel
@@ -133,7 +133,7 @@ async def test_a_subscriber_on_one_server_hears_the_other_and_resumes_after_a_re
     gql: GraphQLClient, settings: Settings, redis: aredis.Redis, tmp_path: Path
 ) -> None:
     ports = free_port(), free_port()
-    env = worker_env(settings)
+    env = api_env(settings)
     with (
         reelgraph(["serve", "--port", str(ports[0])], env, tmp_path / "a.log") as a,
         reelgraph(["serve", "--port", str(ports[1])], env, tmp_path / "b.log") as b,
