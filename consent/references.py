@@ -15,13 +15,16 @@ comes back), so an interrupted run is finished by running it again.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from ulid import ULID
 
 from consent.envelope import (
@@ -46,8 +49,10 @@ __all__ = [
     "RewrapReport",
     "delete_reference_files",
     "kek_ids_in_use",
+    "open_face",
     "open_reference_frames",
     "rewrap_cameo_keys",
+    "seal_face",
     "seal_reference_frames",
 ]
 
@@ -101,6 +106,35 @@ def open_reference_frames(
         blob = b"".join(media.read(key, 0, size - 1))
         frames.append(decrypt(data_key, blob, aad=aad))
     return frames
+
+
+def face_aad(cameo_id: str) -> bytes:
+    """Associated data of a cameo's encrypted face embedding (never opens as a frame)."""
+    return f"reelgraph:cameo-face:v1:{cameo_id}".encode()
+
+
+def seal_face(
+    kek: Kek | KekRing, wrapped_key: str, cameo_id: str, embedding: Sequence[float]
+) -> str:
+    """The face embedding (128 floats) encrypted under the cameo's data key (the one
+    `wrapped_key` wraps), as base64 text for the Cameo node: it is erased with the reference
+    frames, since nulling the wrapped key (deleteCameo, account deletion) shreds both."""
+    data_key = unwrap_key(kek, wrapped_key, cameo_id=cameo_id)
+    raw = np.asarray(embedding, dtype="<f4").tobytes()
+    return base64.b64encode(encrypt(data_key, raw, aad=face_aad(cameo_id))).decode()
+
+
+def open_face(
+    kek: Kek | KekRing, wrapped_key: str | None, cameo_id: str, sealed: str
+) -> np.ndarray:
+    """The embedding seal_face sealed (float32); raises EnvelopeError (KeyShredded, ...) as
+    open_reference_frames does."""
+    data_key = unwrap_key(kek, wrapped_key, cameo_id=cameo_id)
+    try:
+        blob = base64.b64decode(sealed, validate=True)
+    except ValueError as exc:
+        raise EnvelopeError("the sealed face is not base64") from exc
+    return np.frombuffer(decrypt(data_key, blob, aad=face_aad(cameo_id)), dtype="<f4").copy()
 
 
 def delete_reference_files(media: MediaStore, keys: list[str]) -> None:

@@ -11,7 +11,8 @@ It is written once, as the Cypher fragment `usable_by`, which USABLE_CAMEOS (the
 the workers' read) and the statements that create, finish and publish a clip
 (graph.clips, graph.appearances APPROVALS_UNMET) all include.
 
-Secrets (wrappedKey, kekId, refKeys) never leave through the row projections the API reads;
+Secrets (wrappedKey, kekId, refKeys, faceSealed: the face embedding encrypted under the
+cameo's data key, shredded with it) never leave through the row projections the API reads;
 only REFERENCE_MEDIA (for workers) and deletion return them.
 """
 
@@ -140,8 +141,8 @@ ACTIVATE_CAPTURE = Cypher(
     _CAPTURE_AWAITED
     + """WITH o, c, coalesce(c.refKeys, []) AS replaced
 SET c.state = 'ACTIVE', c.wrappedKey = $wrappedKey, c.kekId = $kekId, c.refKeys = $refKeys,
-    c.verifiedAt = $now, c.rejectReason = null, c.lastCaptureFailure = null,
-    c.captureId = null
+    c.faceSealed = $face, c.verifiedAt = $now, c.rejectReason = null,
+    c.lastCaptureFailure = null, c.captureId = null
 RETURN replaced,
        """
     + _CAMEO
@@ -359,8 +360,8 @@ WHERE g.revokedAt IS NULL
 WITH o, c, uses, takenDown, refKeys, collect(g) AS grants
 FOREACH (g IN grants | SET g.revokedAt = $now)
 SET c.state = 'DELETED', c.deletedAt = $now, c.consentEpoch = c.consentEpoch + 1,
-    c.wrappedKey = null, c.kekId = null, c.refKeys = [], c.captureId = null,
-    c.restrictions = []
+    c.wrappedKey = null, c.kekId = null, c.refKeys = [], c.faceSealed = null,
+    c.captureId = null, c.restrictions = []
 RETURN """
     + _CAMEO
     + """,
@@ -377,7 +378,8 @@ REFERENCE_MEDIA = Cypher(
 UNWIND $ids AS id
 MATCH (o:User)-[:OWNS]->(c:Cameo {id: id})
 RETURN c.id AS id, o.id AS ownerId, c.state AS state, c.consentEpoch AS epoch,
-       c.wrappedKey AS wrappedKey, c.kekId AS kekId, coalesce(c.refKeys, []) AS refKeys
+       c.wrappedKey AS wrappedKey, c.kekId AS kekId, coalesce(c.refKeys, []) AS refKeys,
+       c.faceSealed AS faceSealed
 """
 )
 
@@ -449,9 +451,11 @@ async def activate_capture(
     kek_id: str,
     ref_keys: list[str],
     now: int,
+    face: str | None = None,
 ) -> tuple[Row, list[str]] | None:
     """(cameo, the reference keys it replaced); None when this capture no longer counts (a
-    newer one was accepted, or the cameo was deleted): the caller deletes its own files."""
+    newer one was accepted, or the cameo was deleted): the caller deletes its own files.
+    face: the face embedding sealed under the same data key (consent.references.seal_face)."""
     params = {
         "id": cameo_id,
         "captureId": capture_id,
@@ -459,6 +463,7 @@ async def activate_capture(
         "kekId": kek_id,
         "refKeys": ref_keys,
         "now": now,
+        "face": face,
     }
     rows = await db.write(ACTIVATE_CAPTURE, params)
     return (rows[0]["cameo"], list(rows[0]["replaced"])) if rows else None
@@ -565,7 +570,8 @@ async def delete_cameo(db: GraphDriver, owner_id: str, now: int) -> Row | None:
 
 
 async def reference_media(db: GraphDriver, cameo_ids: list[str]) -> dict[str, Row]:
-    """{id, ownerId, state, epoch, wrappedKey, kekId, refKeys} by cameo id: for workers."""
+    """{id, ownerId, state, epoch, wrappedKey, kekId, refKeys, faceSealed} by cameo id: for
+    workers."""
     rows = await db.read(REFERENCE_MEDIA, {"ids": cameo_ids})
     return {row["id"]: row for row in rows}
 

@@ -16,18 +16,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 import redis.asyncio as aredis
 from conftest import Account, purge_render_queue, raw, serving_on_a_port, start_worker
 from litestar.testing import AsyncTestClient
 
 from consent.challenges import Challenge, store_challenge
-from consent.envelope import load_kek, unwrap_key
-from consent.references import open_reference_frames
+from consent.envelope import EnvelopeError, load_kek, unwrap_key
+from consent.references import open_face, open_reference_frames
 from graph import cameos as cameo_repo
-from resolvers.ids import encode_id
+from resolvers.ids import decode_id, encode_id
 from server import build_app
-from tests.capture_videos import make_capture, multipart_body
+from tests.capture_videos import make_capture, multipart_body, spoken_challenge
 from transport.uploads import STALE_UPLOAD_S
 from workers.cameo_tasks import (
     ATTEMPT_SUFFIX,
@@ -60,6 +61,13 @@ async def redis(settings):
 
 async def start(gql, account: Account) -> dict:
     return (await gql.ok(START, token=account.token))["startCameoCapture"]
+
+
+async def answer(redis, challenge: dict, path: Path) -> bytes:
+    """A capture video that answers the challenge: its head moves, and digits eSpeak NG's
+    voice is reliably heard saying (written into the stored challenge first)."""
+    moves, digits = await spoken_challenge(redis, decode_id(challenge["id"], "CameoChallenge"))
+    return make_capture(path, seconds=6, moves=moves, digits=digits).read_bytes()
 
 
 async def upload(
@@ -110,11 +118,11 @@ def _challenge(
 
 
 async def test_a_good_capture_activates_the_cameo_with_encrypted_reference_frames(
-    gql, app, graph, settings, services, tmp_path
+    gql, app, graph, settings, services, redis, tmp_path
 ):
     owner = await gql.sign_up("capture")
     challenge = await start(gql, owner)
-    video = make_capture(tmp_path / "me.mp4").read_bytes()
+    video = await answer(redis, challenge, tmp_path / "me.mp4")
     response = await upload(app, challenge["uploadUrl"], owner.token, video)
     assert response.status_code == 202, response.text
     accepted = response.json()
@@ -156,6 +164,7 @@ async def test_a_good_capture_activates_the_cameo_with_encrypted_reference_frame
 
     # a passing re-capture replaces the frames and the data key, and deletes the old files
     third = await start(gql, owner)
+    video = await answer(redis, third, tmp_path / "again.mp4")
     assert (await upload(app, third["uploadUrl"], owner.token, video)).status_code == 202
     fresh = await wait_cameo(graph, raw(owner), lambda c: c["verifiedAt"] > kept["verifiedAt"])
     assert fresh["state"] == "ACTIVE" and fresh["id"] == cameo["id"]
@@ -165,6 +174,17 @@ async def test_a_good_capture_activates_the_cameo_with_encrypted_reference_frame
     assert new["wrappedKey"] != refs["wrappedKey"]
     assert not any((services.media.root / key).exists() for key in refs["refKeys"])
     assert all((services.media.root / key).exists() for key in new["refKeys"])
+
+    # the face's embedding is kept too, sealed under the cameo's data key, and is shredded
+    # with it when the cameo is deleted
+    assert new["faceSealed"] and new["faceSealed"] != refs["faceSealed"]
+    face = open_face(kek, new["wrappedKey"], cameo["id"], new["faceSealed"])
+    assert face.shape == (128,) and 1.0 < float(np.linalg.norm(face)) < 2.0  # dlib: ~1.4
+    with pytest.raises(EnvelopeError):  # it opens as nothing but this cameo's face
+        open_face(kek, new["wrappedKey"], "another-cameo", new["faceSealed"])
+    assert await cameo_repo.delete_cameo(graph, raw(owner), int(time.time() * 1000))
+    gone = (await cameo_repo.reference_media(graph, [cameo["id"]]))[cameo["id"]]
+    assert gone["faceSealed"] is None and gone["wrappedKey"] is None
 
 
 @pytest.mark.parametrize(
@@ -177,7 +197,7 @@ async def test_a_good_capture_activates_the_cameo_with_encrypted_reference_frame
     ],
 )
 async def test_a_capture_that_fails_a_check_is_rejected_with_a_reason(
-    gql, app, graph, settings, tmp_path, kind, seconds, words
+    gql, app, graph, settings, redis, tmp_path, kind, seconds, words
 ):
     owner = await gql.sign_up(kind)
     challenge = await start(gql, owner)
@@ -193,7 +213,7 @@ async def test_a_capture_that_fails_a_check_is_rejected_with_a_reason(
     assert not leftover_uploads(settings)
     # another try starts over from PENDING_VERIFICATION
     retry = await start(gql, owner)
-    good = make_capture(tmp_path / "good.mp4").read_bytes()
+    good = await answer(redis, retry, tmp_path / "good.mp4")
     assert (await upload(app, retry["uploadUrl"], owner.token, good)).status_code == 202
     # the rejection was the earlier capture's: the one being checked has none (yet)
     shown = (await gql.ok(VIEWER_CAMEO, token=owner.token))["viewer"]["cameo"]
@@ -206,7 +226,7 @@ async def test_uploads_are_refused_with_clear_reasons(gql, app, graph, settings,
     owner, stranger = await gql.sign_up("refused"), await gql.sign_up("stranger")
     challenge = await start(gql, owner)
     url = challenge["uploadUrl"]
-    video = make_capture(tmp_path / "me.mp4").read_bytes()
+    video = await answer(redis, challenge, tmp_path / "me.mp4")
 
     async def refused(response: Any, status: int, code: str, words: str) -> None:
         assert response.status_code == status, response.text

@@ -30,14 +30,23 @@ import av
 import cv2
 import numpy as np
 import pytest
+import redis.asyncio as aredis
 from conftest import ROOT, Worker, purge_render_queue, raw, start_worker
 
+from consent.challenges import Challenge
 from graph import cameos as cameo_repo
 from media.probe import MAX_FRAME_PIXELS, stated_frame_sizes
 from media.uploads import UploadRejected, check_container
-from tests.capture_videos import make_capture, make_resizing_capture, multipart_body
+from resolvers.ids import decode_id
+from tests.capture_videos import (
+    SPOKEN_DIGITS,
+    make_capture,
+    make_resizing_capture,
+    multipart_body,
+    spoken_challenge,
+)
 from workers.cameo_tasks import capture_upload_dir, send_verification
-from workers.liveness import DecodeBudget
+from workers.liveness import CaptureChallenge, DecodeBudget
 from workers.sandbox import (
     CHILD_ENV,
     SANDBOX_FAILED,
@@ -54,6 +63,8 @@ START = "mutation { startCameoCapture { id uploadUrl expiresAt } }"
 CREATE = """mutation($input: CreateClipInput!) { createClip(input: $input) { id state } }"""
 CLIP = "query($id: ID!) { clip(id: $id) { id state failureReason } }"
 LINUX = sys.platform == "linux"
+MOVES = ("LEFT", "UP", "TILT_RIGHT")
+ANSWERED = CaptureChallenge.from_phrase(SPOKEN_DIGITS, MOVES)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +72,9 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("sandbox-videos")
     return {
         "good": make_capture(folder / "good.webm"),
+        "answer": make_capture(
+            folder / "answer.webm", seconds=6, moves=MOVES, digits=SPOKEN_DIGITS.replace(" ", "")
+        ),
         "bomb": make_resizing_capture(folder / "bomb.webm", big=BIG),
     }
 
@@ -175,13 +189,25 @@ def test_a_good_capture_passes_and_the_parent_encodes_the_crops(videos) -> None:
     for jpeg in result.reference_frames:
         image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         assert image is not None and image.shape[0] <= 960 and image.shape[1] <= 960
-    assert result.frames_sampled == 12 and result.frames_decoded >= 12
+    assert result.frames_sampled == 20 and result.frames_decoded >= 20
     assert 0 < report.max_rss_kb < 1536 * 1024 and report.cpu_s > 0
     assert "rlimits" in report.confinement
     if landlock_abi():
         assert f"landlock-abi-{landlock_abi()}" in report.confinement
     if LINUX and os.uname().machine in ("x86_64", "aarch64"):
         assert "seccomp" in report.confinement
+
+
+def test_the_child_checks_the_challenge_and_returns_the_embedding(videos) -> None:
+    """The models load before confinement; the moves, digits and embedding come back whole."""
+    result, report = check_in_sandbox(videos["answer"], challenge=ANSWERED)
+    assert result.ok, (result.reason, report)
+    assert result.moves_seen == MOVES and result.digits_heard == ANSWERED.digits
+    assert result.embedding is not None and len(result.embedding) == 128
+    assert 0 < report.max_rss_kb < 1536 * 1024
+    wrong = CaptureChallenge.from_phrase(SPOKEN_DIGITS, ("UP", "LEFT", "TILT_RIGHT"))
+    rejected, _ = check_in_sandbox(videos["answer"], challenge=wrong)
+    assert rejected.code == "WRONG_MOVES" and rejected.embedding is None
 
 
 def test_a_resizing_bomb_stops_at_its_first_big_frame(videos) -> None:
@@ -333,9 +359,19 @@ PASS = {
     "frames_decoded": 48,
     "crops": [[40, 30]],
     "confinement": ["rlimits"],
+    "embedding": [0.01] * 128,
+    "moves_seen": ["LEFT", "UP"],
+    "digits_heard": "555123",
 }
 CROP = bytes(40 * 30 * 3)
-FAIL = {**PASS, "ok": False, "code": "NO_FACE", "reason": "No face was found.", "crops": []}
+FAIL = {
+    **PASS,
+    "ok": False,
+    "code": "NO_FACE",
+    "reason": "No face was found.",
+    "crops": [],
+    "embedding": None,
+}
 
 
 def test_the_parent_takes_an_honest_answer_and_encodes_jpeg_itself() -> None:
@@ -357,8 +393,15 @@ def test_the_parent_takes_an_honest_answer_and_encodes_jpeg_itself() -> None:
         ({**PASS, "crops": []}, b""),  # a pass without its evidence
         ({**PASS, "duration_s": math.inf}, CROP),
         ({**PASS, "duration_s": 99.0}, CROP),
-        ({**PASS, "frames_sampled": 13}, CROP),
-        ({**PASS, "frames_with_one_face": 13}, CROP),
+        ({**PASS, "frames_sampled": 81}, CROP),
+        ({**PASS, "embedding": None}, CROP),  # a pass without the face's embedding
+        ({**PASS, "embedding": [0.01] * 127}, CROP),
+        ({**PASS, "embedding": [math.nan] + [0.0] * 127}, CROP),
+        ({**PASS, "embedding": [5.0] * 128}, CROP),
+        ({**PASS, "moves_seen": ["SPIN"]}, CROP),
+        ({**PASS, "digits_heard": "five"}, CROP),
+        ({**FAIL, "embedding": [0.01] * 128}, b""),  # a rejection with a likeness
+        ({**PASS, "frames_with_one_face": 13, "frames_sampled": 12}, CROP),
         ({**PASS, "frames_decoded": -1}, CROP),
         ({**PASS, "code": "NO_FACE"}, CROP),  # a pass with a rejection
         ({**FAIL, "code": "ALL_GOOD"}, b""),  # a code liveness never gives
@@ -479,7 +522,16 @@ async def test_the_worker_rejects_a_resizing_bomb_at_its_first_big_frame(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{capture_id}.webm"
     path.write_bytes(videos["bomb"].read_bytes())
-    await send_verification(settings, cameo["id"], capture_id, path)
+    challenge = Challenge(
+        id=capture_id,
+        user_id=raw(owner),
+        cameo_id=cameo["id"],
+        phrase=SPOKEN_DIGITS,
+        moves=list(MOVES),
+        created_at=1,
+        expires_at=2,
+    )
+    await send_verification(settings, cameo["id"], capture_id, path, challenge)
     rejected = await wait_cameo(graph, raw(owner), lambda c: c["state"] != "PENDING_VERIFICATION")
     assert rejected["state"] == "REJECTED"
     assert rejected["rejectReason"].startswith("Part of the video is 5000x5000 pixels; record")
@@ -499,7 +551,12 @@ async def test_a_render_finishes_while_a_capture_check_is_held(
     await asyncio.to_thread(released.unlink)
     owner = await gql.sign_up("heldcam")
     challenge = (await gql.ok(START, token=owner.token))["startCameoCapture"]
-    video = make_capture(tmp_path / "me.mp4").read_bytes()
+    client = aredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        moves, digits = await spoken_challenge(client, decode_id(challenge["id"], "CameoChallenge"))
+    finally:
+        await client.aclose()
+    video = make_capture(tmp_path / "me.mp4", seconds=6, moves=moves, digits=digits).read_bytes()
     body, header = multipart_body(video)
     response = await app.post(
         urlsplit(challenge["uploadUrl"]).path,

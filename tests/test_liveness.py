@@ -1,4 +1,6 @@
-"""workers/liveness.verify_capture on real encoded capture videos (tests/capture_videos.py)."""
+"""workers/liveness.verify_capture on real encoded capture videos (tests/capture_videos.py):
+the presence checks, and the challenge (head moves from 68 landmarks, digits heard by
+PocketSphinx from eSpeak NG's voice)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.capture_videos import make_capture
-from workers.liveness import LivenessResult, verify_capture
+from tests.capture_videos import SPOKEN_DIGITS, make_capture
+from workers.faces import EMBEDDING_SIZE
+from workers.liveness import CaptureChallenge, LivenessResult, verify_capture
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +45,8 @@ def test_a_live_capture_passes_with_face_crops(captures: Path, suffix: str) -> N
     assert result.ok, result.reason
     assert result.reason is None and result.code is None
     assert result.duration_s == pytest.approx(4.0, abs=0.1)
-    assert result.frames_sampled == 12
-    assert result.frames_with_one_face >= 8
+    assert result.frames_sampled == 20  # 5 a second
+    assert result.frames_with_one_face >= 14
     assert len(result.reference_frames) == 3
     for jpeg in result.reference_frames:
         assert jpeg[:2] == b"\xff\xd8"
@@ -84,7 +87,7 @@ def test_a_still_picture_is_rejected(captures: Path) -> None:
     result = verify_capture(make_capture(captures / "still.mp4", kind="still"))
     _rejected(result, "STILL_PICTURE")
     # the face was there all along: it is the movement that is missing
-    assert result.frames_with_one_face == 12
+    assert result.frames_with_one_face == result.frames_sampled == 20
     assert "did not move" in result.reason
 
 
@@ -97,7 +100,7 @@ def test_a_still_picture_with_flicker_and_grain_is_rejected(captures: Path) -> N
 def test_no_face(captures: Path) -> None:
     result = verify_capture(make_capture(captures / "noface.mp4", kind="no_face"))
     _rejected(result, "NO_FACE")
-    assert "0 of 12" in result.reason and "facing the camera" in result.reason
+    assert "0 of 20" in result.reason and "facing the camera" in result.reason
 
 
 def test_two_faces(captures: Path) -> None:
@@ -188,3 +191,89 @@ def test_phone_video_stored_sideways_is_turned_upright(captures: Path, rotation:
     assert result.ok, result.reason
     # the crops are upright too: the renderer gets the face the right way up
     assert all(_one_face(jpeg) == 1 for jpeg in result.reference_frames)
+
+
+# ---------- the challenge ----------
+
+DIGITS = SPOKEN_DIGITS.replace(" ", "")
+
+
+def _challenge(*moves: str, digits: str = DIGITS) -> CaptureChallenge:
+    return CaptureChallenge(digits=digits, moves=moves)
+
+
+@pytest.mark.parametrize(
+    "moves",
+    [
+        ("LEFT", "RIGHT", "UP", "DOWN"),
+        ("TILT_LEFT", "UP", "RIGHT"),
+        ("DOWN", "TILT_RIGHT", "LEFT", "UP"),
+    ],
+)
+def test_a_capture_that_answers_its_challenge_passes(captures: Path, moves: tuple) -> None:
+    path = make_capture(captures / "answer.mp4", seconds=8, moves=moves, digits=DIGITS)
+    result = verify_capture(path, challenge=_challenge(*moves))
+    assert result.ok, result.reason
+    assert result.moves_seen == moves
+    assert result.digits_heard == DIGITS
+    assert result.embedding is not None and len(result.embedding) == EMBEDDING_SIZE
+
+
+def test_a_mirrored_recording_of_the_moves_passes(captures: Path) -> None:
+    # a front camera that stores the picture mirrored swaps left and right in the file
+    moves = ("RIGHT", "UP", "TILT_RIGHT")
+    path = make_capture(captures / "mirror.mp4", seconds=6, moves=moves, digits=DIGITS)
+    assert verify_capture(path, challenge=_challenge("LEFT", "UP", "TILT_LEFT")).ok
+
+
+def test_moves_in_the_wrong_order_are_rejected(captures: Path) -> None:
+    path = make_capture(
+        captures / "order.mp4", seconds=6, moves=("LEFT", "UP", "RIGHT"), digits=DIGITS
+    )
+    result = verify_capture(path, challenge=_challenge("UP", "LEFT", "RIGHT"))
+    _rejected(result, "WRONG_MOVES")
+    assert result.moves_seen == ("LEFT", "UP", "RIGHT")
+    assert "look up, turn left, turn right, in that order" in result.reason
+    assert "we saw turn left, look up, turn right" in result.reason
+
+
+def test_a_head_that_only_drifts_makes_no_moves(captures: Path) -> None:
+    # the presence check's moving face, with no head turns: no challenge answered
+    path = make_capture(captures / "drift.mp4", seconds=6, digits=DIGITS)
+    result = verify_capture(path, challenge=_challenge("LEFT", "UP", "RIGHT"))
+    _rejected(result, "WRONG_MOVES")
+
+
+def test_the_wrong_digits_are_rejected(captures: Path) -> None:
+    moves = ("LEFT", "UP", "RIGHT")
+    path = make_capture(captures / "digits.mp4", seconds=6, moves=moves, digits=DIGITS)
+    result = verify_capture(path, challenge=_challenge(*moves, digits="904904"))
+    _rejected(result, "WRONG_DIGITS")
+    assert "9 0 4 9 0 4" in result.reason
+
+
+def test_sound_without_speech_is_rejected(captures: Path) -> None:
+    # a humming tone: sound, but no digits said
+    moves = ("LEFT", "UP", "RIGHT")
+    path = make_capture(captures / "hum.mp4", seconds=6, moves=moves)
+    result = verify_capture(path, challenge=_challenge(*moves))
+    _rejected(result, "NO_SPEECH")
+    assert "say each digit" in result.reason
+
+
+def test_a_still_photo_cannot_answer(captures: Path) -> None:
+    path = make_capture(captures / "photo.mp4", kind="still", seconds=6, digits=DIGITS)
+    _rejected(verify_capture(path, challenge=_challenge("LEFT", "UP")), "STILL_PICTURE")
+
+
+def test_two_people_cannot_answer(captures: Path) -> None:
+    path = make_capture(captures / "pair.mp4", kind="two_faces", seconds=6, digits=DIGITS)
+    _rejected(verify_capture(path, challenge=_challenge("LEFT", "UP")), "MANY_FACES")
+
+
+def test_a_portrait_with_a_busy_background_is_one_face(captures: Path) -> None:
+    moves = ("TILT_RIGHT", "DOWN", "LEFT")
+    path = make_capture(captures / "busy.mp4", kind="busy", seconds=6, moves=moves, digits=DIGITS)
+    result = verify_capture(path, challenge=_challenge(*moves))
+    assert result.ok, result.reason
+    assert result.frames_with_one_face == result.frames_sampled

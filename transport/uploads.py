@@ -145,7 +145,7 @@ async def _receive(
         if cameo is None:
             return _error(409, "this cameo was deleted; start a new capture", "CONFLICT")
         try:
-            await send_verification(settings, cameo["id"], challenge.id, path)
+            await send_verification(settings, cameo["id"], challenge.id, path, challenge)
         except (OperationalError, OSError) as exc:
             logger.warning("capture queue unavailable for cameo %s: %s", cameo["id"], exc)
             await cameo_repo.reject_capture(

@@ -1,9 +1,11 @@
 """The cameo verification task: a capture upload checked offline, its verdict recorded.
 
-The task is thin (STYLE): `verify_upload` is the plain function. It runs B's liveness
-check on the uploaded file, in a confined child process (workers.sandbox: no secrets, no
-graph, CPU, memory and wall-time limits; a child over a limit or crashed is a rejection with
-a sentence, not a worker crash); on success it seals the reference frames under a new data key
+The task is thin (STYLE): `verify_upload` is the plain function. It runs the liveness
+check on the uploaded file against the capture's challenge (its digits and head moves, sent
+with the task by the upload route; a task without one is rejected), in a confined child
+process (workers.sandbox: no secrets, no graph, CPU, memory and wall-time limits; a child
+over a limit or crashed is a rejection with a sentence, not a worker crash); on success it
+seals the reference frames and the face's embedding under a new data key
 (consent.references) and records ACTIVE with the wrapped key in one statement, then deletes
 the reference files of the capture it replaced; on failure it records REJECTED (or, for a
 cameo already ACTIVE, keeps it and records the failure) with a reason a person can act on.
@@ -34,16 +36,17 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from consent.envelope import Kek, KekRing, load_kek_ring
-from consent.references import delete_reference_files, seal_reference_frames
+from consent.references import delete_reference_files, seal_face, seal_reference_frames
 from graph import cameos as cameo_repo
 
 if TYPE_CHECKING:
+    from consent.challenges import Challenge
     from settings import Settings
-    from workers.liveness import LivenessResult
+    from workers.liveness import CaptureChallenge, LivenessResult
     from workers.render_job import RenderRuntime
     from workers.sandbox import SandboxReport
 
-    Check = Callable[[Path], tuple[LivenessResult, SandboxReport | None]]
+    Check = Callable[[Path, CaptureChallenge], tuple[LivenessResult, SandboxReport | None]]
 
 __all__ = [
     "ATTEMPT_SUFFIX",
@@ -64,6 +67,10 @@ SERVER_PROBLEM = (
     " and upload it again."
 )
 TOO_SLOW = "Checking this capture took too long; record a shorter video (3 to 15 seconds)."
+NO_CHALLENGE = (
+    "This capture was not sent with its challenge, so it could not be checked; start a new"
+    " capture and upload it again."
+)
 CRASHED = (
     "Checking this capture stopped part-way, so it was not tried again; record a new video"
     " with your camera app and upload the file unchanged."
@@ -94,8 +101,10 @@ def sandboxed_check(settings: Settings) -> Check:
     hold = settings.capture_sandbox_hold_file  # tests only
     hold_file = Path(hold) if hold else None
 
-    def check(path: Path) -> tuple[LivenessResult, SandboxReport | None]:
-        return check_in_sandbox(path, limits=limits, hold_file=hold_file)
+    def check(
+        path: Path, challenge: CaptureChallenge
+    ) -> tuple[LivenessResult, SandboxReport | None]:
+        return check_in_sandbox(path, limits=limits, hold_file=hold_file, challenge=challenge)
 
     return check
 
@@ -108,7 +117,7 @@ def _log_check(cameo_id: str, result: LivenessResult, report: SandboxReport | No
         return
     logger.info(
         "cameo %s capture check: %s (%s); %d frames decoded, peak %d MB, %.1f s CPU, %.1f s;"
-        " confined by %s",
+        " confined by %s; moves seen: %s; digits heard: %s",
         cameo_id,
         "passed" if result.ok else result.code,
         report.outcome,
@@ -117,6 +126,8 @@ def _log_check(cameo_id: str, result: LivenessResult, report: SandboxReport | No
         report.cpu_s,
         report.wall_s,
         ", ".join(report.confinement) or "nothing",
+        " ".join(result.moves_seen) or "none",
+        result.digits_heard if result.digits_heard is not None else "-",
     )
     if report.outcome != "ok" and report.stderr:
         logger.warning("cameo %s capture check stderr: %s", cameo_id, report.stderr[-2000:])
@@ -138,14 +149,19 @@ def verify_upload(
     path: Path,
     upload_dir: Path,
     check: Check | None = None,
+    challenge: CaptureChallenge | None = None,
 ) -> str:
-    """Check one uploaded capture and record the verdict: "active", "rejected", or "stale"
-    (a newer capture was accepted, or the cameo deleted, meanwhile). check: how the file is
-    checked (default: workers.sandbox with its default limits)."""
+    """Check one uploaded capture against its challenge and record the verdict: "active",
+    "rejected", or "stale" (a newer capture was accepted, or the cameo deleted, meanwhile).
+    check: how the file is checked (default: workers.sandbox with its default limits).
+    Without a challenge the capture is rejected (NO_CHALLENGE): nothing else proves it was
+    recorded for this capture."""
     if check is None:
         from workers.sandbox import check_in_sandbox
 
-        check = check_in_sandbox
+        def check(path: Path, challenge: CaptureChallenge):  # type: ignore[no-redef]
+            return check_in_sandbox(path, challenge=challenge)
+
     # a task names only our uploads; anything else is neither read nor deleted
     if not path.resolve().is_relative_to(upload_dir.resolve()):
         raise ValueError(f"not a capture upload: {path}")
@@ -154,14 +170,18 @@ def verify_upload(
         if attempt.exists():  # this file's check already took a worker process down
             cameo = rt.run(cameo_repo.reject_capture(rt.graph, cameo_id, capture_id, CRASHED))
             return "rejected" if cameo else "stale"
+        if challenge is None:
+            cameo = rt.run(cameo_repo.reject_capture(rt.graph, cameo_id, capture_id, NO_CHALLENGE))
+            return "rejected" if cameo else "stale"
         attempt.touch()
-        result, report = check(path)
+        result, report = check(path, challenge)
         _log_check(cameo_id, result, report)
         if not result.ok:
             reason = result.reason or SERVER_PROBLEM
             cameo = rt.run(cameo_repo.reject_capture(rt.graph, cameo_id, capture_id, reason))
             return "rejected" if cameo else "stale"
         wrapped, keys = seal_reference_frames(rt.media, kek, cameo_id, result.reference_frames)
+        face = seal_face(kek, wrapped, cameo_id, result.embedding) if result.embedding else None
         try:
             outcome = rt.run(
                 cameo_repo.activate_capture(
@@ -172,6 +192,7 @@ def verify_upload(
                     kek_id=kek.kid,
                     ref_keys=keys,
                     now=_now(),
+                    face=face,
                 )
             )
         except BaseException:
@@ -217,11 +238,20 @@ def register_cameo_tasks(
         soft_time_limit=settings.cameo_verify_time_limit_s,
         time_limit=settings.cameo_verify_time_limit_s + 30,
     )
-    def verify_cameo(cameo_id: str, capture_id: str, path: str) -> str:
+    def verify_cameo(
+        cameo_id: str, capture_id: str, path: str, challenge: dict | None = None
+    ) -> str:
         rt = runtime()
         try:
             outcome = verify_upload(
-                rt, kek(), cameo_id, capture_id, Path(path), upload_dir, check=check
+                rt,
+                kek(),
+                cameo_id,
+                capture_id,
+                Path(path),
+                upload_dir,
+                check=check,
+                challenge=_challenge(challenge),
             )
         except SoftTimeLimitExceeded:
             _reject_quietly(rt, cameo_id, capture_id, TOO_SLOW)
@@ -234,14 +264,37 @@ def register_cameo_tasks(
         return outcome
 
 
-def _send(settings: Settings, cameo_id: str, capture_id: str, path: Path) -> None:
+def _challenge(sent: object) -> CaptureChallenge | None:
+    """The challenge a task carries ({"phrase", "moves"}), or None when absent or malformed."""
+    from consent.challenges import MOVES
+    from workers.liveness import CaptureChallenge
+
+    if not isinstance(sent, dict):
+        return None
+    phrase, moves = sent.get("phrase"), sent.get("moves")
+    if not isinstance(phrase, str) or not isinstance(moves, list) or not moves:
+        return None
+    if not all(isinstance(m, str) and m in MOVES for m in moves):
+        return None
+    challenge = CaptureChallenge.from_phrase(phrase, moves)
+    return challenge if challenge.digits else None
+
+
+def _send(
+    settings: Settings,
+    cameo_id: str,
+    capture_id: str,
+    path: Path,
+    challenge: Challenge | None,
+) -> None:
     from workers.celery_app import CAMEO_QUEUE, make_celery
 
+    sent = {"phrase": challenge.phrase, "moves": list(challenge.moves)} if challenge else None
     celery_app = make_celery(settings)
     try:
         celery_app.send_task(
             VERIFY_CAMEO_TASK,
-            args=[cameo_id, capture_id, str(path)],
+            args=[cameo_id, capture_id, str(path), sent],
             queue=CAMEO_QUEUE,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
@@ -250,8 +303,15 @@ def _send(settings: Settings, cameo_id: str, capture_id: str, path: Path) -> Non
         celery_app.close()
 
 
-async def send_verification(settings: Settings, cameo_id: str, capture_id: str, path: Path) -> None:
-    """Queue a capture's verification (API side); raises kombu's OperationalError or OSError
+async def send_verification(
+    settings: Settings,
+    cameo_id: str,
+    capture_id: str,
+    path: Path,
+    challenge: Challenge | None = None,
+) -> None:
+    """Queue a capture's verification (API side) with the challenge it must answer (the
+    worker rejects a capture sent without one); raises kombu's OperationalError or OSError
     when the broker cannot take it. Captures are rare (rate limited), so each send opens and
     closes its own connection."""
-    await asyncio.to_thread(_send, settings, cameo_id, capture_id, path)
+    await asyncio.to_thread(_send, settings, cameo_id, capture_id, path, challenge)

@@ -9,7 +9,8 @@ and only the file's path and the limits on its stdin. Before it touches the file
 - asks the kernel to kill it when its parent dies (PR_SET_PDEATHSIG);
 - limits itself: CPU seconds (RLIMIT_CPU), address space (RLIMIT_AS), no file writes
   (RLIMIT_FSIZE 0), no core dumps, a few open files;
-- loads FFmpeg, OpenCV, numpy and the face cascade, under those limits;
+- loads FFmpeg, OpenCV, numpy, dlib's face models and the digits recogniser
+  (workers.faces, workers.speech), under those limits;
 - where the kernel has Landlock (Linux 5.13+), gives up every file access but reading the
   Python installation, the `workers` and `media` packages, the system's library folders and
   the one upload (so not the data folder, its secret key, its KEK or its Redis socket's
@@ -18,8 +19,9 @@ and only the file's path and the limits on its stdin. Before it touches the file
 - with seccomp (x86-64, arm64), gives up creating sockets, io_uring, ptrace,
   process_vm_readv/writev and execve, whatever Landlock there is.
 
-Then it runs workers.liveness.check_capture and writes the result to stdout: a JSON line,
-then the reference crops as raw RGB bytes (never an image format the parent would have to
+Then it runs workers.liveness.check_capture (with the capture's challenge: its digits and
+head moves) and writes the result to stdout: a JSON line (the face's embedding in it), then
+the reference crops as raw RGB bytes (never an image format the parent would have to
 parse). The parent reads both pipes under a size cap, kills the child's process group at the
 wall-time deadline, reaps it with its resource usage, and checks everything it got (codes,
 numbers, crop shapes and byte counts) before JPEG-encoding the crops itself.
@@ -54,7 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workers.liveness import DecodeBudget, LivenessResult
+    from workers.liveness import CaptureChallenge, DecodeBudget, LivenessResult
 
 __all__ = [
     "CHILD_ENV",
@@ -158,6 +160,7 @@ def check_in_sandbox(
     budget: DecodeBudget | None = None,
     limits: SandboxLimits | None = None,
     hold_file: Path | None = None,
+    challenge: CaptureChallenge | None = None,
 ) -> tuple[LivenessResult, SandboxReport]:
     """Run the liveness check of the capture at `path` in a confined child process.
 
@@ -165,7 +168,8 @@ def check_in_sandbox(
     child ran. A child over a limit, crashed, or answering nonsense gives a rejected result
     (code SANDBOX_LIMIT or SANDBOX_FAILED). Raises SandboxUnavailable when the child failed
     before opening the file. hold_file (tests only): the child, confined, waits until that
-    file exists before opening the capture.
+    file exists before opening the capture. challenge: what the capture must answer (None:
+    the presence check alone).
     """
     from workers.liveness import DecodeBudget
 
@@ -182,6 +186,7 @@ def check_in_sandbox(
         "open_files": limits.open_files,
         "parent": os.getpid(),
         "hold_file": str(hold_file) if hold_file else None,
+        "challenge": challenge.as_dict() if challenge else None,
         "packages": [str(_ROOT / "workers"), str(_ROOT / "media")],
     }
     started = time.monotonic()
@@ -390,12 +395,14 @@ def parse_child_output(
     """
     import numpy as np
 
+    from workers.faces import EMBEDDING_SIZE
     from workers.liveness import (
         CODES,
+        MAX_SAMPLES,
         MIN_SAMPLES,
+        MOVE_WORDS,
         REFERENCE_COUNT,
         REFERENCE_SIDE,
-        SAMPLES,
         LivenessResult,
         encode_reference,
     )
@@ -412,7 +419,7 @@ def parse_child_output(
     ok = _typed(head, "ok", bool)
     code = head.get("code")
     reason = head.get("reason")
-    sampled = _count(head, "frames_sampled", SAMPLES)
+    sampled = _count(head, "frames_sampled", MAX_SAMPLES)
     one_face = _count(head, "frames_with_one_face", sampled)
     # a frame cap as liveness's own: max_s at 120 a second, with a second of slack
     decoded = _count(head, "frames_decoded", math.ceil((max_s + 1) * 120) + 120)
@@ -431,11 +438,29 @@ def parse_child_output(
         isinstance(c, str) and len(c) < 40 for c in confinement
     ):
         raise ValueError("confinement is not a list of names")
+    embedding = _embedding(head.get("embedding"), EMBEDDING_SIZE)
+    moves_seen = head.get("moves_seen", [])
+    if (
+        not isinstance(moves_seen, list)
+        or len(moves_seen) > MAX_SAMPLES
+        or not all(m in MOVE_WORDS for m in moves_seen)
+    ):
+        raise ValueError("moves_seen is not a list of moves")
+    heard = head.get("digits_heard")
+    if heard is not None and (
+        not isinstance(heard, str)
+        or len(heard) > 200
+        or not heard.isascii()
+        or not (heard == "" or heard.isdigit())
+    ):
+        raise ValueError("digits_heard is not digits")
     if ok:
         if code is not None or reason is not None:
             raise ValueError("a pass with a rejection")
         if not crops or sampled < MIN_SAMPLES or one_face < 1 or duration is None:
             raise ValueError("a pass without its evidence")
+        if embedding is None:
+            raise ValueError("a pass without an embedding")
         if not min_s - 0.2 <= duration <= max_s + 0.2:
             raise ValueError("a pass of the wrong length")
     else:
@@ -443,8 +468,8 @@ def parse_child_output(
             raise ValueError(f"unknown code {str(code)[:40]!r}")
         if not isinstance(reason, str) or not _plain_sentence(reason):
             raise ValueError("the reason is no plain sentence")
-        if crops:
-            raise ValueError("a rejection with reference crops")
+        if crops or embedding is not None:
+            raise ValueError("a rejection with reference crops or an embedding")
     references = []
     offset = newline + 1
     for shape in crops:
@@ -473,8 +498,25 @@ def parse_child_output(
         frames_sampled=sampled,
         frames_with_one_face=one_face,
         frames_decoded=decoded,
+        embedding=embedding,
+        moves_seen=tuple(moves_seen),
+        digits_heard=heard,
     )
     return result, tuple(confinement)
+
+
+def _embedding(value: Any, size: int) -> tuple[float, ...] | None:
+    """A face embedding as the child sent it: null, or `size` finite numbers of a plausible
+    magnitude (each of dlib's numbers is well under 1; their norm is about 1.4)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != size:
+        raise ValueError("the embedding is not a list of the right length")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        raise ValueError("the embedding is not numbers")
+    if not all(math.isfinite(v) and abs(v) <= 1.0 for v in value):
+        raise ValueError("the embedding is out of range")
+    return tuple(float(v) for v in value)
 
 
 def _typed(head: dict[str, Any], key: str, kind: type) -> Any:
@@ -512,11 +554,11 @@ def _child() -> int:
         import av
         import cv2
 
-        from workers.liveness import DecodeBudget, _detector, check_capture
+        from workers.liveness import CaptureChallenge, DecodeBudget, check_capture, load_models
 
         cv2.setNumThreads(0)
         av.logging.set_level(av.logging.ERROR)  # FFmpeg then names a size it refused
-        _detector()
+        load_models()  # dlib's models and the recogniser, read before Landlock closes files
     except MemoryError:
         return _EXIT_MEMORY
     threads = len(os.listdir("/proc/self/task")) if sys.platform == "linux" else 1
@@ -531,12 +573,19 @@ def _child() -> int:
     hold = request.get("hold_file")
     while hold and not os.path.exists(hold):  # tests only: a check held at this point
         time.sleep(0.02)
+    asked = request.get("challenge")
+    challenge = (
+        CaptureChallenge(digits=str(asked["digits"]), moves=tuple(asked["moves"]))
+        if asked
+        else None
+    )
     try:
         result, crops = check_capture(
             path,
             min_s=request["min_s"],
             max_s=request["max_s"],
             budget=DecodeBudget(**request["budget"]),
+            challenge=challenge,
         )
     except MemoryError:
         return _EXIT_MEMORY
@@ -550,6 +599,9 @@ def _child() -> int:
         "frames_decoded": result.frames_decoded,
         "crops": [[int(c.shape[0]), int(c.shape[1])] for c in crops],
         "confinement": confinement,
+        "embedding": list(result.embedding) if result.embedding is not None else None,
+        "moves_seen": list(result.moves_seen),
+        "digits_heard": result.digits_heard,
     }
     out.write(json.dumps(head).encode() + b"\n")
     for crop in crops:
