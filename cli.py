@@ -683,12 +683,21 @@ def _figure_line(figure: dict[str, Any], handles: dict[str, str]) -> str:
     )
 
 
-def policy_figure_add(settings: Settings, name: str, aliases: list[str], handle: str | None) -> int:
-    """Register a public figure (name, aliases, the person's own account if any)."""
+def policy_figure_add(
+    settings: Settings,
+    name: str,
+    aliases: list[str],
+    handle: str | None,
+    photos: list[str] | None = None,
+) -> int:
+    """Register a public figure (name, aliases, the person's own account if any, and the face
+    of each reference photo: graph.figure_faces). A photo without exactly one face is refused
+    before anything is stored."""
     from ulid import ULID
 
     from consent.policy import figure_key, normalize_figure
     from graph import audit as audit_repo
+    from graph import figure_faces as figure_face_repo
     from graph import public_figures as figure_repo
     from graph import users as user_repo
 
@@ -697,6 +706,16 @@ def policy_figure_add(settings: Settings, name: str, aliases: list[str], handle:
         print("reelgraph: the name has no letters or digits", file=sys.stderr)
         return 2
     wanted = handle.strip().lstrip("@").lower() if handle else None
+    faces = []
+    if photos:
+        from workers.faces import PhotoError, photo_embedding
+
+        for photo in photos:
+            try:
+                faces.append(photo_embedding(Path(photo)))
+            except PhotoError as exc:
+                print(f"reelgraph: {exc}; nothing was stored", file=sys.stderr)
+                return 2
 
     async def add(db: Any) -> tuple[str, Any]:
         user_id = None
@@ -714,9 +733,19 @@ def policy_figure_add(settings: Settings, name: str, aliases: list[str], handle:
             user_id=user_id,
             now=int(time.time() * 1000),
         )
+        if created and faces:
+            try:
+                await figure_face_repo.set_figure_faces(db, figure["id"], faces)
+            except BaseException:  # no entry without the faces it was given
+                await figure_repo.remove_figure(db, figure["id"])
+                raise
         if created:
             await audit_repo.append(
-                db, actor_id=None, action="registry.public_figure.add", subject=figure["id"]
+                db,
+                actor_id=None,
+                action="registry.public_figure.add",
+                subject=figure["id"],
+                details={"photos": len(faces)} if faces else None,
             )
         return ("added" if created else "exists"), figure
 
@@ -734,7 +763,8 @@ def policy_figure_add(settings: Settings, name: str, aliases: list[str], handle:
             file=sys.stderr,
         )
         return 1
-    print(f"added public figure {figure['id']} {figure['name']!r}")
+    photos_note = f" with {len(faces)} reference photo(s)" if faces else ""
+    print(f"added public figure {figure['id']} {figure['name']!r}{photos_note}")
     return 0
 
 
@@ -795,7 +825,7 @@ def policy_figure_remove(settings: Settings, name_or_id: str) -> int:
 def policy(settings: Settings, args: argparse.Namespace) -> int:
     """`reelgraph policy public-figure ...`."""
     if args.figure_command == "add":
-        return policy_figure_add(settings, args.name, args.alias or [], args.user)
+        return policy_figure_add(settings, args.name, args.alias or [], args.user, args.photo)
     if args.figure_command == "list":
         return policy_figure_list(settings)
     return policy_figure_remove(settings, args.name_or_id)
@@ -868,6 +898,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--alias", action="append", help="another name they go by (repeat for more)")
     add.add_argument("--user", help="the handle of their own account (their cameo)")
+    add.add_argument(
+        "--photo",
+        action="append",
+        help="a reference photo of them alone (repeat for more): captures of that face are"
+        " held for review",
+    )
     listed = actions.add_parser("list", help="the registered people")
     remove = actions.add_parser("remove", help="unregister a person")
     remove.add_argument("name_or_id", metavar="NAME_OR_ID")

@@ -47,6 +47,7 @@ KINDS = frozenset(
         "RENDER_FINISHED",
         "CLIP_REMOVED",
         "NEW_FOLLOWER",
+        "CAMEO_FACE_CLAIMED",
     }
 )
 _ENTRY_ID = re.compile(r"\d{1,20}-\d{1,20}")

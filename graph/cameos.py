@@ -14,6 +14,15 @@ the workers' read) and the statements that create, finish and publish a clip
 Secrets (wrappedKey, kekId, refKeys, faceSealed: the face embedding encrypted under the
 cameo's data key, shredded with it) never leave through the row projections the API reads;
 only REFERENCE_MEDIA (for workers) and deletion return them.
+
+One face, one owner (workers.face_index): `(:FaceRegistry {key: 'cameo-faces', version})`
+counts every change to the set of sealed faces. Each statement that gives a cameo a face,
+replaces it, or takes it away (ACTIVATE_CAPTURE, REVIEW_CAMEO, DELETE_CAMEO) bumps
+`version` under the registry's lock and stamps the cameo's `faceVersion` with it, so a
+capture worker reads only the cameos changed since the version it holds (FACES_CHANGED).
+ACTIVATE_CAPTURE is also a compare-and-set on that version: it writes only when no face
+changed since the worker matched the capture against the faces it holds. Locks: the cameo
+first, then the registry, in every statement.
 """
 
 from __future__ import annotations
@@ -31,14 +40,19 @@ __all__ = [
     "cameo_usable",
     "cameos_by_ids",
     "cameos_of_owners",
+    "capture_awaited",
     "create_grant",
+    "current_face_version",
     "delete_cameo",
     "ensure_cameo",
+    "faces_changed",
+    "faces_page",
     "grants_by_ids",
     "grants_of_cameo",
     "live_cameo",
     "reference_media",
     "reject_capture",
+    "review_cameo",
     "revoke_grant",
     "set_audience",
     "set_restrictions",
@@ -111,7 +125,8 @@ MATCH (o:User)-[:OWNS]->(c:Cameo {id: id})
 )
 
 # an upload was accepted: this capture (the challenge id) is the one whose verdict counts; a
-# first or rejected cameo waits in PENDING_VERIFICATION, an ACTIVE one stays ACTIVE meanwhile;
+# first or rejected cameo waits in PENDING_VERIFICATION, an ACTIVE one stays ACTIVE meanwhile
+# (and one held for review stays held);
 # an earlier capture's failure is no longer the latest word
 ACCEPT_CAPTURE = Cypher(
     """
@@ -121,7 +136,8 @@ WITH o, c
 WHERE c.state <> 'DELETED'
 SET c.captureId = $captureId, c.captureAt = $now, c.rejectReason = null,
     c.lastCaptureFailure = null,
-    c.state = CASE WHEN c.state = 'ACTIVE' THEN 'ACTIVE' ELSE 'PENDING_VERIFICATION' END
+    c.state = CASE WHEN c.state IN ['ACTIVE', 'PENDING_REVIEW'] THEN c.state
+                   ELSE 'PENDING_VERIFICATION' END
 RETURN """
     + _CAMEO
     + """
@@ -133,29 +149,152 @@ _CAPTURE_AWAITED = """
 MATCH (o:User)-[:OWNS]->(c:Cameo {id: $id})
 SET c._lock = true REMOVE c._lock
 WITH o, c
-WHERE c.state IN ['PENDING_VERIFICATION', 'ACTIVE'] AND c.captureId = $captureId
+WHERE c.state IN ['PENDING_VERIFICATION', 'ACTIVE', 'PENDING_REVIEW']
+  AND c.captureId = $captureId
 """
 
-# the verdict of the latest accepted capture only; returns the reference files it replaces
+# Withdrawal, what revoking a grant and deleting a cameo do to each unpublished clip that
+# uses the cameo, in the statement that revokes: its FEATURES edge is REVOKED (a QUEUED or
+# RENDERING clip then fails at the worker's checks and at FINISH_RENDER), an AWAITING_APPROVAL
+# clip goes back to DRAFT, and the clip is marked `withdrawnAt` with its `videoKey` gone: the
+# video is no longer the clip's, so Clip.video is null and /media refuses every link to it,
+# old or fresh, and the media sweep (workers/reaper.py, KEYS_IN_USE) deletes the file once
+# no clip names it. The edges' token ids come back to be revoked in Redis.
+_WITHDRAWN_CLIP = """clip.state = CASE WHEN clip.state = 'AWAITING_APPROVAL' THEN 'DRAFT'
+                       ELSE clip.state END,
+      clip.withdrawnAt = $now, clip.videoKey = null, clip.updatedAt = $now"""
+
+
+# the face registry (see the module doc), locked: every face change takes it after the cameo
+_FACES_LOCKED = """MERGE (fr:FaceRegistry {key: 'cameo-faces'})
+SET fr._lock = true REMOVE fr._lock
+"""
+
+
+def _face_changed(carry: str) -> str:
+    """The face set changed: the registry counts it and the cameo carries the count (the
+    count computed once, in a WITH: FalkorDB reads a property SET earlier in the same query
+    as it was before)."""
+    return f"""WITH {carry}, fr, coalesce(fr.version, 0) + 1 AS faceVersion
+SET fr.version = faceVersion, c.faceVersion = faceVersion
+"""
+
+
+# The verdict of the latest accepted capture only, if no face changed since $faceVersion
+# (the worker then matches again); returns the reference files it replaces. $state: ACTIVE,
+# or PENDING_REVIEW (the face looks like public figure $figureId: an operator decides). A
+# re-capture of an ACTIVE cameo whose face is not the one it had ($sameFace false) is a new
+# likeness: the epoch moves on and every other author's unpublished use is withdrawn, as by
+# REVOKE_GRANT (_WITHDRAWN_CLIP); the withdrawn uses' token ids come back to be revoked.
 ACTIVATE_CAPTURE = Cypher(
     _CAPTURE_AWAITED
-    + """WITH o, c, coalesce(c.refKeys, []) AS replaced
-SET c.state = 'ACTIVE', c.wrappedKey = $wrappedKey, c.kekId = $kekId, c.refKeys = $refKeys,
+    + """WITH o, c
+"""
+    + _FACES_LOCKED
+    + """WITH o, c, fr
+WHERE coalesce(fr.version, 0) = $faceVersion
+WITH o, c, fr, coalesce(c.refKeys, []) AS replaced,
+     c.state = 'ACTIVE' AND NOT $sameFace AS newLikeness
+OPTIONAL MATCH (a:User)-[:POSTED]->(clip:Clip)-[f:FEATURES]->(c)
+WHERE newLikeness AND a <> o AND clip.state IN $unpublished AND f.approval <> 'REVOKED'
+WITH o, c, fr, replaced, newLikeness, collect(f) AS uses, collect(clip) AS clips
+FOREACH (f IN uses | SET f.approval = 'REVOKED', f.decidedAt = $now)
+FOREACH (clip IN clips |
+  SET """
+    + _WITHDRAWN_CLIP
+    + """)
+SET c.state = $state, c.wrappedKey = $wrappedKey, c.kekId = $kekId, c.refKeys = $refKeys,
     c.faceSealed = $face, c.verifiedAt = $now, c.rejectReason = null,
-    c.lastCaptureFailure = null, c.captureId = null
-RETURN replaced,
+    c.lastCaptureFailure = $note, c.captureId = null, c.reviewFigureId = $figureId,
+    c.consentEpoch = CASE WHEN newLikeness THEN c.consentEpoch + 1 ELSE c.consentEpoch END
+"""
+    + _face_changed("o, c, replaced, newLikeness, uses, clips")
+    + """RETURN replaced, newLikeness,
+       [f IN uses WHERE f.renderJti IS NOT NULL | f.renderJti]
+       + [f IN uses WHERE f.approvalJti IS NOT NULL | f.approvalJti] AS jtis,
+       [clip IN clips | clip.id] AS clipIds,
        """
     + _CAMEO
     + """
 """
 )
 
-# a failed capture: a cameo never verified is REJECTED; an ACTIVE one keeps its likeness
-# and records why the re-capture failed
+# whether $captureId is still the capture whose verdict counts (an ACTIVATE_CAPTURE that
+# wrote nothing: the face registry moved on, or the capture no longer counts)
+CAPTURE_AWAITED = Cypher(
+    """
+MATCH (c:Cameo {id: $id})
+WHERE c.state IN ['PENDING_VERIFICATION', 'ACTIVE', 'PENDING_REVIEW']
+  AND c.captureId = $captureId
+RETURN c.id AS id
+"""
+)
+
+# an operator's decision on a capture held for review: approved, the cameo is ACTIVE;
+# rejected, it is REJECTED and its likeness shredded as DELETE_CAMEO shreds it (the caller
+# deletes the reference files returned)
+REVIEW_CAMEO = Cypher(
+    """
+MATCH (o:User)-[:OWNS]->(c:Cameo {id: $id})
+SET c._lock = true REMOVE c._lock
+WITH o, c
+WHERE c.state = 'PENDING_REVIEW'
+WITH o, c, CASE WHEN $approve THEN [] ELSE coalesce(c.refKeys, []) END AS shredded
+"""
+    + _FACES_LOCKED
+    + """SET c.state = CASE WHEN $approve THEN 'ACTIVE' ELSE 'REJECTED' END,
+    c.reviewedAt = $now, c.reviewedBy = $adminId, c.reviewFigureId = null,
+    c.rejectReason = CASE WHEN $approve THEN null ELSE $reason END,
+    c.lastCaptureFailure = CASE WHEN $approve THEN null ELSE $reason END,
+    c.wrappedKey = CASE WHEN $approve THEN c.wrappedKey END,
+    c.kekId = CASE WHEN $approve THEN c.kekId END,
+    c.faceSealed = CASE WHEN $approve THEN c.faceSealed END,
+    c.refKeys = CASE WHEN $approve THEN c.refKeys ELSE [] END
+"""
+    + _face_changed("o, c, shredded")
+    + """RETURN shredded AS refKeys,
+       """
+    + _CAMEO
+    + """
+"""
+)
+
+# the face registry's count (0 before the first face)
+FACE_VERSION = Cypher(
+    """
+OPTIONAL MATCH (fr:FaceRegistry {key: 'cameo-faces'})
+RETURN coalesce(max(fr.version), 0) AS version
+"""
+)
+
+# every cameo holding a face, by id after $after (a worker's full load)
+FACES_PAGE = Cypher(
+    """
+MATCH (o:User)-[:OWNS]->(c:Cameo)
+WHERE c.faceSealed IS NOT NULL AND c.id > $after
+RETURN c.id AS id, o.id AS ownerId, c.state AS state, c.wrappedKey AS wrappedKey,
+       c.faceSealed AS faceSealed
+ORDER BY id
+LIMIT $limit
+"""
+)
+
+# every cameo whose face changed after version $known (given, replaced or taken away)
+FACES_CHANGED = Cypher(
+    """
+MATCH (o:User)-[:OWNS]->(c:Cameo)
+WHERE c.faceVersion > $known
+RETURN c.id AS id, o.id AS ownerId, c.state AS state, c.wrappedKey AS wrappedKey,
+       c.faceSealed AS faceSealed
+"""
+)
+
+# a failed capture: a cameo never verified is REJECTED; an ACTIVE one (or one held for
+# review) keeps its likeness and records why the re-capture failed
 REJECT_CAPTURE = Cypher(
     _CAPTURE_AWAITED
-    + """WITH o, c, c.state = 'ACTIVE' AS wasActive
-SET c.state = CASE WHEN wasActive THEN 'ACTIVE' ELSE 'REJECTED' END,
+    + """WITH o, c, c.state IN ['ACTIVE', 'PENDING_REVIEW'] AS wasActive
+SET c.state = CASE WHEN wasActive THEN c.state ELSE 'REJECTED' END,
     c.rejectReason = CASE WHEN wasActive THEN c.rejectReason ELSE $reason END,
     c.lastCaptureFailure = $reason, c.captureId = null
 RETURN """
@@ -296,18 +435,6 @@ ORDER BY g.at DESC, g.grantId DESC
 """
 )
 
-# Withdrawal, what revoking a grant and deleting a cameo do to each unpublished clip that
-# uses the cameo, in the statement that revokes: its FEATURES edge is REVOKED (a QUEUED or
-# RENDERING clip then fails at the worker's checks and at FINISH_RENDER), an AWAITING_APPROVAL
-# clip goes back to DRAFT, and the clip is marked `withdrawnAt` with its `videoKey` gone: the
-# video is no longer the clip's, so Clip.video is null and /media refuses every link to it,
-# old or fresh, and the media sweep (workers/reaper.py, KEYS_IN_USE) deletes the file once
-# no clip names it. The edges' token ids come back to be revoked in Redis.
-_WITHDRAWN_CLIP = """clip.state = CASE WHEN clip.state = 'AWAITING_APPROVAL' THEN 'DRAFT'
-                       ELSE clip.state END,
-      clip.withdrawnAt = $now, clip.videoKey = null, clip.updatedAt = $now"""
-
-
 REVOKE_GRANT = Cypher(
     """
 MATCH (o:User {id: $ownerId})-[:OWNS]->(c:Cameo)-[g:GRANTED_TO {grantId: $grantId}]->(u:User)
@@ -359,10 +486,15 @@ OPTIONAL MATCH (c)-[g:GRANTED_TO]->(:User)
 WHERE g.revokedAt IS NULL
 WITH o, c, uses, takenDown, refKeys, collect(g) AS grants
 FOREACH (g IN grants | SET g.revokedAt = $now)
-SET c.state = 'DELETED', c.deletedAt = $now, c.consentEpoch = c.consentEpoch + 1,
+WITH o, c, uses, takenDown, refKeys
+"""
+    + _FACES_LOCKED
+    + """SET c.state = 'DELETED', c.deletedAt = $now, c.consentEpoch = c.consentEpoch + 1,
     c.wrappedKey = null, c.kekId = null, c.refKeys = [], c.faceSealed = null,
-    c.captureId = null, c.restrictions = []
-RETURN """
+    c.captureId = null, c.restrictions = [], c.reviewFigureId = null
+"""
+    + _face_changed("o, c, uses, takenDown, refKeys")
+    + """RETURN """
     + _CAMEO
     + """,
        refKeys,
@@ -452,10 +584,22 @@ async def activate_capture(
     ref_keys: list[str],
     now: int,
     face: str | None = None,
-) -> tuple[Row, list[str]] | None:
-    """(cameo, the reference keys it replaced); None when this capture no longer counts (a
-    newer one was accepted, or the cameo was deleted): the caller deletes its own files.
-    face: the face embedding sealed under the same data key (consent.references.seal_face)."""
+    face_version: int | None = None,
+    same_face: bool = True,
+    state: str = "ACTIVE",
+    figure_id: str | None = None,
+    note: str | None = None,
+) -> Row | None:
+    """{cameo, replaced (the reference keys it replaced), newLikeness, jtis, clipIds}; None
+    when nothing was written: this capture no longer counts (a newer one was accepted, or
+    the cameo was deleted), or a face changed since `face_version` (capture_awaited tells the
+    two apart; the caller deletes its own files or matches again). face: the face embedding
+    sealed under the same data key (consent.references.seal_face). face_version None: the
+    registry's count now (tools and tests that match nothing). same_face False on an ACTIVE
+    cameo: a new likeness (see ACTIVATE_CAPTURE). state: ACTIVE or PENDING_REVIEW (then
+    figure_id names the public figure, and note the sentence the owner reads)."""
+    if face_version is None:
+        face_version = await current_face_version(db)
     params = {
         "id": cameo_id,
         "captureId": capture_id,
@@ -464,9 +608,57 @@ async def activate_capture(
         "refKeys": ref_keys,
         "now": now,
         "face": face,
+        "faceVersion": face_version,
+        "sameFace": same_face,
+        "state": state,
+        "figureId": figure_id,
+        "note": note,
+        "unpublished": UNPUBLISHED_STATES,
     }
     rows = await db.write(ACTIVATE_CAPTURE, params)
-    return (rows[0]["cameo"], list(rows[0]["replaced"])) if rows else None
+    if not rows:
+        return None
+    row = rows[0]
+    row["replaced"] = list(row["replaced"])
+    return row
+
+
+async def capture_awaited(db: GraphDriver, cameo_id: str, capture_id: str) -> bool:
+    """Whether this capture is still the one whose verdict counts."""
+    rows = await db.read(CAPTURE_AWAITED, {"id": cameo_id, "captureId": capture_id})
+    return bool(rows)
+
+
+async def review_cameo(
+    db: GraphDriver, cameo_id: str, *, approve: bool, admin_id: str, now: int, reason: str
+) -> Row | None:
+    """{cameo, refKeys (to delete: the rejected likeness's files)}; None when the cameo is
+    not awaiting review (or does not exist)."""
+    params = {
+        "id": cameo_id,
+        "approve": approve,
+        "adminId": admin_id,
+        "now": now,
+        "reason": reason,
+    }
+    rows = await db.write(REVIEW_CAMEO, params)
+    return rows[0] if rows else None
+
+
+async def current_face_version(db: GraphDriver) -> int:
+    """The face registry's count of changes (0 before the first face)."""
+    return int((await db.read(FACE_VERSION, {}))[0]["version"])
+
+
+async def faces_page(db: GraphDriver, after: str, limit: int) -> list[Row]:
+    """{id, ownerId, state, wrappedKey, faceSealed} of cameos holding a face, by id."""
+    return await db.read(FACES_PAGE, {"after": after, "limit": limit})
+
+
+async def faces_changed(db: GraphDriver, known: int) -> list[Row]:
+    """The same rows for every cameo whose face changed after version `known` (faceSealed
+    null: its face is gone)."""
+    return await db.read(FACES_CHANGED, {"known": known})
 
 
 async def reject_capture(

@@ -20,6 +20,9 @@ _UNIQUE = [
     ("Report", "id"),
     ("ProtectedWork", "id"),
     ("TrustedDocument", "id"),
+    ("FaceRegistry", "key"),
+    ("PublicFigureRegistry", "key"),
+    ("ProtectedWorkRegistry", "key"),
 ]
 # (label, property): plain range indexes
 _INDEXED = [
@@ -66,6 +69,17 @@ NEO4J_TRUSTED_DOCUMENT_ID_UNIQUE = Cypher(
     "CREATE CONSTRAINT trusted_document_id IF NOT EXISTS "
     "FOR (n:TrustedDocument) REQUIRE n.id IS UNIQUE"
 )
+NEO4J_FACE_REGISTRY_UNIQUE = Cypher(
+    "CREATE CONSTRAINT face_registry_key IF NOT EXISTS FOR (n:FaceRegistry) REQUIRE n.key IS UNIQUE"
+)
+NEO4J_FIGURE_REGISTRY_UNIQUE = Cypher(
+    "CREATE CONSTRAINT public_figure_registry_key IF NOT EXISTS "
+    "FOR (n:PublicFigureRegistry) REQUIRE n.key IS UNIQUE"
+)
+NEO4J_WORK_REGISTRY_UNIQUE = Cypher(
+    "CREATE CONSTRAINT protected_work_registry_key IF NOT EXISTS "
+    "FOR (n:ProtectedWorkRegistry) REQUIRE n.key IS UNIQUE"
+)
 NEO4J_AUDIT_CLIP_INDEX = Cypher(
     "CREATE INDEX audit_entry_clip IF NOT EXISTS FOR (n:AuditEntry) ON (n.clipId)"
 )
@@ -97,6 +111,9 @@ NEO4J_SCHEMA = [
     NEO4J_REPORT_ID_UNIQUE,
     NEO4J_PROTECTED_WORK_ID_UNIQUE,
     NEO4J_TRUSTED_DOCUMENT_ID_UNIQUE,
+    NEO4J_FACE_REGISTRY_UNIQUE,
+    NEO4J_FIGURE_REGISTRY_UNIQUE,
+    NEO4J_WORK_REGISTRY_UNIQUE,
     NEO4J_AUDIT_CLIP_INDEX,
     NEO4J_AUDIT_CAMEO_INDEX,
     NEO4J_AUDIT_PSEUDONYM_INDEX,

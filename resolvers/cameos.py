@@ -18,7 +18,7 @@ from consent.challenges import Challenge, load_challenge, new_challenge, store_c
 from consent.grants import AUDIENCES, cameo_visible, grant_expiry, normalize_restrictions
 from consent.references import delete_reference_files
 from consent.tokens import revoke_jti
-from errors import BadUserInput, Forbidden, NotFound
+from errors import BadUserInput, Conflict, Forbidden, NotFound
 from events.notifications import record_notification
 from graph import cameos as cameo_repo
 from graph import users as user_repo
@@ -35,6 +35,7 @@ __all__ = [
     "delete_cameo",
     "grant_cameo",
     "grants",
+    "review_cameo",
     "revoke_grant",
     "set_audience",
     "set_restrictions",
@@ -308,3 +309,40 @@ async def delete_cameo(ctx: Context) -> dict:
         except RedisError:
             logger.warning("could not notify %s of a removed clip", item["authorId"])
     return _forget_cameo(ctx, result["cameo"])
+
+
+# --- review (public figures)
+
+REVIEW_REJECTED = (
+    "An operator found that this capture shows a protected public figure, so it cannot become"
+    " a cameo; if it is you, contact support."
+)
+
+
+async def review_cameo(ctx: Context, cameo_id: str, approve: bool) -> dict:
+    """An admin's decision on a capture held for review (graph.cameos REVIEW_CAMEO): ACTIVE,
+    or REJECTED with its likeness shredded (the files deleted here); audited either way."""
+    admin_id = await ctx.require_role("ADMIN")
+    raw_id = decode_id(cameo_id, "Cameo")
+    result = await cameo_repo.review_cameo(
+        ctx.services.graph,
+        raw_id,
+        approve=approve,
+        admin_id=admin_id,
+        now=now_ms(),
+        reason=REVIEW_REJECTED,
+    )
+    if result is None:
+        if not (await cameo_repo.cameos_by_ids(ctx.services.graph, [raw_id])).get(raw_id):
+            raise NotFound("no such cameo")
+        raise Conflict("this cameo is not awaiting review")
+    cameo = result["cameo"]
+    await record(
+        ctx.services.graph,
+        actor_id=admin_id,
+        action="cameo.review.approve" if approve else "cameo.review.reject",
+        subject=cameo["id"],
+        cameo_id=cameo["id"],
+    )
+    await asyncio.to_thread(delete_reference_files, ctx.services.media, list(result["refKeys"]))
+    return _forget_cameo(ctx, cameo)

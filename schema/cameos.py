@@ -42,6 +42,11 @@ class CameoState(Enum):
     ACTIVE = "ACTIVE"
     REJECTED = "REJECTED"
     DELETED = "DELETED"
+    PENDING_REVIEW = strawberry.enum_value(
+        "PENDING_REVIEW",
+        description="the capture passed but looks like a protected public figure: an"
+        " operator reviews it (reviewCameo) before it can be used",
+    )
 
 
 @strawberry.enum
@@ -220,6 +225,13 @@ class CameoMutations:
     @strawberry.mutation(description="owner only; reference media erased, all uses revoked")
     async def delete_cameo(self, info: Info) -> Cameo:
         return Cameo.from_row(await cameo_resolvers.delete_cameo(info.context))
+
+    @strawberry.mutation(
+        description="ADMIN only: approve (ACTIVE) or reject (REJECTED, its likeness erased) a"
+        " cameo held for review (PENDING_REVIEW)"
+    )
+    async def review_cameo(self, info: Info, cameo_id: strawberry.ID, approve: bool) -> Cameo:
+        return Cameo.from_row(await cameo_resolvers.review_cameo(info.context, cameo_id, approve))
 
 
 @strawberry.type

@@ -73,6 +73,11 @@ class NotificationKind(Enum):
         "CLIP_REMOVED", description="a clip of mine, or one featuring my cameo, was taken down"
     )
     NEW_FOLLOWER = "NEW_FOLLOWER"
+    CAMEO_FACE_CLAIMED = strawberry.enum_value(
+        "CAMEO_FACE_CLAIMED",
+        description="someone tried to make a cameo with my cameo's face and was refused (who"
+        " is not said)",
+    )
 
 
 @strawberry.type

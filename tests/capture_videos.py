@@ -33,6 +33,7 @@ __all__ = [
     "make_capture",
     "make_resizing_capture",
     "multipart_body",
+    "release_faces",
     "speak_digits",
     "spoken_challenge",
 ]
@@ -575,3 +576,19 @@ async def spoken_challenge(redis, challenge_id: str) -> tuple[list[str], str]:
     assert challenge is not None, "no such challenge"
     await store_challenge(redis, replace(challenge, phrase=SPOKEN_DIGITS))
     return list(challenge.moves), SPOKEN_DIGITS.replace(" ", "")
+
+
+async def release_faces(graph) -> int:
+    """Delete every cameo that holds a face (graph.cameos DELETE_CAMEO, as its owner would):
+    captures all show the one face these videos can animate, and one face has one owner, so
+    a test that captures it through a worker first frees it from earlier tests' cameos.
+    Returns how many were deleted."""
+    import time
+
+    from graph import cameos as cameo_repo
+
+    deleted = 0
+    for row in await cameo_repo.faces_page(graph, "", 10_000):
+        if await cameo_repo.delete_cameo(graph, row["ownerId"], int(time.time() * 1000)):
+            deleted += 1
+    return deleted

@@ -28,7 +28,7 @@ from consent.references import open_face, open_reference_frames
 from graph import cameos as cameo_repo
 from resolvers.ids import decode_id, encode_id
 from server import build_app
-from tests.capture_videos import make_capture, multipart_body, spoken_challenge
+from tests.capture_videos import make_capture, multipart_body, release_faces, spoken_challenge
 from transport.uploads import STALE_UPLOAD_S
 from workers.cameo_tasks import (
     ATTEMPT_SUFFIX,
@@ -50,6 +50,14 @@ def worker(settings, tmp_path_factory: pytest.TempPathFactory):
     running = start_worker(settings, log)
     yield running
     running.stop()
+
+
+@pytest.fixture(autouse=True)
+async def face_free(graph):
+    """Every capture here shows the same face: each test finds it free, and frees it."""
+    await release_faces(graph)
+    yield
+    await release_faces(graph)
 
 
 @pytest.fixture

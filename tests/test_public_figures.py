@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import ROOT, Account, GraphQLClient, cameo_of, raw, rendered_clip, worker_env
+from conftest import (
+    ROOT,
+    Account,
+    GraphQLClient,
+    cameo_of,
+    purge_render_queue,
+    raw,
+    rendered_clip,
+    run_cli,
+    start_worker,
+    worker_env,
+)
 
 from graph.driver import Cypher
 from resolvers.ids import encode_id
@@ -142,9 +153,10 @@ async def test_the_cli_adds_lists_and_removes_entries(settings, gql: GraphQLClie
     assert again.returncode == 1 and figure_id in again.stderr, again.stderr
     nobody = policy_cli(settings, "add", "Wenceslas Ombuku", "--user", "no_such_user_zz9")
     assert nobody.returncode == 1 and "no user @no_such_user_zz9" in nobody.stderr
-    # reference photos are not supported yet: the flag does not exist
-    photo = policy_cli(settings, "add", "Wenceslas Ombuku", "--photo", "face.jpg")
-    assert photo.returncode == 2 and "--photo" in photo.stderr, photo.stderr
+    # a reference photo that cannot be read is refused, and nothing is stored
+    photo = policy_cli(settings, "add", "Wenceslas Ombuku", "--photo", "no-such-face.jpg")
+    assert photo.returncode == 2 and "not a picture that can be read" in photo.stderr
+    assert "nothing was stored" in photo.stderr and "Traceback" not in photo.stderr
     assert not {"Wenceslas Ombuku", "tobias LINDQVIST oyelaran"} & set(listed(settings))
 
     # remove by name (read as the matcher reads it) and by id
@@ -267,3 +279,174 @@ async def test_removing_an_entry_lets_the_prompt_pass(settings, gql: GraphQLClie
     assert figure_id not in listed(settings).get("Ottoline Brackwater", "")
     assert_created(await create(gql, author.token, prompt))
     assert await clip_count(gql, graph, author) == 2
+
+
+# --- reference photos: captures that look like a registered person are held for review -----
+
+FACES = ROOT / "tests" / "data" / "faces"
+REVIEW = """mutation($id: ID!, $approve: Boolean!) {
+  reviewCameo(cameoId: $id, approve: $approve) { id state rejectReason } }"""
+VIEWER_CAMEO = "{ viewer { cameo { id state rejectReason viewerCanUse } } }"
+
+
+async def faces_by_figure(graph) -> dict[str, int]:
+    """{figure id: how many reference faces it holds}, as capture workers read them."""
+    from graph.figure_faces import figure_faces_since
+
+    _stamp, figures = await figure_faces_since(graph, None)
+    return {f["id"]: len(f["faces"]) for f in figures or []}
+
+
+async def test_a_reference_photo_must_show_one_face(settings, graph, tmp_path) -> None:
+    from PIL import Image
+
+    blank = tmp_path / "blank.jpg"
+    Image.new("RGB", (300, 300), (90, 120, 150)).save(blank)
+    pair = tmp_path / "pair.jpg"
+    with Image.open(FACES / "astronaut_face.jpg") as one:  # the public-domain astronaut, twice
+        both = Image.new("RGB", (one.width * 2, one.height))
+        both.paste(one, (0, 0))
+        both.paste(one, (one.width, 0))
+        both.save(pair)
+    for photo, words in ((blank, "no face found"), (pair, "2 faces found")):
+        refused = policy_cli(settings, "add", "Pell Vantreece", "--photo", str(photo))
+        assert refused.returncode == 2 and words in refused.stderr, refused.stderr
+        assert "nothing was stored" in refused.stderr
+        assert "Pell Vantreece" not in listed(settings)
+
+    added = ok(
+        policy_cli(
+            settings,
+            "add",
+            "Pell Vantreece",
+            "--photo",
+            str(FACES / "obama.jpg"),
+            "--photo",
+            str(FACES / "obama2.jpg"),
+        )
+    )
+    figure_id = added.split()[3]
+    assert "with 2 reference photo(s)" in added
+    assert (await faces_by_figure(graph))[figure_id] == 2
+    ok(policy_cli(settings, "remove", figure_id))
+    assert figure_id not in await faces_by_figure(graph)  # the faces went with the entry
+
+
+@pytest.fixture(scope="module")
+def capture_worker(settings, tmp_path_factory: pytest.TempPathFactory):
+    purge_render_queue(settings)
+    log = tmp_path_factory.mktemp("figure-worker") / "worker.log"
+    running = start_worker(settings, log)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def redis(settings):
+    import redis.asyncio as aredis
+
+    client = aredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def capture_astronaut(gql, app, graph, redis, owner: Account, path) -> dict:
+    from test_cameo_capture import answer, start, upload, wait_cameo
+
+    challenge = await start(gql, owner)
+    video = await answer(redis, challenge, path)
+    response = await upload(app, challenge["uploadUrl"], owner.token, video)
+    assert response.status_code == 202, response.text
+    return await wait_cameo(
+        graph, raw(owner), lambda c: c["state"] != "PENDING_VERIFICATION", within_s=300
+    )
+
+
+async def audited(graph, cameo_id: str, action: str) -> list[dict]:
+    from graph import audit as audit_repo
+
+    rows = await audit_repo.entries_page(
+        graph, user_id=None, clip_id=None, cameo_id=cameo_id, after_seq=None, limit=20
+    )
+    return [row for row in rows if row["entry"]["action"] == action]
+
+
+async def test_a_capture_of_a_registered_face_is_held_until_an_admin_decides(
+    settings, gql: GraphQLClient, app, graph, services, redis, capture_worker, tmp_path
+) -> None:
+    from consent.envelope import load_kek
+    from graph import cameos as cameo_repo
+    from tests.capture_videos import release_faces
+
+    await release_faces(graph)
+    admin = await gql.sign_up("reviewer")
+    assert run_cli(settings, "admin", "grant-role", admin.handle, "admin").returncode == 0
+    # the test's own fictional figure, whose reference photo is the face captures animate
+    astra = ok(
+        policy_cli(settings, "add", "Astra Fenwick", "--photo", str(FACES / "astronaut_face.jpg"))
+    ).split()[3]
+    obama_like = None
+    try:
+        owner = await gql.sign_up("lookalike")
+        held = await capture_astronaut(gql, app, graph, redis, owner, tmp_path / "a.mp4")
+        assert held["state"] == "PENDING_REVIEW", held
+        shown = (await gql.ok(VIEWER_CAMEO, token=owner.token))["viewer"]["cameo"]
+        assert shown["state"] == "PENDING_REVIEW" and "review" in shown["rejectReason"]
+        assert shown["viewerCanUse"] is False
+        assert await audited(graph, held["id"], "cameo.capture.held")
+
+        # only an admin decides
+        cameo_gid = shown["id"]
+        body = await gql.raw(REVIEW, {"id": cameo_gid, "approve": True}, owner.token)
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
+        approved = (await gql.ok(REVIEW, {"id": cameo_gid, "approve": True}, admin.token))[
+            "reviewCameo"
+        ]
+        assert approved["state"] == "ACTIVE"
+        assert (await cameo_repo.live_cameo(graph, raw(owner)))["state"] == "ACTIVE"
+        assert len(await audited(graph, held["id"], "cameo.review.approve")) == 1
+        again = await gql.raw(REVIEW, {"id": cameo_gid, "approve": False}, admin.token)
+        assert again["errors"][0]["extensions"]["code"] == "CONFLICT", again
+
+        # rejected: REJECTED, and the likeness it held is shredded
+        await release_faces(graph)
+        other = await gql.sign_up("lookalike2")
+        held = await capture_astronaut(gql, app, graph, redis, other, tmp_path / "b.mp4")
+        assert held["state"] == "PENDING_REVIEW", held
+        refs = (await cameo_repo.reference_media(graph, [held["id"]]))[held["id"]]
+        assert refs["faceSealed"] and refs["refKeys"]
+        gid = (await gql.ok(VIEWER_CAMEO, token=other.token))["viewer"]["cameo"]["id"]
+        rejected = (await gql.ok(REVIEW, {"id": gid, "approve": False}, admin.token))["reviewCameo"]
+        assert rejected["state"] == "REJECTED"
+        shown = (await gql.ok(VIEWER_CAMEO, token=other.token))["viewer"]["cameo"]
+        assert shown["state"] == "REJECTED" and "public figure" in shown["rejectReason"]
+        gone = (await cameo_repo.reference_media(graph, [held["id"]]))[held["id"]]
+        assert gone["faceSealed"] is None and gone["wrappedKey"] is None and not gone["refKeys"]
+        assert not any((services.media.root / key).exists() for key in refs["refKeys"])
+        assert len(await audited(graph, held["id"], "cameo.review.reject")) == 1
+        assert load_kek(settings)  # the suite's KEK still opens what is left
+
+        # a figure whose photo is someone else does not hold the astronaut's capture
+        ok(policy_cli(settings, "remove", astra))
+        astra = None
+        obama_like = ok(
+            policy_cli(settings, "add", "Corwin Ashdale", "--photo", str(FACES / "obama.jpg"))
+        ).split()[3]
+        third = await gql.sign_up("notalike")
+        passed = await capture_astronaut(gql, app, graph, redis, third, tmp_path / "c.mp4")
+        assert passed["state"] == "ACTIVE", passed
+    finally:
+        for figure_id in (astra, obama_like):
+            if figure_id:
+                policy_cli(settings, "remove", figure_id)
+        await release_faces(graph)
+
+
+async def test_review_refuses_what_it_cannot_decide(gql: GraphQLClient, settings) -> None:
+    admin = await gql.sign_up("reviewer2")
+    assert run_cli(settings, "admin", "grant-role", admin.handle, "admin").returncode == 0
+    missing = encode_id("Cameo", "NoSuchCameo")
+    body = await gql.raw(REVIEW, {"id": missing, "approve": True}, admin.token)
+    assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND", body
+    body = await gql.raw(REVIEW, {"id": missing, "approve": True}, None)
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body

@@ -12,6 +12,20 @@ cameo already ACTIVE, keeps it and records the failure) with a reason a person c
 The upload file is always deleted. Only the latest accepted capture of a cameo may record a
 verdict (graph.cameos ACTIVATE_CAPTURE/REJECT_CAPTURE guard on its id).
 
+One face, one owner (workers.face_index): a passed capture's face is matched against the face
+of every other account's cameo (FaceIndex, kept in this process); a match is REJECTED
+(FACE_TAKEN), the face's owner is notified (CAMEO_FACE_CLAIMED: that someone tried, not who:
+the attempt may be an impostor or an honest mistake, and naming an account to the person
+whose face it used invites the harassment this guards against; operators find the account in
+the audit log, `cameo.capture.face_taken`), and the attempt is logged. A re-capture of an
+ACTIVE cameo whose face is not the owner's current one is a new likeness: the activation
+moves the consent epoch on and withdraws other authors' unpublished uses (their token ids
+are revoked here). A face that matches a registered public figure's reference photo (and is
+not the cameo's current, already accepted face) is held for an operator: PENDING_REVIEW,
+with a sentence for the owner (HELD_FOR_REVIEW), until `reviewCameo`. The activation is a
+compare-and-set on the faces' version, so two captures of one face racing on two workers
+cannot both win: the loser matches again (FACE_TRIES).
+
 A decoder crashing on a crafted file kills only the sandbox's child. Should the check still
 kill its worker process, the task is redelivered (acks_late, reject_on_worker_lost); a
 marker file beside the upload, made before the check starts, tells the redelivered task
@@ -29,15 +43,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from consent.envelope import Kek, KekRing, load_kek_ring
 from consent.references import delete_reference_files, seal_face, seal_reference_frames
+from graph import audit as audit_repo
 from graph import cameos as cameo_repo
+from workers.face_index import MATCH_DISTANCE, FaceEntry, FaceIndex, FigureIndex, distance
 
 if TYPE_CHECKING:
     from consent.challenges import Challenge
@@ -51,7 +69,10 @@ if TYPE_CHECKING:
 __all__ = [
     "ATTEMPT_SUFFIX",
     "CRASHED",
+    "FACE_TAKEN",
+    "HELD_FOR_REVIEW",
     "VERIFY_CAMEO_TASK",
+    "FaceChecks",
     "capture_upload_dir",
     "register_cameo_tasks",
     "sandboxed_check",
@@ -75,7 +96,28 @@ CRASHED = (
     "Checking this capture stopped part-way, so it was not tried again; record a new video"
     " with your camera app and upload the file unchanged."
 )
+FACE_TAKEN = (
+    "This face already belongs to a cameo of another account, so it cannot become yours; if"
+    " it is your own face, contact support."
+)
+HELD_FOR_REVIEW = (
+    "Your capture looks like a public figure we protect, so a person on our team will review"
+    " it before your cameo can be used; you do not need to do anything."
+)
 ATTEMPT_SUFFIX = ".checking"  # the marker of a check under way, beside the upload
+FACE_TRIES = 5  # matches made again when faces changed before the activation could write
+
+
+@dataclass
+class FaceChecks:
+    """What the matching holds in a worker process: the faces of cameos and public figures,
+    and Redis (a blocking client) for the notification and token revocations (None: skipped,
+    and logged)."""
+
+    faces: FaceIndex
+    figures: FigureIndex
+    redis: Any = None
+    revoke_for_ms: int = 24 * 3600 * 1000  # how long a withdrawn use's token ids stay revoked
 
 
 def capture_upload_dir(settings: Settings) -> Path:
@@ -150,12 +192,15 @@ def verify_upload(
     upload_dir: Path,
     check: Check | None = None,
     challenge: CaptureChallenge | None = None,
+    matching: FaceChecks | None = None,
+    ring: KekRing | None = None,
 ) -> str:
     """Check one uploaded capture against its challenge and record the verdict: "active",
-    "rejected", or "stale" (a newer capture was accepted, or the cameo deleted, meanwhile).
-    check: how the file is checked (default: workers.sandbox with its default limits).
-    Without a challenge the capture is rejected (NO_CHALLENGE): nothing else proves it was
-    recorded for this capture."""
+    "held" (for review), "rejected", or "stale" (a newer capture was accepted, or the cameo
+    deleted, meanwhile). check: how the file is checked (default: workers.sandbox with its
+    default limits). Without a challenge the capture is rejected (NO_CHALLENGE): nothing else
+    proves it was recorded for this capture. matching: the faces held by this process
+    (default: read afresh, opened with `ring`, or `kek` alone)."""
     if check is None:
         from workers.sandbox import check_in_sandbox
 
@@ -180,9 +225,60 @@ def verify_upload(
             reason = result.reason or SERVER_PROBLEM
             cameo = rt.run(cameo_repo.reject_capture(rt.graph, cameo_id, capture_id, reason))
             return "rejected" if cameo else "stale"
-        wrapped, keys = seal_reference_frames(rt.media, kek, cameo_id, result.reference_frames)
-        face = seal_face(kek, wrapped, cameo_id, result.embedding) if result.embedding else None
-        try:
+        if matching is None:
+            matching = FaceChecks(
+                FaceIndex(ring or kek), FigureIndex(), getattr(rt, "counters", None)
+            )
+        return _record_pass(rt, kek, cameo_id, capture_id, result, matching)
+    finally:
+        path.unlink(missing_ok=True)
+        attempt.unlink(missing_ok=True)
+
+
+def _record_pass(
+    rt: RenderRuntime,
+    kek: Kek,
+    cameo_id: str,
+    capture_id: str,
+    result: LivenessResult,
+    matching: FaceChecks,
+) -> str:
+    """A passed capture: matched (one face, one owner; public figures), then recorded."""
+    owner = rt.run(cameo_repo.reference_media(rt.graph, [cameo_id])).get(cameo_id)
+    if owner is None:
+        return "stale"
+    owner_id = owner["ownerId"]
+    embedding = np.asarray(result.embedding, np.float32) if result.embedding else None
+    wrapped, keys = seal_reference_frames(rt.media, kek, cameo_id, result.reference_frames)
+    kept = False
+    try:
+        face = seal_face(kek, wrapped, cameo_id, embedding) if embedding is not None else None
+        for _ in range(FACE_TRIES):
+            version = rt.run(matching.faces.refresh(rt.graph))
+            same, state, figure_id, note = True, "ACTIVE", None, None
+            if embedding is not None:
+                taken = matching.faces.nearest(embedding, other_than=owner_id)
+                if taken is not None:
+                    return _face_taken(rt, matching, cameo_id, capture_id, owner_id, taken)
+                own = matching.faces.face_of(cameo_id)
+                same = (
+                    own is not None
+                    and own[1] == "ACTIVE"
+                    and distance(own[0], embedding) <= MATCH_DISTANCE
+                )
+                if not same:
+                    rt.run(matching.figures.refresh(rt.graph))
+                    figure = matching.figures.match(embedding, owner_id=owner_id)
+                    if figure is not None:
+                        state, figure_id, note = "PENDING_REVIEW", figure.figure_id, HELD_FOR_REVIEW
+                        logger.warning(
+                            "cameo %s capture %s looks like public figure %s (%.2f apart):"
+                            " held for review",
+                            cameo_id,
+                            capture_id,
+                            figure.figure_id,
+                            figure.distance,
+                        )
             outcome = rt.run(
                 cameo_repo.activate_capture(
                     rt.graph,
@@ -193,20 +289,120 @@ def verify_upload(
                     ref_keys=keys,
                     now=_now(),
                     face=face,
+                    face_version=version,
+                    same_face=same,
+                    state=state,
+                    figure_id=figure_id,
+                    note=note,
                 )
             )
-        except BaseException:
-            delete_reference_files(rt.media, keys)
-            raise
-        if outcome is None:  # this capture no longer counts: its files name nothing
-            delete_reference_files(rt.media, keys)
-            return "stale"
-        _, replaced = outcome
-        delete_reference_files(rt.media, replaced)  # the previous capture's, now unreferenced
-        return "active"
+            if outcome is not None:
+                kept = True
+                break
+            if not rt.run(cameo_repo.capture_awaited(rt.graph, cameo_id, capture_id)):
+                return "stale"  # this capture no longer counts: its files name nothing
+            # another face changed since the match: match again
+        else:
+            raise RuntimeError("the faces kept changing while this capture was matched")
     finally:
-        path.unlink(missing_ok=True)
-        attempt.unlink(missing_ok=True)
+        if not kept:
+            delete_reference_files(rt.media, keys)
+    delete_reference_files(rt.media, outcome["replaced"])  # the previous capture's
+    if outcome["newLikeness"]:
+        _new_likeness(rt, matching, cameo_id, owner_id, outcome)
+    if state == "PENDING_REVIEW":
+        _audit(
+            rt,
+            actor_id=owner_id,
+            action="cameo.capture.held",
+            subject=cameo_id,
+            cameo_id=cameo_id,
+            details={"figureId": figure_id},
+        )
+        return "held"
+    return "active"
+
+
+def _face_taken(
+    rt: RenderRuntime,
+    matching: FaceChecks,
+    cameo_id: str,
+    capture_id: str,
+    owner_id: str,
+    taken: FaceEntry,
+) -> str:
+    """The capture shows the face of another account's cameo: rejected, its owner told that
+    someone tried (not who), the attempt logged and audited."""
+    cameo = rt.run(cameo_repo.reject_capture(rt.graph, cameo_id, capture_id, FACE_TAKEN))
+    if cameo is None:
+        return "stale"
+    logger.warning(
+        "cameo %s capture %s (user %s): the face already belongs to cameo %s (%.2f apart):"
+        " rejected",
+        cameo_id,
+        capture_id,
+        owner_id,
+        taken.cameo_id,
+        taken.distance,
+    )
+    _audit(
+        rt,
+        actor_id=owner_id,
+        action="cameo.capture.face_taken",
+        subject=taken.cameo_id,
+        cameo_id=taken.cameo_id,
+    )
+    if matching.redis is None:
+        logger.warning("no Redis: the owner of cameo %s was not notified", taken.cameo_id)
+    else:
+        from events.notifications import record_notification_sync
+
+        record_notification_sync(
+            matching.redis,
+            taken.owner_id,
+            "CAMEO_FACE_CLAIMED",
+            {"cameoId": taken.cameo_id, "at": _now()},
+        )
+    return "rejected"
+
+
+def _new_likeness(
+    rt: RenderRuntime, matching: FaceChecks, cameo_id: str, owner_id: str, outcome: dict
+) -> None:
+    logger.info(
+        "cameo %s re-captured with another face: a new likeness; consent epoch %s, %d"
+        " unpublished uses withdrawn",
+        cameo_id,
+        outcome["cameo"]["consentEpoch"],
+        len(outcome["clipIds"]),
+    )
+    if outcome["jtis"] and matching.redis is not None:
+        from redis.exceptions import RedisError
+
+        from consent.tokens import revoke_jti_sync
+
+        until = _now() + matching.revoke_for_ms
+        try:
+            for jti in dict.fromkeys(outcome["jtis"]):
+                revoke_jti_sync(matching.redis, jti, until)
+        except (RedisError, OSError):  # the uses are REVOKED in the graph already
+            logger.warning("could not revoke %d token ids", len(outcome["jtis"]), exc_info=True)
+    _audit(
+        rt,
+        actor_id=owner_id,
+        action="cameo.capture.new_likeness",
+        subject=cameo_id,
+        cameo_id=cameo_id,
+        details={"withdrawnClips": list(outcome["clipIds"])},
+    )
+
+
+def _audit(rt: RenderRuntime, **entry: Any) -> None:
+    """graph.audit.append for a verdict already recorded: a failure is logged, not raised."""
+    try:
+        rt.run(audit_repo.append(rt.graph, **entry))
+    except Exception:
+        logger.exception("could not append %s to the audit log", entry.get("action"))
 
 
 def _reject_quietly(rt: RenderRuntime, cameo_id: str, capture_id: str, reason: str) -> None:
@@ -221,8 +417,10 @@ def register_cameo_tasks(
 ) -> None:
     """Define the verification task on app; `runtime` is the worker process's runtime."""
     rings: list[KekRing] = []
+    held: list[FaceChecks] = []
     upload_dir = capture_upload_dir(settings)
     check = sandboxed_check(settings)
+    revoke_for_ms = max(settings.render_token_ttl_s, settings.approval_token_ttl_s) * 1000
 
     def kek() -> Kek:
         """The ring's current KEK at each capture: a KEK added since start-up (keys add-kek)
@@ -230,6 +428,14 @@ def register_cameo_tasks(
         if not rings:
             rings.append(load_kek_ring(settings))
         return rings[0].current
+
+    def matching(rt: RenderRuntime) -> FaceChecks:
+        """This process's faces, kept from one capture to the next (opened with the ring)."""
+        if not held:
+            kek()
+            faces = FaceIndex(rings[0])
+            held.append(FaceChecks(faces, FigureIndex(), rt.counters, revoke_for_ms))
+        return held[0]
 
     @app.task(
         name=VERIFY_CAMEO_TASK,
@@ -252,6 +458,7 @@ def register_cameo_tasks(
                 upload_dir,
                 check=check,
                 challenge=_challenge(challenge),
+                matching=matching(rt),
             )
         except SoftTimeLimitExceeded:
             _reject_quietly(rt, cameo_id, capture_id, TOO_SLOW)

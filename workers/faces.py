@@ -18,7 +18,8 @@ outer eye corners. Angles are only compared with the same person's own neutral p
 same video (workers.liveness), so the generic model's bias cancels.
 
 Embeddings: dlib's 128-d descriptor (99.38% on LFW); two photos of one person are customarily
-under 0.6 apart (Euclidean). graph.face_index matches them.
+under 0.6 apart (Euclidean). workers.face_index matches them (one face, one owner; public
+figures, whose reference photos photo_embedding reads).
 
 Models load once per process (models()); the sandboxed child loads them before it confines
 itself, and they take ~130 MB of memory.
@@ -39,6 +40,7 @@ __all__ = [
     "EMBEDDING_SIZE",
     "Face",
     "FaceModels",
+    "PhotoError",
     "Pose",
     "detect_faces",
     "embedding",
@@ -46,6 +48,7 @@ __all__ = [
     "landmarks",
     "model_dir",
     "models",
+    "photo_embedding",
 ]
 
 EMBEDDING_SIZE = 128
@@ -99,6 +102,11 @@ class FaceModels:
 
 
 _models: list[FaceModels] = []
+MAX_PHOTO_PIXELS = 40_000_000  # an operator's reference photo: refused past this
+
+
+class PhotoError(ValueError):
+    """A reference photo that cannot give one face: the message says why, for a person."""
 
 
 def model_dir() -> Path:
@@ -185,3 +193,24 @@ def embedding(frame: np.ndarray, face: Face) -> np.ndarray:
     m = models()
     shape = m.predictor(frame, _rect(face.box))
     return np.asarray(m.encoder.compute_face_descriptor(frame, shape), dtype=np.float32)
+
+
+def photo_embedding(path: Path) -> np.ndarray:
+    """The embedding of the one face in a still photo (a public figure's reference photo, as
+    an operator supplies it). Raises PhotoError when the file is no readable picture, or
+    shows no face or more than one."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PHOTO_PIXELS:
+                raise PhotoError(f"{path}: the picture is larger than {MAX_PHOTO_PIXELS} pixels")
+            frame = np.asarray(img.convert("RGB"))
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise PhotoError(f"{path}: not a picture that can be read ({exc})") from None
+    boxes = detect_faces(frame)
+    if not boxes:
+        raise PhotoError(f"{path}: no face found; use a photo where the face is clear and large")
+    if len(boxes) > 1:
+        raise PhotoError(f"{path}: {len(boxes)} faces found; use a photo of the person alone")
+    return embedding(frame, landmarks(frame, boxes[0]))

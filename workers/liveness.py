@@ -16,8 +16,8 @@ store the picture mirrored, which swaps left and right (and the two tilts) in th
 mirror image of the challenge's moves is accepted too; up and down are never mirrored.
 
 What it does not verify: that the face is a live person rather than a screen, a mask or a
-deepfake made to answer this challenge in time; who the person is (graph.face_index matches
-the embedding against other cameos). README.md says so to users.
+deepfake made to answer this challenge in time; who the person is (workers.face_index matches
+the embedding against other cameos and public figures). README.md says so to users.
 
 Every rejection carries a sentence a person can act on. The work is bounded before decoding:
 absurd picture sizes, frame rates and lengths are refused from a demux pass (packets only),
