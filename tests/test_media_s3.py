@@ -6,6 +6,7 @@ keys() do what they say."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,13 @@ async def link_for(gql: GraphQLClient, draft: Published, viewer: Account) -> str
     return clip["video"]["url"]
 
 
+async def stored_now(gql: GraphQLClient, s3: S3, draft: Published) -> tuple[str, bytes]:
+    """The clip's file as the bucket holds it now: the render while a draft, the signed copy
+    once published (provenance.publish stores it under a key of its own)."""
+    key = urlsplit(await link_for(gql, draft, draft.author)).path.removeprefix("/media/")
+    return key, s3.client.get_object(Bucket=BUCKET, Key="media/" + key)["Body"].read()
+
+
 async def test_the_render_is_in_the_bucket_and_not_on_disk(draft: Published, settings) -> None:
     assert not (settings.media_dir / draft.key).exists()
     assert len(draft.data) > 1000
@@ -148,8 +156,10 @@ async def test_the_link_is_ours_and_checked_when_made_and_when_fetched(
     await s3_gql.ok(PUBLISH, {"id": draft.clip_id}, draft.author.token)
     theirs = (await s3_gql.ok(CLIP, {"id": draft.clip_id}, draft.viewer.token))["clip"]
     link = theirs["video"]["url"]
+    signed_key, signed = await stored_now(s3_gql, s3, draft)
+    assert signed_key != draft.key and urlsplit(link).path == f"/media/{signed_key}"
     response = await http.get(link, headers={"Range": "bytes=0-99"})
-    assert response.status_code == 206 and response.content == draft.data[:100]
+    assert response.status_code == 206 and response.content == signed[:100]
 
     # fetched: once the author blocks them, the same unexpired link serves nothing
     await s3_gql.ok(BLOCK, {"id": draft.viewer.id}, draft.author.token)
@@ -161,21 +171,23 @@ async def test_the_link_is_ours_and_checked_when_made_and_when_fetched(
 
 
 async def test_media_streams_ranges_from_the_bucket(
-    s3_gql: GraphQLClient, draft: Published
+    s3_gql: GraphQLClient, s3: S3, draft: Published
 ) -> None:
     http = s3_gql.client
     url = await link_for(s3_gql, draft, draft.author)
-    size = len(draft.data)
+    _, data = await stored_now(s3_gql, s3, draft)
+    sha256 = hashlib.sha256(data).hexdigest()  # the served file's: the signed copy's once published
+    size = len(data)
     whole = await http.get(url)
-    assert whole.status_code == 200 and whole.content == draft.data
+    assert whole.status_code == 200 and whole.content == data
     assert whole.headers["accept-ranges"] == "bytes"
-    assert whole.headers["etag"] == f'"{draft.sha256}"'
+    assert whole.headers["etag"] == f'"{sha256}"'
     assert whole.headers["cache-control"].startswith("private, max-age=")
 
     for header, expected, content_range in (
-        ("bytes=10-19", draft.data[10:20], f"bytes 10-19/{size}"),
-        ("bytes=-30", draft.data[-30:], f"bytes {size - 30}-{size - 1}/{size}"),
-        (f"bytes={size - 5}-", draft.data[-5:], f"bytes {size - 5}-{size - 1}/{size}"),
+        ("bytes=10-19", data[10:20], f"bytes 10-19/{size}"),
+        ("bytes=-30", data[-30:], f"bytes {size - 30}-{size - 1}/{size}"),
+        (f"bytes={size - 5}-", data[-5:], f"bytes {size - 5}-{size - 1}/{size}"),
     ):
         part = await http.get(url, headers={"Range": header})
         assert part.status_code == 206 and part.content == expected, header
@@ -186,7 +198,7 @@ async def test_media_streams_ranges_from_the_bucket(
     head = await http.head(url)
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == str(size)
-    cached = await http.get(url, headers={"If-None-Match": f'"{draft.sha256}"'})
+    cached = await http.get(url, headers={"If-None-Match": f'"{sha256}"'})
     assert cached.status_code == 304 and cached.content == b""
 
 
@@ -195,13 +207,14 @@ async def test_delete_removes_the_object_and_keys_lists_what_is_there(
 ) -> None:
     store = open_media_store(s3_settings, "s" * 32)
     assert isinstance(store, S3MediaStore)
-    assert draft.key in set(store.keys())
+    key, _ = await stored_now(s3_gql, s3, draft)
+    assert key in set(store.keys())
 
     source = tmp_path / "orphan.mp4"
     source.write_bytes(b"not really a video")
     orphan = clip_video_key("ORPHAN", "e" * 64)
     store.put(source, orphan)
-    assert {draft.key, orphan} <= set(store.keys())
+    assert {key, orphan} <= set(store.keys())
     assert store.size(orphan) == len(b"not really a video")
     store.delete(orphan)
     store.delete(orphan)  # deleting twice is harmless
@@ -212,7 +225,7 @@ async def test_delete_removes_the_object_and_keys_lists_what_is_there(
 
     # a link to a file that is gone is a plain 404, whatever the graph still says
     url = await link_for(s3_gql, draft, draft.author)
-    store.delete(draft.key)
-    assert store.size(draft.key) is None and draft.key not in set(store.keys())
+    store.delete(key)
+    assert store.size(key) is None and key not in set(store.keys())
     gone = await s3_gql.client.get(url, headers={"Range": "bytes=0-9"})
     assert gone.status_code == 404 and gone.headers["cache-control"] == "no-store"
