@@ -281,3 +281,20 @@ def test_an_unreachable_redis_beside_a_reachable_graph(
     }
     sentence = said(reelgraph(tmp_path / "data", *command, **env), 1, variable)
     assert f"cannot reach the Redis server at 127.0.0.1:{port}" in sentence
+
+
+def test_the_installed_command_runs_from_any_folder(tmp_path: Path) -> None:
+    """`reelgraph` as installed (the console script, outside the checkout): every module the
+    CLI imports must be installed with the project (pyproject's py-modules and packages),
+    not only importable from the repository's root."""
+    script = Path(sys.executable).parent / "reelgraph"
+    for command in ([], ["admin"], ["audit"], ["documents"], ["verify"], ["policy"], ["keys"]):
+        result = subprocess.run(
+            [str(script), *command, "--help"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, (command, result.stderr)
+        assert "Traceback" not in result.stderr
