@@ -25,11 +25,11 @@ __all__ = ["exports"]
 _NOT_FOUND = "no such export, or the link has expired"
 
 
-@route("/exports/{key:path}", http_method=[HttpMethod.GET, HttpMethod.HEAD])
+@route("/exports/{path:path}", http_method=[HttpMethod.GET, HttpMethod.HEAD])
 async def exports(
     request: Request,
     state: State,
-    key: Annotated[str, Parameter(description="exports/<userId>/<exportId>.zip")],
+    path: Annotated[str, Parameter(description="<userId>/<exportId>.zip")],
     v: FromQuery[str] = "",
     exp: FromQuery[str] = "",
     sig: FromQuery[str] = "",
@@ -37,7 +37,7 @@ async def exports(
     """The archive, as an attachment, for the user it holds the data of."""
     services = state.services
     head = request.method == HttpMethod.HEAD
-    key = key.lstrip("/")
+    key = "exports/" + path.lstrip("/")
     match = EXPORT_KEY.fullmatch(key)
     viewer = verify_media_signature(services.media_key, key, v, exp, sig)
     if match is None or not viewer or viewer != match.group(1):

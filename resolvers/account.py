@@ -180,7 +180,7 @@ def export_url(ctx: Context, key: str, viewer_id: str) -> str:
     """The export's link: signed as /media links are (key, viewer, expiry), served by the
     /exports route, which serves export keys only and only to the viewer named in the key."""
     path = sign_media_path(ctx.services.media_key, key, viewer_id, EXPORT_LINK_TTL_S)
-    path = "/exports/" + path.removeprefix("/media/")
+    path = "/" + path.removeprefix("/media/")  # the key starts with exports/
     connection = ctx.request or ctx.websocket
     if connection is not None:
         return str(connection.base_url).rstrip("/") + path

@@ -134,7 +134,7 @@ async def test_an_export_holds_clips_files_cameo_uses_and_decisions_for_its_owne
 
     # the link is the author's alone: another viewer named in it, or /media, finds nothing
     assert (await _fetch(gql, _relinked(done["url"], v=raw(owner))))[0] == 404
-    assert (await _fetch(gql, done["url"].replace("/exports/", "/media/")))[0] == 404
+    assert (await _fetch(gql, done["url"].replace("/exports/", "/media/exports/")))[0] == 404
     # the author's signature on the owner's archive opens nothing either
     swapped = urlsplit(mine["url"]).path + "?" + urlsplit(done["url"]).query
     assert (await _fetch(gql, swapped))[0] == 404
