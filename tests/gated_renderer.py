@@ -7,6 +7,10 @@ holds there, renewing its lease, until the test gives that render an order:
 - "render": render the clip with the real PreviewRenderer and return it;
 - "render-and-hold": render it, announce "rendered", then hold (without renewing the lease,
   so another claim can take the clip over) until the order "go";
+- "steps:N": report N denoising steps as a diffusion renderer does (0.85 * k / N), one per
+  order "step", announcing "step k" after each; then render with the real PreviewRenderer,
+  its encoding reported over the rest of the bar (0.85..0.99), holding once half the frames
+  are encoded (announced "encoding") until the order "finish";
 - "raise-enospc", "raise-cuda-oom", "raise-redis", "raise-graph", "raise-error": raise the
   real exception a full disk, CUDA, Redis, the graph driver or a broken renderer raises.
 
@@ -31,10 +35,18 @@ from settings import get_settings
 from workers.renderers.base import ProgressCallback, RenderSpec
 from workers.renderers.preview import PreviewRenderer
 
-__all__ = ["RENDERER", "STUBBORN_RENDERER", "Gate", "GatedRenderer", "StubbornGatedRenderer"]
+__all__ = [
+    "DENOISE_SHARE",
+    "RENDERER",
+    "STUBBORN_RENDERER",
+    "Gate",
+    "GatedRenderer",
+    "StubbornGatedRenderer",
+]
 
 RENDERER = "gated_renderer:GatedRenderer"
 STUBBORN_RENDERER = "gated_renderer:StubbornGatedRenderer"
+DENOISE_SHARE = 0.85  # as the diffusers renderers split their progress
 _HOLD_AT_MOST_S = 300  # a forgotten gate fails the render instead of holding it for ever
 _POLL_S = 0.2
 
@@ -100,6 +112,8 @@ class GatedRenderer:
             raise GraphUnavailable("bolt://10.0.0.8:7687 refused the connection")
         if order == "raise-error":
             raise ValueError("internal detail: /srv/models/secret.safetensors is corrupt")
+        if order.startswith("steps:"):
+            return self._step_through(spec, arrival, int(order.partition(":")[2]), on_progress)
         if order not in ("render", "render-and-hold"):
             raise RuntimeError(f"unknown gate order {order!r}")
         path = self._inner.render(spec, on_progress)
@@ -109,6 +123,27 @@ class GatedRenderer:
                 path.unlink()
                 raise RuntimeError("expected the order 'go'")
         return path
+
+    def _step_through(
+        self, spec: RenderSpec, arrival: int, steps: int, on_progress: ProgressCallback
+    ) -> Path:
+        for k in range(1, steps + 1):
+            if (order := self._wait_order(spec.clip_id, arrival, None)) != "step":
+                raise RuntimeError(f"expected the order 'step', got {order!r}")
+            on_progress(DENOISE_SHARE * k / steps)
+            self._announce(spec.clip_id, arrival, f"step {k}")
+        held = False
+
+        def encoding(fraction: float) -> None:
+            nonlocal held
+            on_progress(DENOISE_SHARE + (0.99 - DENOISE_SHARE) * fraction)
+            if fraction >= 0.5 and not held:
+                held = True
+                self._announce(spec.clip_id, arrival, "encoding")
+                if (order := self._wait_order(spec.clip_id, arrival, None)) != "finish":
+                    raise RuntimeError(f"expected the order 'finish', got {order!r}")
+
+        return self._inner.render(spec, encoding)
 
 
 class StubbornGatedRenderer(GatedRenderer):

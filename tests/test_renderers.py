@@ -300,3 +300,142 @@ def test_real_size_ltx_configs_are_the_2b_model():
     assert 1.8e9 < params < 2.0e9
     assert (vae.spatial_compression_ratio, vae.temporal_compression_ratio) == (32, 8)
     assert transformer.config.in_channels == vae.config.latent_channels
+
+
+# encoding while the VAE decodes
+
+
+def test_the_streaming_decode_equals_the_vaes_own_framewise_decode(tiny_ltx):
+    torch = pytest.importorskip("torch")
+    from diffusers import LTXPipeline
+
+    from workers.renderers.diffusion import streaming_decode
+
+    vae = LTXPipeline.from_pretrained(tiny_ltx, local_files_only=True).vae
+    latents = torch.randn(1, vae.config.latent_channels, 7, 2, 3, generator=torch.manual_seed(3))
+    chunks: list[np.ndarray] = []
+    with torch.inference_mode():
+        streaming_decode(vae, chunks.append, 16)(latents, None, return_dict=False)
+        vae.use_framewise_decoding = True
+        vae.tile_sample_min_num_frames, vae.tile_sample_stride_num_frames = 16, 8
+        whole = vae.decode(latents, None, return_dict=False)[0]
+    expected = ((whole[0] / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+    expected = expected.permute(1, 2, 3, 0).numpy()
+    assert len(chunks) > 3  # handed on chunk by chunk, not all at the end
+    assert np.array_equal(np.concatenate(chunks), expected)
+    assert len(expected) == 49
+
+
+def test_a_failing_streaming_encoder_reports_its_error(tmp_path):
+    from workers.renderers.encode import StreamingEncoder
+
+    encoder = StreamingEncoder(tmp_path / "bad.mp4", fps=FPS)
+    encoder.put(np.zeros((4, 32, 48, 3), np.uint8))
+    with pytest.raises(ValueError, match="frame size changed"):
+        encoder.put(np.zeros((40, 32, 64, 3), np.uint8))
+        encoder.finish()
+    ok = StreamingEncoder(tmp_path / "ok.mp4", fps=FPS, audio_channels=2, sample_rate=16_000)
+    ok.put(np.full((12, 32, 48, 3), 99, np.uint8))
+    assert ok.finish(np.full((2, 8000), 0.1, np.float32)) == 12
+    info = probe_video(tmp_path / "ok.mp4")
+    assert info.has_audio and info.duration_ms == 500
+
+
+# the audio-video renderer with a tiny random-weight LTX-2 pipeline
+
+
+@pytest.fixture(scope="module")
+def tiny_ltx2(tmp_path_factory) -> Path:
+    pytest.importorskip("diffusers")
+    from workers.renderers.tiny_ltx2 import build_tiny_ltx2_pipeline
+
+    return build_tiny_ltx2_pipeline(tmp_path_factory.mktemp("models") / "tiny-ltx2")
+
+
+@pytest.fixture
+def av_renderer(tiny_ltx2, tmp_path):
+    from workers.renderers.diffusion import DiffusersAVRenderer
+
+    return DiffusersAVRenderer(
+        str(tiny_ltx2),
+        resolution=(64, 96),
+        num_inference_steps=2,
+        device="cpu",
+        tmp_dir=tmp_path,
+        decode_chunk_frames=16,
+    )
+
+
+def _sound(path: Path) -> tuple[np.ndarray, int]:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate
+        return np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=1), rate
+
+
+def _video_frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def test_tiny_ltx2_renders_video_with_its_own_sound_in_sync(av_renderer):
+    progress: list[float] = []
+    spec = _spec(duration_s=2, prompt='A chef shouts, "Order up!" [sound: a pan sizzles]')
+    path = av_renderer.render(spec, progress.append)
+    info = probe_video(path)
+    frames = _video_frames(path)
+    sound, rate = _sound(path)
+    assert len(frames) == 49 and info.has_audio
+    assert (info.width, info.height, info.fps) == (96, 64, 24.0)
+    assert rate == 16_000  # the vocoder's rate, muxed as it is
+    # the model's sound, not a silent track: random weights still make a signal
+    assert float(np.sqrt(np.mean(sound**2))) > 1e-3
+    # AAC adds its priming and padding at the ends: compare durations, within one frame
+    video_s = len(frames) / FPS
+    assert abs(sound.shape[1] / rate - video_s) <= 1 / FPS
+    assert abs(info.duration_ms - video_s * 1000) <= FRAME_MS
+    _assert_progress(progress)
+    assert len([v for v in progress if 0 < v <= 0.85]) == 2  # one per denoising step
+    assert any(0.85 < v < 1.0 for v in progress)  # and encoding, as frames are encoded
+
+
+def test_tiny_ltx2_is_seeded(av_renderer):
+    a = av_renderer.render(_spec(duration_s=1, seed=5), lambda _: None)
+    b = av_renderer.render(_spec(duration_s=1, seed=5), lambda _: None)
+    c = av_renderer.render(_spec(duration_s=1, seed=6), lambda _: None)
+    (sa, _), (sb, _), (sc, _) = (_sound(p) for p in (a, b, c))
+    fa, fb, fc = (_video_frames(p)[4].astype(int) for p in (a, b, c))
+    assert np.abs(fa - fb).mean() < 1.0 and np.abs(sa - sb).max() < 1e-3
+    assert np.abs(fa - fc).mean() > np.abs(fa - fb).mean() * 4 + 0.1 or np.abs(sa - sc).max() > 1e-3
+
+
+def test_tiny_ltx2_conditions_on_a_cameo_frame(av_renderer):
+    import io
+
+    from PIL import Image
+
+    from workers.renderers.base import CameoReference
+
+    jpeg = io.BytesIO()
+    Image.new("RGB", (120, 80), (200, 40, 40)).save(jpeg, format="JPEG")
+    cameo = CameoReference(label="alice", frames=(jpeg.getvalue(),))
+    path = av_renderer.render(_spec(duration_s=1, cameos=(cameo,)), lambda _: None)
+    assert av_renderer._image_pipe is not None  # the image-to-video pipeline ran
+    assert type(av_renderer._image_pipe).__name__ == "LTX2ImageToVideoPipeline"
+    assert probe_video(path).has_audio
+
+
+def test_prompts_reach_the_model_as_written():
+    from workers.renderers.diffusion import _prompt
+
+    spec = _spec(prompt='Ana whispers, "Not yet." [sound: rain on a tin roof]', moods=("tense",))
+    assert _prompt(spec) == 'Ana whispers, "Not yet." [sound: rain on a tin roof]. Mood: tense.'
+
+
+def test_the_av_renderer_is_chosen_by_name(tiny_ltx2):
+    from workers.renderers.diffusion import DiffusersAVRenderer
+
+    renderer = get_renderer("diffusers-av", str(tiny_ltx2), resolution=(64, 96), steps=2)
+    assert isinstance(renderer, DiffusersAVRenderer) and renderer.name == "diffusers-av"
+    assert Settings(_env_file=None, renderer="diffusers-av").renderer == "diffusers-av"
+    assert Settings(_env_file=None).av_model == "diffusers/LTX-2.3-Distilled-Diffusers"

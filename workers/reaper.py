@@ -8,6 +8,14 @@ are idempotent: a duplicate finds its clip claimed or rendered and does nothing.
 safe because a file is deleted only when no clip names it, its clip is not queued or
 rendering (a render stores its file before the move to DRAFT), and it was already seen
 orphaned by sweeps for the whole grace period.
+
+After a start, the reaper also takes up at once the renders a crash left behind: for one
+lease (and a few seconds) it looks every second for RENDERING clips whose lease has run out
+and re-queues each once. A clip whose worker died with its broker (a killed `reelgraph run`:
+the task rejected, or Redis down, when the process group went) is thus rendered again a
+second or so after its lease ends, instead of after the broker's visibility timeout or not at
+all. Taking over an expired lease is what any delivery may do already (CLAIM_RENDER); a
+duplicate task finds the clip claimed or rendered and does nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ _LOCK_KEY = "reelgraph:reaper"
 # media key -> when a sweep first saw it with no clip naming it (epoch ms)
 _ORPHANS_KEY = "reelgraph:media-orphans"
 _BATCH = 200
+_RECOVERY_POLL_S = 1.0
+_RECOVERY_SLACK_S = 5.0  # past one lease: a render killed just before the restart
 
 
 class Reaper:
@@ -44,6 +54,7 @@ class Reaper:
         self._loop = asyncio.new_event_loop()
         self._graph = driver_for(settings)
         self._media: MediaStore = open_media_store(settings, None)  # deletes, never links
+        self._recovered: set[str] = set()  # ids the start-up recovery re-queued
 
     def sweep(self) -> tuple[list[str], list[str]]:
         """One sweep under the lock: (clip ids re-queued, media keys deleted); ([], []) when
@@ -72,6 +83,25 @@ class Reaper:
         if ids:
             logger.warning("re-queued %d clip(s) whose render task was lost", len(ids))
         return ids
+
+    def requeue_expired_leases(self) -> list[str]:
+        """Re-queue RENDERING clips whose lease has run out (a start-up's recovery); their ids.
+
+        Not under the sweep lock: each clip is returned once by the guarded statement (it
+        touches the clip), and this reaper re-queues an id at most once a lease."""
+        now = int(time.time() * 1000)
+        ids = self._loop.run_until_complete(
+            clip_repo.stale_renders(
+                self._graph, now=now, queued_before=0, lease_before=now, limit=_BATCH
+            )
+        )
+        fresh = [clip_id for clip_id in ids if clip_id not in self._recovered]
+        for clip_id in fresh:
+            self._queue.send(clip_id)
+            self._recovered.add(clip_id)
+        if fresh:
+            logger.warning("re-queued %d clip(s) a crashed render left behind", len(fresh))
+        return fresh
 
     def delete_orphans(self) -> list[str]:
         """Delete the stored files no clip names that were orphaned for the grace period."""
@@ -108,10 +138,23 @@ class Reaper:
         self._redis.close()
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self._settings.reaper_interval_s):
+        interval = self._settings.reaper_interval_s
+        started = time.monotonic()
+        recover_until = started + self._settings.render_lease_s + _RECOVERY_SLACK_S
+        next_sweep = started + interval
+        while True:
+            now = time.monotonic()
+            recovering = now < recover_until
+            wait = min(_RECOVERY_POLL_S, next_sweep - now) if recovering else next_sweep - now
+            if stop.wait(max(0.0, wait)):
+                return
             try:
-                self.sweep()
-            except Exception:  # the next sweep tries again
+                if recovering:
+                    self.requeue_expired_leases()
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + interval
+                    self.sweep()
+            except Exception:  # the next look tries again
                 logger.exception("reaper sweep failed")
 
 

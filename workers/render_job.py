@@ -61,6 +61,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 _PROGRESS_INTERVAL_S = 0.5
+_PROGRESS_STEP = 0.05  # a move of the bar this large is reported at once
 
 
 class Busy(Exception):
@@ -199,18 +200,23 @@ def run_render(rt: RenderRuntime, clip_id: str, claim: Claim | str) -> str:
     )
     del cameos  # the spec holds the only reference; it dies with the render
     last_report = 0.0
+    last_shown = -1.0
 
     def on_progress(fraction: float) -> None:
-        nonlocal last_report
-        if time.monotonic() - last_report < _PROGRESS_INTERVAL_S:
+        # honest progress (denoising steps, then encoded frames) at a bounded write rate:
+        # a report goes out when half a second passed or the bar moved by a step's worth,
+        # so every denoising step of a short schedule is seen, and a heartbeat (the same
+        # fraction again) still renews the lease
+        nonlocal last_report, last_shown
+        shown = round(min(fraction, 0.99), 3)  # probe and store follow: 1.0 only at DRAFT
+        moved = shown - last_shown >= _PROGRESS_STEP
+        if not moved and time.monotonic() - last_report < _PROGRESS_INTERVAL_S:
             return
         last_report = time.monotonic()
+        last_shown = max(last_shown, shown)
         lease_until = _now() + rt.lease_s * 1000
-        # the share after rendering (probe, store) is small: show at most 0.99 until DRAFT
         owned = rt.run(
-            clip_repo.report_progress(
-                rt.graph, clip_id, owner, attempt, round(min(fraction, 0.99), 3), lease_until
-            )
+            clip_repo.report_progress(rt.graph, clip_id, owner, attempt, last_shown, lease_until)
         )
         if not owned:
             raise RenderCancelled(f"clip {clip_id} was removed or taken over")

@@ -48,7 +48,7 @@ def build_runtime(settings: Settings, *, with_renderer: bool = True) -> RenderRu
     if with_renderer:
         renderer = get_renderer(
             settings.renderer,
-            settings.model,
+            settings.av_model if settings.renderer == "diffusers-av" else settings.model,
             resolution=settings.diffusers_size,
             steps=settings.diffusers_steps,
         )
