@@ -6,6 +6,7 @@ Nothing else in the code base reads the environment: call get_settings().
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,6 +17,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 __all__ = ["Settings", "get_settings"]
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its affinity, which a container or taskset narrows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity outside Linux
+        return os.cpu_count() or 1
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REELGRAPH_", env_file=".env", extra="ignore")
 
@@ -23,6 +32,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = Path("reelgraph-data")
+    # API processes of `reelgraph serve` and `run` on the one port, over the one engine
+    # (`--workers N` overrides): one per usable core, at most 4 by default
+    api_processes: int = Field(default_factory=lambda: min(_usable_cores(), 4), ge=1, le=64)
 
     # embedded: | bolt://user:pass@host:7687 | neo4j://... | neo4j+s://... | falkor://host:6379
     graph_url: str = "embedded:"
@@ -135,9 +147,13 @@ class Settings(BaseSettings):
     subscription_resync_s: float = 30.0
 
     # rendering
-    # "preview", "diffusers", or a renderer class by import path ("package.module:Class")
-    renderer: str = Field("preview", pattern=r"^(preview|diffusers|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$")
+    # "preview", "diffusers" (LTX-Video, video only), "diffusers-av" (LTX-2: video with its
+    # own synchronized audio), or a renderer class by import path ("package.module:Class")
+    renderer: str = Field(
+        "preview", pattern=r"^(preview|diffusers|diffusers-av|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$"
+    )
     model: str = "Lightricks/LTX-Video-0.9.7-distilled"
+    av_model: str = "diffusers/LTX-2.3-Distilled-Diffusers"  # the diffusers-av renderer's
     diffusers_resolution: str = "768x512"  # height x width, multiples of 32 (LTX buckets)
     diffusers_steps: int = 8
     render_soft_time_limit_s: int = 600
