@@ -243,6 +243,15 @@ def test_tiny_ltx_renders_a_playable_mp4(ltx_renderer, tmp_path):
     assert timings.pipeline_s > 0 and timings.encode_s > 0
 
 
+def test_a_warm_up_renders_once_and_leaves_no_file(ltx_renderer, tmp_path):
+    """What a worker does before its first task: the pipeline loaded and one throwaway
+    render paid for, its file gone."""
+    assert ltx_renderer.last_timings.frames == 0
+    ltx_renderer.warm_up()
+    assert ltx_renderer.last_timings.frames > 0
+    assert list(tmp_path.glob("*.mp4")) == []
+
+
 def test_tiny_ltx_is_seeded(ltx_renderer):
     a = ltx_renderer.render(_spec(duration_s=1, seed=5), lambda _: None)
     b = ltx_renderer.render(_spec(duration_s=1, seed=5), lambda _: None)

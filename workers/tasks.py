@@ -75,9 +75,12 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
     @worker_process_init.connect(weak=False)
     def _init_process(**_: object) -> None:
-        warm = getattr(runtime().renderer, "load", None)
+        renderer = runtime().renderer
+        # once per process, before the first task: load the weights and, where the renderer
+        # can, render a throwaway clip, so the first user's clip is not the slow one
+        warm = getattr(renderer, "warm_up", None) or getattr(renderer, "load", None)
         if callable(warm):
-            warm()  # load model weights once per process, before the first task
+            warm()
 
     register_cameo_tasks(app, settings, runtime)  # capture checks share the render queue
 

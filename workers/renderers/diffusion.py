@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from workers.renderers.base import ProgressCallback, RenderSpec, monotonic_progress, temp_mp4
+from workers.renderers.base import (
+    MIN_DURATION_S,
+    ProgressCallback,
+    RenderSpec,
+    monotonic_progress,
+    temp_mp4,
+)
 from workers.renderers.encode import AUDIO_SAMPLE_RATE, StreamingEncoder
 
 if TYPE_CHECKING:
@@ -180,6 +186,16 @@ class DiffusersRenderer:
                 pipe.set_progress_bar_config(disable=True)
                 self._pipe = pipe
             return self._pipe
+
+    def warm_up(self) -> None:
+        """Load the pipeline and render one short throwaway clip, so the first user's clip
+        does not pay for first-call costs (kernel selection, allocator growth, and compiled
+        graphs when the transformer is compiled). A worker calls it once per process, before
+        it takes a task."""
+        self.load()
+        spec = RenderSpec(clip_id="warm-up", prompt="warm-up", duration_s=MIN_DURATION_S)
+        path = self.render(spec, lambda _progress: None)
+        path.unlink(missing_ok=True)
 
     def image_pipeline(self) -> LTXImageToVideoPipeline:
         """The image-to-video pipeline over the loaded components (no second copy in memory)."""
