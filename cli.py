@@ -62,7 +62,7 @@ def api_app() -> Litestar:
     the parent passes the graph, Redis and data folder in the environment."""
     from server import build_app
 
-    return build_app(get_settings())
+    return build_app(get_settings(), serving=True)
 
 
 def _uvicorn_config(settings: Settings, app: Litestar | str, workers: int) -> uvicorn.Config:
@@ -128,7 +128,7 @@ def _serve_one(settings: Settings, sock: socket.socket, started: Callable[[], No
     (SIGINT/SIGTERM: requests drain, then the services close)."""
     import uvicorn
 
-    from server import Services, build_app
+    from server import Services, build_app, settle_gc
     from startup import quiet_retries
 
     app = build_app(settings, open_services=False)
@@ -138,6 +138,7 @@ def _serve_one(settings: Settings, sock: socket.socket, started: Callable[[], No
         with quiet_retries():
             app.state.services = await Services.open(settings)
         try:
+            settle_gc()
             started()
             await uvicorn.Server(config).serve(sockets=[sock])
         finally:
@@ -843,7 +844,10 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--port", type=int)
         cmd.add_argument("--data-dir", dest="data_dir")
         cmd.add_argument(
-            "--workers", type=int, default=1, help="API processes on the one port (default 1)"
+            "--workers",
+            type=int,
+            help="API processes on the one port (default: REELGRAPH_API_PROCESSES, which is"
+            " one per core up to 4)",
         )
     wk = sub.add_parser("worker", help="start a Celery render worker")
     wk.add_argument("--data-dir", dest="data_dir")
@@ -942,11 +946,12 @@ def _run(args: argparse.Namespace) -> int:
         return verify(settings, args)
     if args.command == "worker":
         return worker(settings)
-    if args.workers < 1:
+    workers = settings.api_processes if args.workers is None else args.workers
+    if workers < 1:
         print("reelgraph: --workers must be at least 1", file=sys.stderr)
         return 2
     return serve(
-        settings, with_worker=args.command == "run" and settings.with_worker, workers=args.workers
+        settings, with_worker=args.command == "run" and settings.with_worker, workers=workers
     )
 
 

@@ -24,9 +24,11 @@ __all__ = [
     "NO_DESCENDANTS",
     "Descendants",
     "ancestors",
+    "author_handles",
     "blocked_either_way",
     "descendants",
     "hidden_descendants",
+    "prompts",
     "remix_pages",
 ]
 
@@ -98,6 +100,43 @@ WITH parentId, collect({at: at, c: c, authorId: authorId})[..$limit] AS kept
 UNWIND kept AS row
 WITH parentId, row.at AS at, row.c AS c, row.authorId AS authorId
 RETURN parentId, c {.*, authorId: authorId, parentId: parentId} AS clip, at
+"""
+)
+
+# what a tree viewer labels each node with (resolvers/lineage.py, RemixTree.flat): one
+# property per clip, as one row of parallel lists (10k rows of full clips cost 1-2 s to read
+# and decode, two lists of 10k strings a few ms); the ids come back beside them, since a
+# collect need not keep the order of what it collects. Clips that are gone have no entry.
+# By id for a few clips of a big tree; for most of a tree, the walk from its root is cheaper
+# than an index lookup per clip (on the 100k seed's 11,512-clip tree: 40 ms against 75 ms).
+PROMPTS = Cypher(
+    """
+UNWIND $ids AS id
+MATCH (c:Clip {id: id})
+RETURN collect(c.id) AS ids, collect(c.prompt) AS prompts
+"""
+)
+
+AUTHOR_HANDLES = Cypher(
+    """
+UNWIND $ids AS id
+MATCH (a:User)-[:POSTED]->(c:Clip {id: id})
+RETURN collect(c.id) AS ids, collect(a.handle) AS handles
+"""
+)
+
+PROMPTS_BELOW = Cypher(
+    """
+MATCH (:Clip {id: $rootId})<-[:REMIX_OF*0..]-(c:Clip)
+RETURN collect(c.id) AS ids, collect(c.prompt) AS prompts
+"""
+)
+
+AUTHOR_HANDLES_BELOW = Cypher(
+    """
+MATCH (:Clip {id: $rootId})<-[:REMIX_OF*0..]-(c:Clip)
+MATCH (a:User)-[:POSTED]->(c)
+RETURN collect(c.id) AS ids, collect(a.handle) AS handles
 """
 )
 
@@ -175,6 +214,27 @@ async def remix_pages(
     for row in await db.read(REMIX_PAGES, params):
         found.setdefault(row["parentId"], []).append(row)
     return found
+
+
+async def prompts(db: GraphDriver, ids: list[str], *, below: str | None = None) -> dict[str, str]:
+    """Each clip's prompt by id: of the clips ids, or of every clip of the tree below (and
+    with) the clip `below`. Clips that are gone are left out."""
+    if below is None:
+        rows = await db.read(PROMPTS, {"ids": ids})
+    else:
+        rows = await db.read(PROMPTS_BELOW, {"rootId": below})
+    return dict(zip(rows[0]["ids"], rows[0]["prompts"], strict=True)) if rows else {}
+
+
+async def author_handles(
+    db: GraphDriver, ids: list[str], *, below: str | None = None
+) -> dict[str, str]:
+    """Each clip's author's handle by clip id, as prompts() reads them."""
+    if below is None:
+        rows = await db.read(AUTHOR_HANDLES, {"ids": ids})
+    else:
+        rows = await db.read(AUTHOR_HANDLES_BELOW, {"rootId": below})
+    return dict(zip(rows[0]["ids"], rows[0]["handles"], strict=True)) if rows else {}
 
 
 async def blocked_either_way(db: GraphDriver, a: str, b: str) -> bool:

@@ -27,7 +27,7 @@ from schema.extensions import (
     limit_extensions,
 )
 from schema.feeds import FeedQueries
-from schema.lineage import LineageQueries
+from schema.lineage import LeafListExecutionContext, LineageQueries
 from schema.moderation import ModerationMutations, ModerationQueries
 from schema.notifications import NotificationQueries, Subscription
 from schema.policy import PolicyMutations, PolicyQueries
@@ -192,6 +192,7 @@ def build_schema(
         mutation=Mutation,
         subscription=Subscription,
         types=[User, Clip, ClipState],
+        execution_context_class=LeafListExecutionContext,  # lists of leaves whole
         extensions=[
             *limit_extensions(max_depth, max_aliases, max_tokens),
             document_gate(max_fields, max_same_name_fields, document_cache_size, introspection),

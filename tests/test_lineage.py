@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aredis
+import strawberry
 from conftest import GraphQLClient, purge_render_queue, rendered_clip, worker_env
 from ulid import ULID
 
@@ -23,6 +24,7 @@ from events.notifications import stream_key
 from graph import clips as clip_repo
 from graph.embedded import EmbeddedServer
 from resolvers.ids import decode_id, encode_id
+from schema.lineage import LeafListExecutionContext
 
 LINEAGE = """query($id: ID!) { clip(id: $id) { id
   root { id } lineage { id } remixCount forkDepth
@@ -34,6 +36,10 @@ TREE = """query($id: ID!, $max: Int) { remixTree(clipId: $id, maxNodes: $max) {
   root { id } nodes { clip { id } depth parentId } truncated maxDepth size } }"""
 CREATE = """mutation($input: CreateClipInput!) { createClip(input: $input) {
   id state remixOf { id } lineage { id } } }"""
+FLAT_AND_NODES = """query($id: ID!, $max: Int) { remixTree(clipId: $id, maxNodes: $max) {
+  size truncated maxDepth
+  nodes { depth parentId clip { id prompt author { handle } } }
+  flat { ids parentIndexes depths prompts authorHandles } } }"""
 BLOCK = "mutation($id: ID!) { blockUser(userId: $id) { id } }"
 DELETE = "mutation($id: ID!) { deleteClip(clipId: $id) { id state } }"
 
@@ -156,6 +162,89 @@ async def test_bad_arguments_are_client_errors(gql: GraphQLClient, family) -> No
     draft = _gid(family["D"])  # someone else's draft is no tree root for anyone else
     code, _ = await gql.error(TREE, {"id": draft}, family["u1"].token)
     assert code == "NOT_FOUND"
+
+
+def _flat_as_nodes(flat: dict) -> list[dict]:
+    """RemixTree.flat's parallel lists as the nodes list would give them."""
+    ids = flat["ids"]
+    return [
+        {
+            "depth": depth,
+            "parentId": None if parent == -1 else ids[parent],
+            "clip": {"id": clip_id, "prompt": prompt, "author": {"handle": handle}},
+        }
+        for clip_id, parent, depth, prompt, handle in zip(
+            ids,
+            flat["parentIndexes"],
+            flat["depths"],
+            flat["prompts"],
+            flat["authorHandles"],
+            strict=True,
+        )
+    ]
+
+
+async def test_flat_tree_agrees_with_the_nodes_where_parts_are_hidden(
+    gql: GraphQLClient, family, graph
+) -> None:
+    """RemixTree.flat is the nodes list as parallel lists: the same clips in the same order,
+    the same maxNodes cut, and the same cuts where a removed or blocked clip hides a branch."""
+    f = family
+    e = await _published(graph, f["u1"], 600, f["B"])  # below B: cut with B for the viewer
+    g = await _published(graph, f["u1"], 700, f["C"])
+    h = await _published(graph, f["u2"], 800, g)  # below G, which is removed below
+    i = await _published(graph, f["u1"], 900, f["O"])
+    j = await _published(graph, f["u1"], 950, i)
+    viewer = await gql.sign_up("flatview")
+    await gql.ok(BLOCK, {"id": viewer.id}, f["u3"].token)  # hides B (and E) from the viewer
+    await gql.ok(DELETE, {"id": _gid(g)}, f["u1"].token)  # hides G (and H) from everyone
+    seen = {}
+    for who, token in (("anyone", None), ("viewer", viewer.token)):
+        for limit in (None, 1, 3, 5, 10_000):
+            got = (await gql.ok(FLAT_AND_NODES, {"id": _gid(f["O"]), "max": limit}, token))[
+                "remixTree"
+            ]
+            assert _flat_as_nodes(got["flat"]) == got["nodes"], (who, limit)
+            seen[who, limit] = [decode_id(n["clip"]["id"], "Clip") for n in got["nodes"]]
+    # what the lists hold: breadth-first, newest first, the hidden parts cut
+    assert seen["anyone", None] == [f["O"], i, f["C"], f["A"], j, f["B"], e]
+    assert seen["viewer", None] == [f["O"], i, f["C"], f["A"], j]
+    assert seen["viewer", 3] == [f["O"], i, f["C"]] and seen["anyone", 1] == [f["O"]]
+    assert h not in seen["anyone", 10_000]
+    # ids alone: the flat lists of a sub-tree, with its own root at index 0
+    sub = """query($id: ID!) { remixTree(clipId: $id) { flat { ids parentIndexes depths } } }"""
+    flat = (await gql.ok(sub, {"id": _gid(f["A"])}))["remixTree"]["flat"]
+    assert flat == {
+        "ids": [_gid(f["A"]), _gid(f["B"]), _gid(e)],
+        "parentIndexes": [-1, 0, 1],
+        "depths": [0, 1, 2],
+    }
+
+
+async def test_a_flat_tree_reads_only_what_it_is_asked(
+    gql: GraphQLClient, family, services
+) -> None:
+    """flat's ids, parents and depths come from the walk; prompts and authorHandles are one
+    narrow read each, and only when asked."""
+    f = family
+    base = "query($id: ID!) { remixTree(clipId: $id) { flat { %s } } }"
+    costs = {}
+    for name, fields in (
+        ("ids", "ids parentIndexes depths"),
+        ("prompts", "ids prompts"),
+        ("handles", "authorHandles"),
+        ("both", "prompts authorHandles"),
+    ):
+        before = services.graph.round_trips
+        answer = (await gql.ok(base % fields, {"id": _gid(f["O"])}))["remixTree"]["flat"]
+        costs[name] = services.graph.round_trips - before
+        if "authorHandles" in answer:
+            handles = [f[u].handle for u in ("u1", "u2", "u2", "u3")]
+            assert answer["authorHandles"] == handles
+        if "prompts" in answer:
+            assert answer["prompts"] == ["a clip in a lineage"] * 4
+    # the root's row and the walk: two reads; each label one more
+    assert costs == {"ids": 2, "prompts": 3, "handles": 3, "both": 4}, costs
 
 
 async def test_remixes_page_with_keyset_cursors(gql: GraphQLClient, graph) -> None:
@@ -339,3 +428,61 @@ def test_export_lineage_opens_a_data_folder_no_server_runs_on(tmp_path: Path) ->
     )
     assert done.returncode == 1 and b"no published clip" in done.stderr, done.stderr
     assert EmbeddedServer.locate(tmp_path) is None  # and it stopped the engine it started
+
+
+# --- lists of leaves completed whole (schema.lineage.LeafListExecutionContext)
+
+
+class _Text(str):
+    """A str subclass: graphql-core's String coercion keeps it, the fast path passes it by."""
+
+
+LEAF_LISTS = {
+    "ids": ["Q2xpcDox", "", "é"],
+    "texts": ["a", _Text("b")],
+    "ints": [0, -(2**31), 2**31 - 1],
+    "too_big": [1, 2**31],
+    "bools": [True, 0],
+    "int_ids": ["a", 7],
+    "holes": ["a", None],
+    "floats": [1.0, 2],
+    "empty": [],
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEAF_LISTS))
+def test_leaf_lists_complete_as_graphql_core_does(name: str) -> None:
+    """The same data and errors, item for item, with and without the whole-list path."""
+    values = LEAF_LISTS[name]
+
+    @strawberry.type
+    class Query:
+        @strawberry.field
+        def strings(self) -> list[str]:
+            return values  # type: ignore[return-value]
+
+        @strawberry.field
+        def ids(self) -> list[strawberry.ID]:
+            return values  # type: ignore[return-value]
+
+        @strawberry.field
+        def ints(self) -> list[int]:
+            return values  # type: ignore[return-value]
+
+        @strawberry.field
+        def maybe_ints(self) -> list[int | None]:
+            return values  # type: ignore[return-value]
+
+        @strawberry.field
+        def nested(self) -> list[list[int]]:
+            return [values, values]  # type: ignore[list-item]
+
+    answers = []
+    for context in (None, LeafListExecutionContext):
+        schema = strawberry.Schema(Query, execution_context_class=context)
+        for field in ("strings", "ids", "ints", "maybeInts", "nested"):
+            result = schema.execute_sync("{ " + field + " }")
+            errors = [(e.message, e.path) for e in result.errors or ()]
+            answers.append((field, json.dumps(result.data), errors))
+    half = len(answers) // 2
+    assert answers[:half] == answers[half:]

@@ -4,7 +4,9 @@
   other; a disconnect, events missed meanwhile, a reconnect with `after` that gets exactly
   those, then live ones again;
 - `reelgraph serve --workers 2` on a data folder of its own: two API processes on one port
-  over the one embedded engine it starts, serving subscriptions, and stopping cleanly.
+  over the one embedded engine it starts, serving subscriptions, and stopping cleanly;
+- `reelgraph serve` without --workers: REELGRAPH_API_PROCESSES processes, and --workers 1
+  overriding it.
 """
 
 from __future__ import annotations
@@ -206,3 +208,29 @@ async def test_serve_workers_runs_several_api_processes_over_one_engine(
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert proc.returncode == 0, log.read_text()[-3000:]
+
+
+async def test_serve_starts_the_api_processes_setting_unless_workers_is_given(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REELGRAPH_")}
+    env["REELGRAPH_TRACE_STATEMENTS"] = os.environ["REELGRAPH_TRACE_STATEMENTS"]
+    env["REELGRAPH_API_PROCESSES"] = "2"
+    data_dir = tmp_path / "data"
+    for given, expected in ([], 2), (["--workers", "1"], 0):
+        port, log = free_port(), tmp_path / f"serve{len(given)}.log"
+        args = ["serve", *given, "--port", str(port), "--data-dir", str(data_dir)]
+        with reelgraph(args, env, log) as proc:
+            await healthy(port, proc, log)
+            if expected:
+                await wait_until(lambda p=proc, n=expected: len(_api_processes(p)) == n)
+            else:  # one process serves itself: nothing spawned
+                assert _api_processes(proc) == []
+            said = "(2 API processes)" if expected else "(1 API process)"
+            assert said in log.read_text()
+            health = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/health")
+            assert health.json()["status"] == "ok"
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        # a clean stop: one process re-raises the SIGTERM after draining (cli.serve)
+        assert proc.returncode in (0, 128 + signal.SIGTERM), log.read_text()[-3000:]

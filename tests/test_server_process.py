@@ -1,9 +1,11 @@
 """The real `reelgraph serve` process: persistence across restarts, data-folder ownership,
-health, clean shutdown on SIGTERM/SIGINT, and the one websocket protocol offered."""
+health, clean shutdown on SIGTERM/SIGINT, the one websocket protocol offered, how many API
+processes it starts, and the collector set up in each."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -37,7 +39,7 @@ def server(data_dir: Path, stop_signal: int = signal.SIGTERM, **settings: str) -
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # bounds a stuck start only (processes spawn)
         while True:
             assert proc.poll() is None, proc.stdout.read().decode()
             try:
@@ -187,3 +189,49 @@ def test_graphiql_in_development(tmp_path: Path) -> None:
     with server(tmp_path / "data") as base:
         page = httpx.get(f"{base}/graphql", headers={"Accept": "text/html"})
         assert page.status_code == 200 and "graphiql" in page.text.lower()
+
+
+def test_api_processes_default_to_the_cores_up_to_four(tmp_path: Path) -> None:
+    from settings import Settings
+
+    default = Settings.model_fields["api_processes"].default_factory()
+    assert default == min(len(os.sched_getaffinity(0)), 4)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REELGRAPH_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "serve", "--port", "0", "--data-dir", str(tmp_path)],
+        cwd=ROOT,
+        env={**env, "REELGRAPH_API_PROCESSES": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "REELGRAPH_API_PROCESSES" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "serve", "--workers", "0", "--port", "0"],
+        cwd=ROOT,
+        env={**env, "REELGRAPH_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "--workers must be at least 1" in result.stderr
+
+
+async def test_an_api_process_freezes_what_start_up_made(settings) -> None:
+    """An API process of `reelgraph serve` (build_app(serving=True), as cli.api_app builds
+    each) ends its start-up with server.settle_gc: what start-up made is frozen out of the
+    collector's scans, and the collector runs with server.GC_THRESHOLDS."""
+    from litestar.testing import AsyncTestClient
+
+    from server import GC_THRESHOLDS, build_app
+
+    before = gc.get_threshold()
+    gc.unfreeze()
+    try:
+        async with AsyncTestClient(build_app(settings, serving=True)) as client:
+            assert gc.get_freeze_count() > 0 and gc.get_threshold() == GC_THRESHOLDS
+            assert (await client.get("/health")).status_code == 200
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
