@@ -86,7 +86,10 @@ def start_server(
     """`reelgraph serve` from code_dir on a free port; returns once /health answers 200."""
     port = _port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        [
+            *(sys.executable, "-m", "cli", "serve", "--workers", "1"),
+            *("--port", str(port), "--data-dir", str(data_dir)),
+        ],
         cwd=code_dir,
         env=env,
         stdout=subprocess.DEVNULL,

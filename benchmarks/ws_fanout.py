@@ -74,10 +74,18 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen:
         REELGRAPH_MAX_SOCKETS_PER_USER="1000000",
         REELGRAPH_SIGNUP_LIMIT_PER_ADDRESS="0",
         REELGRAPH_MUTATION_LIMIT_PER_USER="0",
+        # the publisher makes one clip a round: past the quota and the in-flight cap
+        REELGRAPH_MAX_ACTIVE_RENDERS_PER_USER="10000",
+        REELGRAPH_DAILY_GENERATIONS="1000000",
     )
     log = open(data_dir.parent / "server.log", "wb")  # the server's, until it exits
+    # one API process, so the memory read from it is the one process that holds the sockets
     server = subprocess.Popen(
-        [sys.executable, "-m", "cli", "run", "--port", str(port), "--data-dir", str(data_dir)],
+        [
+            sys.executable,
+            *("-m", "cli", "run", "--workers", "1", "--port", str(port)),
+            *("--data-dir", str(data_dir)),
+        ],
         cwd=ROOT,
         env=env,
         stdout=log,
