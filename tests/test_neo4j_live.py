@@ -73,3 +73,16 @@ async def test_schema_setup_is_idempotent_and_handles_are_unique() -> None:
         assert first is not None and again is None
     finally:
         await db.close()
+
+
+def test_the_api_alone_gets_the_provenance_signing_files() -> None:
+    """Production refuses to start without a signing chain for published clips: compose hands
+    the API (and nothing else) the two files, as secrets."""
+    _, compose = _compose()
+    api = compose["services"]["api"]
+    assert api["environment"]["REELGRAPH_PROVENANCE_CERT_CHAIN"].startswith("/run/secrets/")
+    assert api["environment"]["REELGRAPH_PROVENANCE_PRIVATE_KEY"].startswith("/run/secrets/")
+    assert set(api["secrets"]) == set(compose["secrets"])
+    for name, secret in compose["secrets"].items():
+        assert ":?" in secret["file"], name  # compose refuses to start without the file
+    assert "secrets" not in compose["services"]["worker"]
