@@ -276,8 +276,8 @@ def _store(rt: RenderRuntime, clip_id: str, owner: str, attempt: int, path: Path
     # if this raises, whether the move to DRAFT happened is unknown: the file stays, and the
     # media sweep deletes it later if no clip names it
     finished = rt.run(clip_repo.finish_render(rt.graph, clip_id, owner, attempt, video, _now()))
+    render_ended(rt, finished)  # before the event: a client told it is done may queue again
     render_events.render_finished(finished)  # renderProgress, and RENDER_FINISHED to the author
-    render_ended(rt, finished)
     if finished is None:
         # removed or taken over by another claim: the key is this claim's alone, so no clip
         # names it, now or later
@@ -361,8 +361,8 @@ def fail(rt: RenderRuntime, clip_id: str, claim: Claim, reason: str) -> bool:
             worker=claim.worker,
         )
     )
+    render_ended(rt, failed)  # before the event: a client told of the failure sees its unit back
     render_events.render_finished(failed)  # renderProgress, and RENDER_FINISHED to the author
-    render_ended(rt, failed)
     if failed is None:
         logger.info(
             "clip %s: not failed; claim %s attempt %s no longer holds it",
