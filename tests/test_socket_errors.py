@@ -314,4 +314,5 @@ def test_a_send_refused_because_the_client_left_is_not_a_fault() -> None:
         RuntimeError("Unexpected ASGI message 'websocket.send', after sending 'websocket.close'")
     )
     assert not sockets._socket_gone(RuntimeError("a fault of the app's own"))
+    assert not sockets._socket_gone(OSError("a file or connection of the app's own"))
     assert not sockets._socket_gone(ValueError("a fault of the app's own"))

@@ -544,8 +544,17 @@ class SocketPolicy:
 def _socket_gone(error: BaseException) -> bool:
     """A send the ASGI server refused because the socket is gone: closed by a close this
     process sent (whichever code path sent it), or by the client (the ASGI spec has the
-    server raise an OSError, uvicorn's ClientDisconnected, for a send on a connection the
-    client closed). Nobody is left to tell."""
-    if isinstance(error, OSError):
+    server raise an OSError subclass of its own for a send on a connection the client
+    closed: uvicorn's ClientDisconnected). Nobody is left to tell. Any other OSError (a file,
+    a connection of the app's own) is a fault, and goes through the error policy."""
+    if isinstance(error, _CLIENT_DISCONNECTED):
         return True
     return isinstance(error, RuntimeError) and "after sending 'websocket.close'" in str(error)
+
+
+try:  # the ASGI server the app runs under; another one raises its own OSError subclass
+    from uvicorn.protocols.utils import ClientDisconnected as _UvicornClientDisconnected
+
+    _CLIENT_DISCONNECTED: tuple[type[BaseException], ...] = (_UvicornClientDisconnected,)
+except ImportError:  # pragma: no cover - uvicorn is a dependency
+    _CLIENT_DISCONNECTED = ()
