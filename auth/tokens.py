@@ -107,12 +107,12 @@ class TokenService:
         One EXISTS: cheap enough for every request. The key outlives every access token of
         the family as long as the access TTL is not longer than the refresh TTL (each
         rotation mints the access token and renews the key together)."""
-        return bool(await self._redis.exists(self._family_key(family)))
+        return bool(await self._redis.exists(self.family_key(family)))
 
     async def issue(self, user_id: str) -> TokenPair:
         """A new family: one log-in or sign-up."""
         family, jti = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
-        await self._redis.set(self._family_key(family), jti, ex=self._refresh_ttl)
+        await self._redis.set(self.family_key(family), jti, ex=self._refresh_ttl)
         return TokenPair(
             self.access_token(user_id, family), self._refresh(user_id, family, jti), user_id
         )
@@ -124,7 +124,7 @@ class TokenService:
             raise Unauthenticated("the token is invalid")
         new_jti = secrets.token_urlsafe(16)
         outcome = await self._rotate(
-            keys=[self._family_key(family)], args=[jti, new_jti, self._refresh_ttl]
+            keys=[self.family_key(family)], args=[jti, new_jti, self._refresh_ttl]
         )
         if outcome == -1:
             raise Unauthenticated("refresh token reuse detected; this session was signed out")
@@ -139,5 +139,6 @@ class TokenService:
         return self._sign(claims, self._refresh_ttl)
 
     @staticmethod
-    def _family_key(family: str) -> str:
+    def family_key(family: str) -> str:
+        """The Redis key that holds a refresh family while it is live."""
         return f"reelgraph:refresh:{family}"

@@ -89,7 +89,7 @@ class Context(BaseContext, kw_only=True):
         family = self.session_family
         assert family is not None and self.viewer_id is not None
         async with self.services.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(self.services.tokens._family_key(family))
+            pipe.exists(self.services.tokens.family_key(family))
             pipe.exists(gone_key(self.viewer_id))
             live, gone = await pipe.execute()
         return bool(live), bool(gone)
