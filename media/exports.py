@@ -17,7 +17,7 @@ from litestar.params import FromQuery, Parameter
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 
-from media.http import _error, _stream
+from media.http import error_response, stream_chunks
 from media.store import EXPORT_KEY, MediaMissing, verify_media_signature
 
 __all__ = ["exports"]
@@ -41,10 +41,10 @@ async def exports(
     match = EXPORT_KEY.fullmatch(key)
     viewer = verify_media_signature(services.media_key, key, v, exp, sig)
     if match is None or not viewer or viewer != match.group(1):
-        return _error(404, _NOT_FOUND, head)
+        return error_response(404, _NOT_FOUND, head)
     size = await anyio.to_thread.run_sync(services.media.size, key)
     if size is None:
-        return _error(404, _NOT_FOUND, head)
+        return error_response(404, _NOT_FOUND, head)
     headers = {
         "content-type": "application/zip",
         "content-length": str(size),
@@ -58,5 +58,7 @@ async def exports(
     try:
         first = await anyio.to_thread.run_sync(next, chunks, b"")
     except MediaMissing:
-        return _error(404, _NOT_FOUND, head)
-    return ASGIStreamingResponse(iterator=_stream(first, chunks), status_code=200, headers=headers)
+        return error_response(404, _NOT_FOUND, head)
+    return ASGIStreamingResponse(
+        iterator=stream_chunks(first, chunks), status_code=200, headers=headers
+    )

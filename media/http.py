@@ -45,7 +45,7 @@ from resolvers import clips as clip_resolvers
 from resolvers.context import Context
 from resolvers.ids import encode_id
 
-__all__ = ["media", "provenance_verify"]
+__all__ = ["error_response", "media", "provenance_verify", "stream_chunks"]
 
 _NOT_FOUND = "no such video, or the link has expired"
 _MEDIA_TYPE = "video/mp4"
@@ -67,16 +67,16 @@ async def media(
     viewer = verify_media_signature(services.media_key, key, v, exp, sig)
     clip_id = clip_id_from_key(key)
     if viewer is None or clip_id is None:
-        return _error(404, _NOT_FOUND, head)
+        return error_response(404, _NOT_FOUND, head)
     # the signature only says whom the link was made for: whether that viewer may still
     # play this file is decided now, from the graph (every seek included)
     ctx = Context.for_viewer(services, viewer or None)
     clip = await clip_resolvers.playable_clip(ctx, clip_id, key)
     if clip is None:
-        return _error(404, _NOT_FOUND, head)
+        return error_response(404, _NOT_FOUND, head)
     size = await anyio.to_thread.run_sync(services.media.size, key)
     if size is None:
-        return _error(404, _NOT_FOUND, head)
+        return error_response(404, _NOT_FOUND, head)
 
     headers = {
         "accept-ranges": "bytes",
@@ -96,7 +96,7 @@ async def media(
     if not head and (if_range is None or etag_matches(if_range, headers["etag"], weak=False)):
         byte_range = parse_range(request.headers.get("range"), size)
     if byte_range is UNSATISFIABLE:
-        return _error(
+        return error_response(
             416,
             f"the requested range starts past the end of the file ({size} bytes)",
             head,
@@ -117,13 +117,13 @@ async def media(
         # the first read happens before any header is sent, so a file gone since size() is a 404
         first = await anyio.to_thread.run_sync(next, chunks, b"")
     except MediaMissing:
-        return _error(404, _NOT_FOUND, head)
+        return error_response(404, _NOT_FOUND, head)
     return ASGIStreamingResponse(
-        iterator=_stream(first, chunks), status_code=status, headers=headers
+        iterator=stream_chunks(first, chunks), status_code=status, headers=headers
     )
 
 
-async def _stream(first: bytes, chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+async def stream_chunks(first: bytes, chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
     try:
         yield first
         while chunk := await anyio.to_thread.run_sync(next, chunks, b""):
@@ -132,7 +132,7 @@ async def _stream(first: bytes, chunks: Generator[bytes, None, None]) -> AsyncIt
         chunks.close()  # a client that went away mid-file releases the file or the S3 body
 
 
-def _error(
+def error_response(
     status: int, detail: str, head: bool, extra: dict[str, str] | None = None
 ) -> ASGIResponse:
     """An error nobody may cache: the same link may serve again once the cause is gone."""
