@@ -236,6 +236,7 @@ def build_app(
         max_same_name_fields=settings.max_same_name_fields,
         document_cache_size=settings.document_cache_size,
         introspection=settings.introspection or ("signed-in" if production else "on"),
+        fast_path=settings.fast_path,
     )
     GraphQLController = graphql_controller(schema, settings)
 

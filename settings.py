@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     max_fields: int = 500  # field selections in a document, with its fragments expanded
     max_same_name_fields: int = 20  # selections sharing one response name in one selection
     document_cache_size: int = 512  # parsed and validated documents kept (LRU)
+    # queries run through a plan compiled once per document (schema/fast_path.py): "on",
+    # "off" (graphql-core's interpreter only) or "verify" (both, compared: the test suite)
+    fast_path: Literal["on", "off", "verify"] = "on"
     # introspection and "Did you mean" suggestions: "on", "signed-in" or "off";
     # unset: "on" in development, "signed-in" in production
     introspection: Literal["on", "signed-in", "off"] | None = None

@@ -42,6 +42,10 @@ class Context(BaseContext, kw_only=True):
     # the access token's refresh family; None without a token or for one minted before
     # access tokens named it (those are valid until they expire)
     session_family: str | None = None
+    # what one request works out once and answers the same wherever it is asked: a video's
+    # link (signed with an expiry in seconds: two made a second apart would differ), the
+    # FOR_YOU ranking and its snapshot (resolvers/feeds.py)
+    memo: dict = msgspec.field(default_factory=dict)
 
     def authenticate_socket(self) -> None:
         """Subscriptions carry {"authorization": "Bearer <token>"} in connection_init; a bad
@@ -98,7 +102,7 @@ class Context(BaseContext, kw_only=True):
         """The context of one operation on an authenticated socket: the token checked again
         (expired, or its session revoked: Unauthenticated) and its own DataLoaders, so
         nothing one operation cached is served to the next."""
-        operation = msgspec.structs.replace(self, loaders=None)
+        operation = msgspec.structs.replace(self, loaders=None, memo={})
         operation.authenticate_socket()
         await operation.check_session()
         return operation
@@ -149,7 +153,10 @@ class Context(BaseContext, kw_only=True):
 
     def media_url(self, key: str) -> str:
         """A URL for a stored video that only this viewer can fetch, for a short while."""
-        url = self.services.media.url_for(key, self.viewer_id)
+        memo_key = ("media", key)
+        url = self.memo.get(memo_key)
+        if url is None:
+            url = self.memo[memo_key] = self.services.media.url_for(key, self.viewer_id)
         connection = self.request or self.websocket
         if url.startswith("/") and connection is not None:
             return str(connection.base_url).rstrip("/") + url

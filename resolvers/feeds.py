@@ -295,7 +295,11 @@ async def for_you_feed(
     cursor = _cursor(after, _FOR_YOU)
     viewer_id = ctx.optional_viewer()
     if cursor is None:
-        token, ids = await _rank(ctx, viewer_id, mood)
+        # one ranking (and snapshot) per request: a document that asks twice gets one feed
+        memo_key = ("for-you", viewer_id, mood)
+        if memo_key not in ctx.memo:
+            ctx.memo[memo_key] = await _rank(ctx, viewer_id, mood)
+        token, ids = ctx.memo[memo_key]
         start = 0
     else:
         token, start = cursor

@@ -26,8 +26,9 @@ from schema.extensions import (
     error_extension,
     limit_extensions,
 )
+from schema.fast_path import compiled_execution_context
 from schema.feeds import FeedQueries
-from schema.lineage import LeafListExecutionContext, LineageQueries
+from schema.lineage import LineageQueries
 from schema.moderation import ModerationMutations, ModerationQueries
 from schema.notifications import NotificationQueries, Subscription
 from schema.policy import PolicyMutations, PolicyQueries
@@ -185,14 +186,18 @@ def build_schema(
     max_same_name_fields: int = 20,
     document_cache_size: int = 512,
     introspection: str = "on",
+    fast_path: str = "on",
 ) -> strawberry.Schema:
-    """The Schema; `introspection` ("on", "signed-in", "off") also governs suggestions."""
+    """The Schema; `introspection` ("on", "signed-in", "off") also governs suggestions;
+    `fast_path` ("on", "off", "verify") runs queries through compiled plans
+    (schema/fast_path.py)."""
     return Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         types=[User, Clip, ClipState],
-        execution_context_class=LeafListExecutionContext,  # lists of leaves whole
+        # compiled plans for queries; lists of leaves whole
+        execution_context_class=compiled_execution_context(fast_path),
         extensions=[
             *limit_extensions(max_depth, max_aliases, max_tokens),
             document_gate(max_fields, max_same_name_fields, document_cache_size, introspection),

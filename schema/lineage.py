@@ -235,6 +235,21 @@ class LeafListExecutionContext(StrawberryGraphQLCoreExecutionContext):
     int out of range, a list under @stream) is completed by graphql-core as before, so the
     answer and its errors are the same either way (tests/test_lineage.py compares them)."""
 
+    @staticmethod
+    def plain_leaves(item_type: Any, items: list) -> bool:
+        """Whether a list's items are what coercing each would return: all exact `str` for
+        non-null String or ID, all exact `int` within 32 bits for non-null Int."""
+        if not is_non_null_type(item_type):
+            return False
+        leaf = item_type.of_type
+        if leaf is GraphQLString or leaf is GraphQLID:
+            return all(type(item) is str for item in items)
+        if leaf is GraphQLInt:
+            return all(
+                type(item) is int and GRAPHQL_MIN_INT <= item <= GRAPHQL_MAX_INT for item in items
+            )
+        return False
+
     def complete_list_value(
         self,
         return_type: Any,
@@ -244,20 +259,12 @@ class LeafListExecutionContext(StrawberryGraphQLCoreExecutionContext):
         result: Any,
         position_context: Any,
     ) -> Any:
-        item_type = return_type.of_type
-        if type(result) is list and is_non_null_type(item_type):
-            leaf = item_type.of_type
-            if leaf is GraphQLString or leaf is GraphQLID:
-                plain = all(type(item) is str for item in result)
-            elif leaf is GraphQLInt:
-                plain = all(
-                    type(item) is int and GRAPHQL_MIN_INT <= item <= GRAPHQL_MAX_INT
-                    for item in result
-                )
-            else:
-                plain = False
-            if plain and self.get_stream_usage(field_details_list, path) is None:
-                return result
+        if (
+            type(result) is list
+            and self.plain_leaves(return_type.of_type, result)
+            and self.get_stream_usage(field_details_list, path) is None
+        ):
+            return result
         return super().complete_list_value(
             return_type, field_details_list, info, path, result, position_context
         )

@@ -29,6 +29,9 @@ from litestar.testing import AsyncTestClient
 # before anything imports the driver: every process of the suite records what it ran
 TRACE_DIR = Path(tempfile.mkdtemp(prefix="reelgraph-trace-"))
 os.environ["REELGRAPH_TRACE_STATEMENTS"] = str(TRACE_DIR)
+# every query the suite sends runs through the compiled plan and the interpreter, compared
+# (schema/fast_path.py); a difference fails the request
+os.environ.setdefault("REELGRAPH_FAST_PATH", "verify")
 
 from consent.keyring import new_signing_document  # noqa: E402
 from graph.embedded import EmbeddedServer  # noqa: E402
