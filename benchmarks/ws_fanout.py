@@ -13,12 +13,23 @@ process's resident memory per connection (its RSS after the sockets are open and
 subscribed, less its RSS before, over N). Both sides raise their open-file limit.
 
     .venv/bin/python benchmarks/ws_fanout.py --subscribers 1000 5000 10000
+
+--server vanilla|reelgraph|both (issue 16 item 4): vanilla measures
+benchmarks/vanilla_fanout_app.py (plain Strawberry on Litestar and uvicorn, one Redis pub/sub
+broadcaster, no auth or visibility) with the same client processes, frames and measurement,
+on the same Redis (with `both`, the embedded one `reelgraph run` started; with vanilla alone,
+an embedded Redis started here and made-up clip ids). `both` measures reelgraph then vanilla
+for each N in the same run. A round that is not delivered to every socket within
+--round-timeout is noted and the run goes on; a table of both servers ends the output.
+
+    .venv/bin/python benchmarks/ws_fanout.py --subscribers 1000 --rounds 3 --server both
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -31,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -105,6 +117,40 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen:
     sys.exit("the server did not start")
 
 
+def start_vanilla(log_path: Path, port: int, redis_url: str) -> subprocess.Popen:
+    """benchmarks/vanilla_fanout_app.py on `port`, subscribed to the feed channel of
+    `redis_url`; returns once it answers a query."""
+    log = open(log_path, "wb")  # the app's, until it exits
+    app = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "vanilla_fanout_app.py"),
+            *("--port", str(port), "--redis-url", redis_url),
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # the child inherits the raised open-file limit
+    )
+    deadline = time.monotonic() + 90
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        while time.monotonic() < deadline and app.poll() is None:
+            try:
+                if client.get("/graphql", params={"query": "{ health }"}).status_code == 200:
+                    return app
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    os.killpg(app.pid, signal.SIGTERM)
+    sys.exit(f"the vanilla app did not start (its log: {log_path})")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def prepare(port: int, users: int, clips: int) -> tuple[str, list[str], list[str]]:
     """(author raw id, follower tokens, published clip raw ids)."""
     from resolvers.ids import decode_id
@@ -168,7 +214,9 @@ def client_process(
 
     from resolvers.ids import encode_id
 
+    # the project's server sends Relay global ids, the vanilla app the raw ones
     index = {encode_id("Clip", c): i for i, c in enumerate(clip_ids)}
+    index.update({c: i for i, c in enumerate(clip_ids)})
     times: list[list[float | None]] = [[None] * len(clip_ids) for _ in range(count)]
     counted = [False] * count
 
@@ -250,7 +298,10 @@ def measure(
     clients: int,
     api: psutil.Process,
     rss_baseline: int,
+    round_timeout_s: float | None = None,
 ) -> dict:
+    """One N on the server at `port`. A round not delivered to every socket within
+    round_timeout_s is noted and the next one sent; without it, that is an error."""
     from events.bus import FEED_CHANNEL, publish_sync
 
     url = f"ws://127.0.0.1:{port}/graphql"
@@ -292,7 +343,15 @@ def measure(
         sent = {}
         for i in range(1, len(clip_ids)):
             sent[i] = ring(i)
-            wait_for(lambda i=i: received[i] >= n, f"round {i}")
+            if round_timeout_s is None:
+                wait_for(lambda i=i: received[i] >= n, f"round {i}")
+                continue
+            try:
+                wait_for(lambda i=i: received[i] >= n, f"round {i}", round_timeout_s)
+            except RuntimeError:
+                note(
+                    f"{n}: round {i}: {received[i]} of {n} sockets had it after {round_timeout_s} s"
+                )
         stop.set()
         times = []
         per_client = []  # one list per client process: a lagging client shows up here
@@ -342,9 +401,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=4, help="client processes")
     parser.add_argument("--server-log", type=Path, help="keep the server's log here")
+    parser.add_argument(
+        "--server",
+        choices=["reelgraph", "vanilla", "both"],
+        help="which server(s) to measure; given, rows name the server and a table ends the run",
+    )
+    parser.add_argument(
+        "--round-timeout", type=float, default=120, help="with --server: seconds per round"
+    )
     args = parser.parse_args()
     raise_fd_limit()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
+    if args.server is not None:
+        compare(args)
+        return
 
     import redis
 
@@ -374,6 +444,87 @@ def main() -> None:
             server.wait(timeout=60)
             if args.server_log:
                 shutil.copy(Path(tmp) / "server.log", args.server_log)
+
+
+def compare(args: argparse.Namespace) -> None:
+    """--server: the project's server, the vanilla app, or both one after the other for
+    each N, with the same clients and measurement; one JSON row each, then a table."""
+    import redis
+
+    from graph.embedded import EmbeddedServer
+    from urls import unix_socket_url
+
+    servers = ["reelgraph", "vanilla"] if args.server == "both" else [args.server]
+    rows: list[dict] = []
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ws-fanout-")))
+        data_dir = tmp / "data"
+        ports: dict[str, int] = {}
+        if "reelgraph" in servers:
+            ports["reelgraph"] = free_port()
+            server = start_server(data_dir, ports["reelgraph"])
+            stack.callback(_stop, server, tmp / "server.log", args.server_log)
+            note("server up; signing up, following, rendering and publishing clips")
+            author, tokens, clip_ids = prepare(ports["reelgraph"], args.users, args.rounds + 1)
+            socket_path = EmbeddedServer.locate(data_dir)
+        else:
+            # no project server: an embedded Redis alone, and clip ids nobody needs to read
+            embedded = EmbeddedServer(data_dir)
+            embedded.start()
+            stack.callback(embedded.stop)
+            socket_path = embedded.socket_path
+            author = str(uuid.uuid4())
+            tokens = ["unused"]  # the vanilla app ignores connection_init's payload
+            clip_ids = [str(uuid.uuid4()) for _ in range(args.rounds + 1)]
+        redis_url = unix_socket_url(socket_path)
+        redis_client = redis.Redis.from_url(redis_url)
+        processes = {}
+        if "reelgraph" in servers:
+            processes["reelgraph"] = psutil.Process(server.pid)
+        if "vanilla" in servers:
+            ports["vanilla"] = free_port()
+            app = start_vanilla(tmp / "vanilla.log", ports["vanilla"], redis_url)
+            stack.callback(_stop, app, None, None)
+            processes["vanilla"] = psutil.Process(app.pid)
+            note(f"vanilla app up on port {ports['vanilla']}")
+        baselines = {name: proc.memory_info().rss for name, proc in processes.items()}
+        for n in args.subscribers:
+            for name in servers:
+                note(f"{name}: {n} subscribers")
+                row = measure(
+                    ports[name],
+                    redis_client,
+                    tokens,
+                    clip_ids,
+                    author,
+                    n,
+                    args.clients,
+                    processes[name],
+                    baselines[name],
+                    args.round_timeout,
+                )
+                expected = n * args.rounds
+                row = {"server": name, **row, "expected": expected}
+                row["all_delivered"] = row["samples"] == expected
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    print()
+    print("| server | N | p50 | p99 | max | all delivered? | RSS per socket |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        delivered = "yes" if row["all_delivered"] else f"no ({row['samples']} of {row['expected']})"
+        print(
+            f"| {row['server']} | {row['subscribers']:,} | {row['p50_ms']} ms "
+            f"| {row['p99_ms']} ms | {row['max_ms']} ms | {delivered} "
+            f"| {row['rss_per_connection_kib']} KiB |"
+        )
+
+
+def _stop(proc: subprocess.Popen, log: Path | None, keep: Path | None) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+    if log is not None and keep is not None:
+        shutil.copy(log, keep)
 
 
 if __name__ == "__main__":
