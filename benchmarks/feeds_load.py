@@ -77,9 +77,13 @@ end
 """
 
 
+CONNECTIONS = [16]  # --connections
+
+
 def _wrk(url: str, seconds: int, script: Path | None = None) -> dict:
-    """wrk -t2 -c16 with a 30 s timeout (FOR_YOU may be slow): req/s, p50, p99, errors."""
-    cmd = ["wrk", "-t2", "-c16", f"-d{seconds}s", "--timeout", "30s", "--latency", url]
+    """wrk -t2 -cN with a 30 s timeout (FOR_YOU may be slow): req/s, p50, p99, errors."""
+    c = f"-c{CONNECTIONS[0]}"
+    cmd = ["wrk", "-t2", c, f"-d{seconds}s", "--timeout", "30s", "--latency", url]
     if script is not None:
         cmd[1:1] = ["-s", str(script)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -276,7 +280,9 @@ def main() -> None:
     parser.add_argument(
         "--data-dir", type=Path, help="seeded once, reused by later runs (kept afterwards)"
     )
+    parser.add_argument("--connections", type=int, default=16, help="wrk's -c")
     args = parser.parse_args()
+    CONNECTIONS[0] = args.connections
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install wrk")
 
@@ -357,7 +363,12 @@ def main() -> None:
                     f" {(time.perf_counter() - t0) * 1000:.0f} ms",
                     flush=True,
                 )
-            print(f"wrk -t2 -c16 -d{args.seconds}s --timeout 30s --latency", flush=True)
+            fast_path = os.environ.get("REELGRAPH_FAST_PATH", "on")
+            print(
+                f"wrk -t2 -c{args.connections} -d{args.seconds}s --timeout 30s --latency;"
+                f" REELGRAPH_FAST_PATH={fast_path}",
+                flush=True,
+            )
             print(
                 "| endpoint | req/s | requests | p50 | p99 | non-2xx | GraphQL errors | timeouts"
                 " | req/s vs /health | req/s vs bare | CPU ms/request: answering process, engine |"

@@ -7,6 +7,7 @@ engines. Where the engines differ, the difference lives in an adapter, not in ca
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import os
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from settings import Settings
 
 __all__ = [
+    "SHADOW_RUN",
     "ConstraintViolation",
     "Cypher",
     "GraphDriver",
@@ -77,6 +79,10 @@ class GraphDriver(Protocol):
 
 
 _TRACE_DIR_ENV = "REELGRAPH_TRACE_STATEMENTS"  # test-suite only: which statements ran
+
+# set while REELGRAPH_FAST_PATH=verify runs a query a second time to compare
+# (schema/fast_path.py): its statements are not counted as round trips of the request
+SHADOW_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("shadow_run", default=False)
 
 
 def trace_statement(statement: Cypher) -> None:

@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from graph.driver import (
+    SHADOW_RUN,
     ConstraintViolation,
     Cypher,
     GraphTimeouts,
@@ -63,7 +64,8 @@ class FalkorDriver:
         self, statement: Cypher, params: Mapping[str, Any] | None, *, ro: bool
     ) -> list[Row]:
         check_statement(statement)
-        self.round_trips += 1
+        if not SHADOW_RUN.get():
+            self.round_trips += 1
         try:
             if ro:
                 result = await self._graph.ro_query(statement, dict(params or {}))

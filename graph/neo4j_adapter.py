@@ -35,6 +35,7 @@ from neo4j.exceptions import ClientError as Neo4jClientError
 from neo4j.exceptions import ServiceUnavailable as Neo4jServiceUnavailable
 
 from graph.driver import (
+    SHADOW_RUN,
     ConstraintViolation,
     Cypher,
     GraphTimeouts,
@@ -111,7 +112,8 @@ class Neo4jDriver:
         self, statement: Cypher, params: Mapping[str, Any] | None, access_mode: str
     ) -> list[Row]:
         check_statement(statement)
-        self.round_trips += 1
+        if not SHADOW_RUN.get():
+            self.round_trips += 1
         async with self._bounded():
             # bookmarks as execute_query keeps them: a read sees the writes before it
             async with self._driver.session(

@@ -58,6 +58,7 @@ from graphql.pyutils import Path, Undefined, is_iterable
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import Info
 
+from graph.driver import SHADOW_RUN
 from schema.lineage import LeafListExecutionContext
 
 __all__ = ["FastPathExecutionContext", "FastPathMismatch", "compiled_execution_context"]
@@ -255,6 +256,41 @@ async def _drained(source: Any) -> list:
     return [item async for item in source]
 
 
+async def _completed_in_order(awaitables: list) -> list[tuple[int, Any]]:
+    """Each awaitable's outcome (its value, or the exception it raised) in the order they
+    finished: the order the interpreter's wrappers record errors in."""
+    order: list[int] = []
+    tasks = []
+    for index, awaitable in enumerate(awaitables):
+        task = asyncio.ensure_future(awaitable)
+        task.add_done_callback(lambda _task, index=index: order.append(index))
+        tasks.append(task)
+    try:
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        raise
+    outcomes = []
+    for index in order:
+        task = tasks[index]
+        if task.cancelled():
+            raise asyncio.CancelledError
+        error = task.exception()
+        if error is not None and not isinstance(error, Exception):
+            raise error
+        outcomes.append((index, error if error is not None else task.result()))
+    return outcomes
+
+
+def _abandon(pending: list) -> None:
+    """Awaitables nobody will await: closed, so none warns that it never ran."""
+    for awaitable, _complete in pending:
+        close = getattr(awaitable, "close", None) or getattr(awaitable, "cancel", None)
+        if close is not None:
+            close()
+
+
 class _Run:
     """One execution of a plan."""
 
@@ -276,18 +312,19 @@ class _Run:
             pending: list = []
             for object_plan, source, target, slot, path in level:
                 self._fields(object_plan, source, target, slot, path, following, pending)
-            while pending:  # awaitable list items join the same gather, one round later
-                awaited = await asyncio.gather(*(p[0] for p in pending), return_exceptions=True)
+                if self.root_error is not None:
+                    # a field failed as it was called: the interpreter's loop ends there,
+                    # and what was started is left to settle unseen
+                    _abandon(pending)
+                    raise self.root_error
+            while pending:  # awaitable list items join the level, one round later
                 done, pending = pending, []
-                for (_aw, complete), value in zip(done, awaited, strict=True):
-                    if isinstance(value, asyncio.CancelledError):
-                        raise value
-                    if isinstance(value, BaseException) and not isinstance(value, Exception):
-                        raise value
-                    complete(value, following, pending)
+                for index, outcome in await _completed_in_order([p[0] for p in done]):
+                    done[index][1](outcome, following, pending)
+                if self.root_error is not None:
+                    _abandon(pending)
+                    raise self.root_error
             level = following
-        if self.root_error is not None:
-            raise self.root_error
         return data
 
     # -- fields -------------------------------------------------------------------------
@@ -377,7 +414,13 @@ class _Run:
         info: Any,
     ) -> Any:
         def complete(value: Any, following: list, pending: list) -> None:
-            if slot.dead() or self.root_error is not None:
+            if slot.dead():
+                return
+            if self.root_error is not None:
+                # the data is null already; what finished with it still reports its error,
+                # as the interpreter's own wrappers record theirs before its gather fails
+                if isinstance(value, Exception):
+                    self._error(value, field, return_type, container, key, slot, path)
                 return
             if isinstance(value, Exception):
                 self._error(value, field, return_type, container, key, slot, path)
@@ -526,8 +569,7 @@ class _Run:
             return
         at: _Slot | None = slot
         while at is not None:
-            if at.parent is None:  # the root: data is null
-                at.nulled = True
+            if at.parent is None:  # the root: data is null (raised once the level is done)
                 if self.root_error is None:
                     self.root_error = error
                 return
@@ -625,10 +667,16 @@ class FastPathExecutionContext(LeafListExecutionContext):
         return data
 
     async def _interpret(self, root_type: Any, root_value: Any, grouped: Any) -> Any:
-        result = super().execute_collected_root_fields(root_type, root_value, grouped, False, ())
-        if self.is_awaitable(result):
-            result = await result
-        return result
+        token = SHADOW_RUN.set(True)  # the tasks it makes inherit it: not counted as trips
+        try:
+            result = super().execute_collected_root_fields(
+                root_type, root_value, grouped, False, ()
+            )
+            if self.is_awaitable(result):
+                result = await result
+            return result
+        finally:
+            SHADOW_RUN.reset(token)
 
     async def _collect(self, run: Any) -> tuple[Any, list, GraphQLError | None]:
         """(data, field errors, the error that nulled the data) of one way of running."""
