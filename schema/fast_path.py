@@ -38,10 +38,14 @@ from typing import Any
 
 from graphql import (
     DirectiveNode,
+    GraphQLBoolean,
     GraphQLError,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLString,
     OperationType,
     Visitor,
     is_leaf_type,
@@ -55,6 +59,7 @@ from graphql.execution.collect_fields import collect_subfields
 from graphql.execution.executor import CollectedErrors, invalid_return_type_error
 from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path, Undefined, is_iterable
+from graphql.type.scalars import GRAPHQL_MAX_INT, GRAPHQL_MIN_INT
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import Info
 
@@ -194,10 +199,16 @@ class _Compiler:
                 field.definition, field.return_type = definition, definition.type
                 field.resolve = definition.resolve or self.executor.field_resolver
                 strawberry_field = (definition.extensions or {}).get(_DEFINITION)
-                field.basic = bool(
+                basic = bool(
                     strawberry_field is not None
                     and strawberry_field.is_basic_field
                     and getattr(field.resolve, "_is_default", False)
+                )
+                # a plain attribute: what Strawberry's basic-field resolver reads, read here
+                field.basic = (
+                    (strawberry_field.default_resolver, strawberry_field.python_name)
+                    if basic
+                    else None
                 )
                 node = field.nodes[0]
                 field.has_args = bool(definition.args or node.arguments)
@@ -283,6 +294,19 @@ async def _completed_in_order(awaitables: list) -> list[tuple[int, Any]]:
     return outcomes
 
 
+def _unchanged_by(leaf_type: Any, value: Any) -> bool:
+    """Whether coercing value to this built-in scalar returns it as it is (graphql-core's
+    serializers do for these exact types), so the call can be skipped."""
+    kind = type(value)
+    if kind is str:
+        return leaf_type is GraphQLString or leaf_type is GraphQLID
+    if kind is int:
+        return leaf_type is GraphQLInt and GRAPHQL_MIN_INT <= value <= GRAPHQL_MAX_INT
+    if kind is bool:
+        return leaf_type is GraphQLBoolean
+    return False
+
+
 def _abandon(pending: list) -> None:
     """Awaitables nobody will await: closed, so none warns that it never ran."""
     for awaitable, _complete in pending:
@@ -353,14 +377,17 @@ class _Run:
             info = None
             try:
                 args = self._arguments(field) if field.has_args else {}
-                if field.basic:
-                    result = field.resolve(source, None)
+                if field.basic is not None:
+                    getter, name = field.basic
+                    result = getter(source, name)
                 else:
-                    info = self.ex.build_resolve_info(
-                        field.definition, field.nodes, plan.type, field_path
-                    )
-                    if field.direct is not None:
-                        result = field.direct.call(source, info, self.info_class)
+                    direct = field.direct
+                    if direct is None or direct.info_name is not None:
+                        info = self.ex.build_resolve_info(
+                            field.definition, field.nodes, plan.type, field_path
+                        )
+                    if direct is not None:
+                        result = direct.call(source, info, self.info_class)
                     else:
                         result = field.resolve(source, info, **args)
             except Exception as raw:
@@ -488,6 +515,8 @@ class _Run:
                 following, pending,
             )  # fmt: skip
         if is_leaf_type(inner_type):
+            if _unchanged_by(inner_type, result):
+                return result
             return self.ex.complete_leaf_value(inner_type, result)
         # an object: its fields run in the next level, into the dict placed here
         is_type_of = inner_type.is_type_of
