@@ -10,7 +10,9 @@ stream (events/notifications.py), so a lost message costs latency, not an event.
 Slow consumers: each listener holds at most `maxsize` undelivered messages. One more and
 the listener is marked overflowed and its `on_overflow` runs (the socket layer closes the
 socket, see transport/sockets.py); the hub itself never waits on a listener, so one client
-that stops reading cannot hold up any other.
+that stops reading cannot hold up any other. A fan-out may instead write a listener's items
+straight to its socket (`Listener.sink`, transport/direct.py), which judges a slow client
+by the socket's write buffer.
 """
 
 from __future__ import annotations
@@ -114,9 +116,22 @@ class SlowConsumer(Exception):
 
 
 class Listener:
-    """One subscription's view of a channel: a bounded queue and a doorbell."""
+    """One subscription's view of a channel: a bounded queue and a doorbell.
 
-    __slots__ = ("_items", "_maxsize", "_wake", "channel", "key", "on_overflow", "overflowed")
+    `sink`, when set, is where a fan-out writes this subscription's items itself, without
+    the queue (transport/direct.py's DirectSink: `write(item) -> bool`); the queue then only
+    carries RESYNC and the overflow, and the subscription's task waits on it as ever."""
+
+    __slots__ = (
+        "_items",
+        "_maxsize",
+        "_wake",
+        "channel",
+        "key",
+        "on_overflow",
+        "overflowed",
+        "sink",
+    )
 
     def __init__(
         self,
@@ -124,8 +139,9 @@ class Listener:
         maxsize: int,
         on_overflow: Callable[[], None] | None,
         key: Any = None,
+        sink: Any = None,
     ) -> None:
-        self.channel, self.key = channel, key
+        self.channel, self.key, self.sink = channel, key, sink
         self._items: deque[Any] = deque()
         self._maxsize = max(1, maxsize)
         self._wake = asyncio.Event()
@@ -200,11 +216,11 @@ class EventHub:
 
     @contextlib.asynccontextmanager
     async def listen(
-        self, channel: str, *, maxsize: int, key: Any = None
+        self, channel: str, *, maxsize: int, key: Any = None, sink: Any = None
     ) -> AsyncIterator[Listener]:
         """A listener on channel, subscribed at Redis when this returns (the subscription is
         confirmed, so whatever is published from now on reaches it)."""
-        listener = Listener(channel, maxsize, on_slow_consumer.get(), key)
+        listener = Listener(channel, maxsize, on_slow_consumer.get(), key, sink)
         async with self._lock:
             await self._start()
             members = self._listeners.setdefault(channel, set())

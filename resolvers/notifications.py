@@ -91,6 +91,7 @@ class _FreshLoaders:
 
 def _fresh(ctx: Context) -> None:
     ctx.loaders = _FreshLoaders(ctx.services.graph, ctx.viewer_id)
+    ctx.memo = {}  # links and rankings are per event too: links expire
 
 
 async def _deliverable(ctx: Context, viewer_id: str, entries: list[stream.Entry]) -> list:
@@ -164,8 +165,8 @@ async def _deliver_feed(graph: Any, data: str, listeners: list[Listener]) -> Non
         if clip is None:
             continue
         shown = [listener for listener in group if listener.key[0] in allowed]
-        # every payload is made before any is handed out, so the pushes below run without
-        # a pause: a later event's fan-out cannot slip in between two sockets' pushes
+        # every payload is made before any is handed out, so the writes and pushes below
+        # run without a pause: a later event's fan-out cannot slip in between two sockets
         payloads: dict[Any, str | None] = {}
         for listener in shown:
             shared = listener.key[2] if len(listener.key) > 2 else None
@@ -179,13 +180,29 @@ async def _deliver_feed(graph: Any, data: str, listeners: list[Listener]) -> Non
             shared = listener.key[2] if len(listener.key) > 2 else None
             if shared is None:
                 listener.push(clip)
-            elif (payload := payloads[shared.key]) is not None:
+            elif (payload := payloads[shared.key]) is None:
+                continue
+            elif listener.sink is None:
                 listener.push(payload)
+            else:
+                _write(listener, payload)
 
 
-async def _feed_items(ctx: Context, key: tuple) -> AsyncGenerator[Any, None]:
+def _write(listener: Listener, payload: str) -> None:
+    """One socket's frame, written by the fan-out itself (transport/direct.py). The sink
+    answers its own faults; should one escape anyway, it is logged once and that socket's
+    later events take the queue, while the rest of the group still gets this one."""
+    try:
+        listener.sink.write(payload)
+    except Exception:
+        logger.exception("a direct write failed; the subscription falls back to its queue")
+        listener.sink = None
+
+
+async def _feed_items(ctx: Context, key: tuple, sink: Any = None) -> AsyncGenerator[Any, None]:
     """What the feed fan-out hands this subscription, in order; RESYNC is skipped (a
-    published clip missed meanwhile is in the feed query)."""
+    published clip missed meanwhile is in the feed query). With a sink, the fan-out writes
+    the items to it instead, and this only ends on an overflow or when closed."""
     ctx.require_viewer()
     hub = hub_for(ctx.services.redis)
     graph = ctx.services.graph
@@ -194,7 +211,7 @@ async def _feed_items(ctx: Context, key: tuple) -> AsyncGenerator[Any, None]:
         await _deliver_feed(graph, data, listeners)
 
     hub.fan_out(FEED_CHANNEL, deliver)
-    async with hub.listen(FEED_CHANNEL, maxsize=_queue_size(ctx), key=key) as listener:
+    async with hub.listen(FEED_CHANNEL, maxsize=_queue_size(ctx), key=key, sink=sink) as listener:
         while True:
             item = await listener.next()
             if item is not RESYNC:
@@ -210,11 +227,14 @@ async def feed_updates(ctx: Context, following_only: bool) -> AsyncGenerator[dic
             yield clip
 
 
-async def shared_feed_payloads(ctx: Context, shared: Any) -> AsyncGenerator[str, None]:
+async def shared_feed_payloads(
+    ctx: Context, shared: Any, sink: Any = None
+) -> AsyncGenerator[str, None]:
     """feedUpdates for a SharedFeed (schema/notifications.py): each event's `next` payload,
-    encoded once for every socket of this process that sent the same subscription."""
+    encoded once for every socket of this process that sent the same subscription. With a
+    sink (transport/direct.py) the fan-out writes the payloads to it, and this yields none."""
     viewer_id = ctx.require_viewer()
-    source = _feed_items(ctx, (viewer_id, shared.following_only, shared))
+    source = _feed_items(ctx, (viewer_id, shared.following_only, shared), sink)
     async with aclosing(source):
         async for payload in source:
             yield payload

@@ -17,8 +17,12 @@ Close codes a client can meet, beyond the protocol's own (4401, 4408, 4409):
 - 1013 (try again later): the client does not read its events fast enough. Each
   subscription holds at most REELGRAPH_SUBSCRIPTION_QUEUE_SIZE undelivered events; one more
   and the socket is closed (when the close frame cannot be written within a few seconds,
-  because the client reads nothing at all, the connection is dropped). The client reconnects
-  and resumes with `notifications(after: <last cursor>)`; no other socket waits on it;
+  because the client reads nothing at all, the connection is dropped). For a shared
+  feedUpdates subscription under uvicorn, whose events the fan-out writes straight to the
+  socket (transport/direct.py), the undelivered events are the bytes waiting in the
+  socket's write buffer: more than that many of its frames' worth, and it is closed the
+  same way. The client reconnects and resumes with `notifications(after: <last cursor>)`
+  (the feed with its feed query); no other socket waits on it;
 - 4500: an unexpected server error, always logged with its traceback.
 
 A subscribe payload may name a persisted document instead of sending its text
@@ -68,6 +72,7 @@ from resolvers import notifications as notification_resolvers
 from resolvers.context import Context
 from schema.extensions import ErrorCodes
 from schema.notifications import SharedFeed, shared_feed
+from transport.direct import DirectSink, objects_behind_send, sansio_protocol
 
 __all__ = ["SocketPolicy", "SocketSlot", "frame_problem", "socket_count_key"]
 
@@ -107,21 +112,10 @@ def _transport_of(websocket: Any) -> Any:
     """The asyncio transport under an ASGI websocket, when the server is uvicorn: its
     `send` is a bound method of the connection's protocol, wrapped by the framework in
     closures. None when it cannot be found (another server, the in-process test client)."""
-    seen: set[int] = set()
-    stack: list[tuple[Any, int]] = [(getattr(websocket, "send", None), 0)]
-    while stack:
-        obj, depth = stack.pop()
-        if obj is None or id(obj) in seen or depth > 8:
-            continue
-        seen.add(id(obj))
+    for obj in objects_behind_send(websocket):
         transport = getattr(obj, "transport", None)
         if transport is not None and callable(getattr(transport, "abort", None)):
             return transport
-        stack.append((getattr(obj, "__self__", None), depth + 1))
-        stack.append((getattr(obj, "__wrapped__", None), depth + 1))
-        for cell in getattr(obj, "__closure__", None) or ():
-            with contextlib.suppress(ValueError):  # an empty cell
-                stack.append((cell.cell_contents, depth + 1))
     return None
 
 
@@ -464,9 +458,58 @@ class PolicedTransportWSHandler(BaseGraphQLTransportWSHandler):
         self, operation: Operation, shared: SharedFeed, context: Context
     ) -> None:
         """A shared feedUpdates: each event's payload comes encoded (made once for every
-        socket of the group); only this operation's id is written around it."""
+        socket of the group); only this operation's id is written around it. Under uvicorn's
+        websockets-sansio protocol the fan-out writes it to the socket itself (a DirectSink,
+        transport/direct.py) and this task only holds the subscription until it ends;
+        otherwise (another server, the in-process test client) the payloads come here."""
         head = '{"id":' + json.dumps(operation.id) + ',"type":"next","payload":'
-        source = notification_resolvers.shared_feed_payloads(context, shared)
+        sink = self._direct_sink(operation, head, context)
+        source = notification_resolvers.shared_feed_payloads(context, shared, sink)
+        try:
+            await self._relay_shared(operation, source, head, context)
+        finally:
+            if sink is not None:  # a fan-out already running writes nothing more for it
+                sink.ended = True
+
+    def _direct_sink(self, operation: Operation, head: str, context: Context) -> DirectSink | None:
+        protocol = sansio_protocol(self.context.websocket)
+        if protocol is None:
+            return None
+
+        def stopped() -> bool:
+            # the client's `complete` takes the operation out of `operations` at once (its
+            # task is cancelled, and leaves the hub a moment later); an id used again names
+            # another operation
+            return (
+                self.closing
+                or self.dropping
+                or operation.completed
+                or self.operations.get(operation.id) is not operation
+            )
+
+        def on_fault(error: BaseException) -> None:
+            request_id = context.request_id
+            logger.error(
+                "could not write an event to a socket (request %s); closing with 4500",
+                request_id,
+                exc_info=error,
+            )
+            self.closing = True
+            close = self.close(4500, f"Internal error (request {request_id})")
+            self.timers.append(asyncio.create_task(close))
+
+        return DirectSink(
+            protocol,
+            head,
+            queue_size=self.settings.subscription_queue_size,
+            stopped=stopped,
+            on_slow=self.slow_client,
+            on_fault=on_fault,
+        )
+
+    async def _relay_shared(
+        self, operation: Operation, source: Any, head: str, context: Context
+    ) -> None:
         async with aclosing(source):
             while True:
                 try:
