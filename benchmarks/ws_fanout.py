@@ -288,6 +288,9 @@ def wait_for(condition, what: str, within_s: float = 600) -> None:
         time.sleep(0.005)
 
 
+CLIENT = ["websockets"]  # --client
+
+
 def measure(
     port: int,
     redis_client: object,
@@ -311,10 +314,16 @@ def measure(
     stop = ctx.Event()
     results = ctx.Queue()
     shares = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
+    if CLIENT[0] == "lean":
+        from lean_ws_client import lean_client_process
+
+        target, extra = lean_client_process, (FEED,)
+    else:
+        target, extra = client_process, ()
     procs = [
         ctx.Process(
-            target=client_process,
-            args=(url, tokens, share, clip_ids, received, opened, stop, results),
+            target=target,
+            args=(url, tokens, share, clip_ids, received, opened, stop, results, *extra),
         )
         for share in shares
     ]
@@ -400,6 +409,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20, help="followers the sockets belong to")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument(
+        "--client",
+        choices=["websockets", "lean"],
+        default="websockets",
+        help="websockets: a websockets connection per socket; lean: benchmarks/lean_ws_client.py",
+    )
     parser.add_argument("--server-log", type=Path, help="keep the server's log here")
     parser.add_argument(
         "--server",
@@ -410,6 +425,7 @@ def main() -> None:
         "--round-timeout", type=float, default=120, help="with --server: seconds per round"
     )
     args = parser.parse_args()
+    CLIENT[0] = args.client
     raise_fd_limit()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up below
     if args.server is not None:
