@@ -26,8 +26,7 @@ from hypothesis_graphql import queries
 
 from resolvers.context import Context
 from resolvers.ids import encode_id
-from schema import build_schema
-from schema import fast_path as fast_path_module
+from schema import build_schema, plan_runner
 from server import Services
 from settings import Settings
 
@@ -202,13 +201,13 @@ async def test_verify_mode_fails_a_request_on_a_difference(
     """The suite's guard can fail: a plan that answers differently is caught."""
     world = await _make_world(gql, graph)
     schema = build_schema(fast_path="verify", mask_errors=False)
-    original = fast_path_module._Run._value
+    original = plan_runner.PlanRun._value
 
     def wrong(self: Any, *args: Any) -> Any:
         value = original(self, *args)
         return value + "!" if isinstance(value, str) else value
 
-    monkeypatch.setattr(fast_path_module._Run, "_value", wrong)
+    monkeypatch.setattr(plan_runner.PlanRun, "_value", wrong)
     context = await Context.for_request(services, None)
     with caplog.at_level(logging.ERROR, logger="reelgraph.errors"):
         result = await schema.execute(
