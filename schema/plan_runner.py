@@ -6,6 +6,7 @@ interpreter does (schema/fast_path.py says what is compared and how)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 from graphql import (
@@ -100,11 +101,11 @@ def _unchanged_by(leaf_type: Any, value: Any) -> bool:
 
 
 def _abandon(pending: list) -> None:
-    """Awaitables nobody will await: closed, so none warns that it never ran."""
+    """Coroutines nobody will await: closed, so none warns that it never ran. A future is
+    left alone (a DataLoader's may be shared by other fields)."""
     for awaitable, _complete in pending:
-        close = getattr(awaitable, "close", None) or getattr(awaitable, "cancel", None)
-        if close is not None:
-            close()
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
 
 
 class PlanRun:
