@@ -236,18 +236,14 @@ class PlanRun:
         def complete(value: Any, following: list, pending: list) -> None:
             if slot.dead():
                 return
-            if self.root_error is not None:
-                # the data is null already; what finished with it still reports its error,
-                # as the interpreter's own wrappers record theirs before its gather fails
-                if isinstance(value, Exception):
-                    self._error(value, field, return_type, container, key, slot, path)
-                return
             if isinstance(value, Exception):
+                # after a root error too: what finished with it still reports its error, as
+                # the interpreter's own wrappers record theirs before its gather fails
                 self._error(value, field, return_type, container, key, slot, path)
-                return
-            self._complete(
-                field, return_type, value, container, key, slot, path, info, following, pending
-            )
+            elif self.root_error is None:
+                self._complete(
+                    field, return_type, value, container, key, slot, path, info, following, pending
+                )
 
         return complete
 

@@ -35,7 +35,6 @@ class PlanField:
     """One response key of a selection: everything the interpreter works out per item."""
 
     __slots__ = (
-        "args",
         "basic",
         "definition",
         "details",
@@ -57,7 +56,6 @@ class PlanField:
         self.name = self.nodes[0].name.value
         self.typename = self.name == "__typename"
         self.item_plan: Plan | None = None
-        self.args: Any = None
         self.direct: _Direct | None = None
 
 
@@ -133,7 +131,7 @@ class _Compiler:
         find = getattr(self.converter, "_get_field_exception_handlers", None)
         return find is None or bool(find(strawberry_field))
 
-    def plan(self, object_type: GraphQLObjectType, grouped: dict, depth: int = 0) -> Plan:
+    def plan(self, object_type: GraphQLObjectType, grouped: dict) -> Plan:
         schema = self.executor.schema
         fields = []
         for key, details in grouped.items():
@@ -185,7 +183,7 @@ class _Compiler:
                     grouped_inner, defers, _forbidden = collected
                     if defers:
                         raise NotCompilable
-                    field.item_plan = self.plan(inner, grouped_inner, depth + 1)
+                    field.item_plan = self.plan(inner, grouped_inner)
             fields.append(field)
         return Plan(object_type, fields)
 
