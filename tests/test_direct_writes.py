@@ -21,17 +21,16 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aredis
-import uvicorn
-from conftest import Account, GraphQLClient, LogRecords, free_port, rendered_clip
+from conftest import Account, GraphQLClient, LogRecords, rendered_clip
 from test_sockets import wait_until
 from test_subscriptions import Client, Server, follow
+from test_subscriptions import serving as subscriptions_serving
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from events.bus import FEED_CHANNEL, Listener, hub_for, publish
 from resolvers.ids import decode_id, encode_id
-from server import build_app
 from settings import Settings
 from transport.direct import DirectSink, text_frame
 from transport.sockets import socket_count_key
@@ -47,28 +46,9 @@ async def serving(
 ) -> AsyncIterator[Server]:
     """The app on a real uvicorn server in this event loop; by default as `serve` runs it
     (cli.py: the websockets-sansio protocol, without per-message compression)."""
-    port = free_port()
-    app = build_app(settings.model_copy(update=overrides))
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        lifespan="on",
-        log_level="warning",
-        ws=ws,
-        ws_per_message_deflate=deflate,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    await wait_until(lambda: server.started or task.done())
-    if task.done():
-        task.result()
-        raise RuntimeError("the server stopped while starting")
-    try:
-        yield Server(f"ws://127.0.0.1:{port}/graphql", port, app)
-    finally:
-        server.should_exit = True
-        await task
+    options = {"ws": ws, "ws_per_message_deflate": deflate}
+    async with subscriptions_serving(settings, uvicorn_options=options, **overrides) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

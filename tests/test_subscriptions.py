@@ -63,11 +63,21 @@ GRAPHQL_WS_DIR = Path(__file__).resolve().parent / "graphql_ws_client"
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings, **overrides: Any) -> AsyncIterator[Server]:
-    """The app on a real uvicorn server in this event loop."""
+async def serving(
+    settings: Settings, *, uvicorn_options: dict[str, Any] | None = None, **overrides: Any
+) -> AsyncIterator[Server]:
+    """The app on a real uvicorn server in this event loop (`uvicorn_options`: more of
+    uvicorn.Config's arguments; `overrides`: settings)."""
     port = free_port()
     app = build_app(settings.model_copy(update=overrides))
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="on",
+        log_level="warning",
+        **(uvicorn_options or {}),
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await wait_until(lambda: server.started or task.done())
