@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import inspect
 import json
 import logging
 import os
@@ -199,6 +200,7 @@ class EventHub:
         self._lock = asyncio.Lock()
         self._fan_outs: dict[str, FanOut] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._last_fan_out: dict[str, asyncio.Task] = {}
         self.closed = False
 
     def fan_out(self, channel: str, handler: FanOut) -> None:
@@ -305,7 +307,11 @@ class EventHub:
         data = message["data"]
         handler = self._fan_outs.get(channel)
         if handler is not None:
-            task = asyncio.create_task(handler(data, list(members)))
+            # one channel's fan-outs run one after another, so its events reach each
+            # listener in the order they were published (each reads before it delivers)
+            previous = self._last_fan_out.get(channel)
+            task = asyncio.create_task(_after(previous, handler(data, list(members))))
+            self._last_fan_out[channel] = task
             self._tasks.add(task)
             task.add_done_callback(self._fan_out_done)
             return
@@ -330,6 +336,20 @@ class EventHub:
 
 
 _hubs: weakref.WeakKeyDictionary[Any, EventHub] = weakref.WeakKeyDictionary()
+
+
+async def _after(previous: asyncio.Task | None, fan_out: Awaitable[None]) -> None:
+    """fan_out, once the channel's previous fan-out has ended (however it ended: its own
+    failure is logged by its own task)."""
+    try:
+        if previous is not None and not previous.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(previous)
+    except BaseException:  # cancelled while waiting (the hub closing): it never runs
+        if inspect.iscoroutine(fan_out):
+            fan_out.close()
+        raise
+    await fan_out
 
 
 def hub_for(redis: Any) -> EventHub:
