@@ -28,11 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ws_fanout import ROOT, measure, note, prepare, raise_fd_limit
+from ws_fanout import ROOT, measure, note, prepare, raise_fd_limit, serving_or_exit
 
 # run in the API process: the configuration, and a record of every collection, written out
 # when the process exits (uvicorn's graceful shutdown on SIGTERM, then a normal exit)
@@ -83,17 +82,7 @@ def start_server(data_dir: Path, port: int, config: str, stats: Path) -> subproc
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 120
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                if client.get("/health").status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-    os.killpg(server.pid, signal.SIGTERM)
-    sys.exit("the server did not start")
+    return serving_or_exit(server, f"http://127.0.0.1:{port}/health", "the server", 120)
 
 
 def _pauses(stats: Path, since: float, until: float) -> dict:

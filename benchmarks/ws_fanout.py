@@ -104,17 +104,25 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         start_new_session=True,  # the child inherits the raised open-file limit
     )
-    deadline = time.monotonic() + 90
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        while time.monotonic() < deadline and server.poll() is None:
+    return serving_or_exit(server, f"http://127.0.0.1:{port}/health", "the server", 90)
+
+
+def serving_or_exit(
+    process: subprocess.Popen, url: str, what: str, within_s: float
+) -> subprocess.Popen:
+    """process, once `url` answers 200; else the process group is stopped and the
+    benchmark exits saying `what` did not start."""
+    deadline = time.monotonic() + within_s
+    with httpx.Client(timeout=30) as client:
+        while time.monotonic() < deadline and process.poll() is None:
             try:
-                if client.get("/health").status_code == 200:
-                    return server
+                if client.get(url).status_code == 200:
+                    return process
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
-    os.killpg(server.pid, signal.SIGTERM)
-    sys.exit("the server did not start")
+    os.killpg(process.pid, signal.SIGTERM)
+    sys.exit(f"{what} did not start")
 
 
 def start_vanilla(log_path: Path, port: int, redis_url: str) -> subprocess.Popen:
@@ -132,17 +140,8 @@ def start_vanilla(log_path: Path, port: int, redis_url: str) -> subprocess.Popen
         stderr=subprocess.STDOUT,
         start_new_session=True,  # the child inherits the raised open-file limit
     )
-    deadline = time.monotonic() + 90
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        while time.monotonic() < deadline and app.poll() is None:
-            try:
-                if client.get("/graphql", params={"query": "{ health }"}).status_code == 200:
-                    return app
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-    os.killpg(app.pid, signal.SIGTERM)
-    sys.exit(f"the vanilla app did not start (its log: {log_path})")
+    url = f"http://127.0.0.1:{port}/graphql?query=%7B%20health%20%7D"
+    return serving_or_exit(app, url, f"the vanilla app (its log: {log_path})", 90)
 
 
 def free_port() -> int:
